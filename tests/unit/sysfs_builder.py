@@ -1,0 +1,456 @@
+"""Build fake ``/sys`` and ``/proc`` trees laid out the way the Linux kernel lays them out.
+
+Real sysfs is a web of RELATIVE symlinks (``sys/bus/pci/devices/<addr>`` ->
+``../../../devices/pci0000:00/.../<addr>``); a reader that only works on flat
+fakes breaks on a real host. This builder therefore writes devices where the
+kernel puts them (behind their parent bridges) and links them the way the kernel
+links them, computing every relative target from the two locations.
+
+Usage::
+
+    host = FakeHost(tmp_path)
+    host.add_device('0000:01:00.0', '10de', '1b80', '030000', driver='nouveau',
+                    group=1, parent_bridge='0000:00:01.0', boot_vga=True)
+    host.linux_bridge('vmbr0', ['eno1'])
+    host.default_route('vmbr0')
+
+``intel_gpu_host``, ``amd_twin_nic_host``, ``iommu_off_host`` and
+``generated_host`` build complete canned machines. Import with
+``from sysfs_builder import ...`` after putting ``tests/unit`` on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = [
+    'FakeHost', 'intel_gpu_host', 'amd_twin_nic_host', 'iommu_off_host', 'generated_host',
+]
+
+_ROUTE_HEADER = 'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n'
+
+_INTERRUPTS_IR = """\
+            CPU0       CPU1
+   0:         36          0  IR-IO-APIC    2-edge      timer
+   8:          0          0  IR-IO-APIC    8-edge      rtc0
+   9:          0          0  IR-IO-APIC    9-fasteoi   acpi
+ 120:          0          0  DMAR-MSI    0-edge      dmar0
+ 121:     123456          0  IR-PCI-MSI-0000:00:1f.6    0-edge      eno1
+NMI:          0          0   Non-maskable interrupts
+"""
+
+_INTERRUPTS_PLAIN = """\
+            CPU0       CPU1
+   0:         36          0   IO-APIC    2-edge      timer
+   8:          0          0   IO-APIC    8-edge      rtc0
+   9:          0          0   IO-APIC    9-fasteoi   acpi
+  24:     123456          0   PCI-MSI 49152-edge      virtio0-input.0
+NMI:          0          0   Non-maskable interrupts
+"""
+
+_CPUINFO = """\
+processor\t: {n}
+vendor_id\t: {vendor}
+cpu family\t: 6
+model name\t: Fake CPU
+flags\t\t: fpu vme de pse
+"""
+
+# ``lower_``/``upper_`` adjacency links exist for every stacked device
+# (bridge, bond, VLAN); bridges add ``brif/``, bonds add ``bonding/slaves``.
+
+
+class FakeHost:
+    """A fake root directory holding ``sys/`` and ``proc/`` for one machine."""
+
+    def __init__(self, root, group_type='DMA-FQ'):
+        self.root = Path(root)
+        self.group_type = group_type
+        self._dirs = {}          # pci address -> directory relative to root
+        self._netdirs = {}       # interface -> directory relative to root
+        self._addresses = []     # (ifname, cidr) for ip_addr_text()
+        self._mounts = []
+        self._made = set()
+        self.mkdir('sys/bus/pci/devices')
+        self.mkdir('sys/bus/pci/drivers')
+        self.mkdir('sys/class/net')
+        self.mkdir('sys/class/block')
+        self.mkdir('sys/module')
+        self.mkdir('proc/sys/kernel')
+
+    # -- low-level helpers -------------------------------------------------
+    def mkdir(self, rel):
+        if rel not in self._made:
+            os.makedirs(self.root / rel, exist_ok=True)
+            self._made.add(rel)
+
+    def write(self, rel, text):
+        self.mkdir(os.path.dirname(rel))
+        with open(self.root / rel, 'w', encoding='utf-8') as handle:
+            handle.write(text)
+
+    def link(self, rel, target_rel):
+        """Create ``rel`` as a relative symlink to ``target_rel`` (both relative to root)."""
+        self.mkdir(os.path.dirname(rel))
+        target = os.path.relpath(target_rel, os.path.dirname(rel))
+        path = self.root / rel
+        if path.is_symlink():
+            path.unlink()
+        os.symlink(target, path)
+
+    def device_dir(self, address):
+        return self._dirs[address]
+
+    # -- procfs ------------------------------------------------------------
+    def cmdline(self, text):
+        self.write('proc/cmdline', text + '\n')
+        return self
+
+    def interrupts(self, remapped):
+        self.write('proc/interrupts', _INTERRUPTS_IR if remapped else _INTERRUPTS_PLAIN)
+        return self
+
+    def cpu_vendor(self, vendor, cpus=2):
+        self.write('proc/cpuinfo', '\n'.join(_CPUINFO.format(n=n, vendor=vendor) for n in range(cpus)))
+        return self
+
+    def osrelease(self, text):
+        self.write('proc/sys/kernel/osrelease', text + '\n')
+        return self
+
+    def default_route(self, ifname, gateway='0100A8C0'):
+        """Append an IPv4 default route via ``ifname`` to proc/net/route."""
+        path = self.root / 'proc/net/route'
+        text = path.read_text() if path.exists() else _ROUTE_HEADER
+        text += '%s\t00000000\t%s\t0003\t0\t0\t0\t00000000\t0\t0\t0\n' % (ifname, gateway)
+        text += '%s\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n' % ifname
+        self.write('proc/net/route', text)
+        return self
+
+    def ipv6_default_route(self, ifname):
+        path = self.root / 'proc/net/ipv6_route'
+        text = path.read_text() if path.exists() else (
+            # the kernel's unreachable default on lo: never a real default route
+            '00000000000000000000000000000000 00 00000000000000000000000000000000 00 '
+            '00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n')
+        text += ('00000000000000000000000000000000 00 00000000000000000000000000000000 00 '
+                 'fe800000000000000000000000000001 00000400 00000001 00000000 00450003 %8s\n' % ifname)
+        self.write('proc/net/ipv6_route', text)
+        return self
+
+    def mount(self, device, mountpoint, fstype='ext4'):
+        self._mounts.append((device, mountpoint, fstype))
+        lines = ['sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0',
+                 'proc /proc proc rw,nosuid,nodev,noexec,relatime 0 0']
+        lines += ['%s %s %s rw,relatime 0 0' % (d, m.replace(' ', '\\040'), f) for d, m, f in self._mounts]
+        self.write('proc/mounts', '\n'.join(lines) + '\n')
+        return self
+
+    def address(self, ifname, cidr):
+        """Record an address for ip_addr_text(); the kernel keeps no file for it."""
+        self._addresses.append((ifname, cidr))
+        return self
+
+    def ip_addr_text(self):
+        """What ``ip -o addr show`` prints for the recorded addresses."""
+        lines = []
+        for n, (ifname, cidr) in enumerate(self._addresses, start=2):
+            family = 'inet6' if ':' in cidr else 'inet'
+            lines.append('%d: %s    %s %s scope global %s\\       valid_lft forever preferred_lft forever'
+                         % (n, ifname, family, cidr, ifname.split('@')[0]))
+        return '\n'.join(lines) + '\n'
+
+    # -- firmware and IOMMU ------------------------------------------------
+    def acpi_tables(self, *names):
+        self.mkdir('sys/firmware/acpi/tables')
+        for name in names:
+            self.write('sys/firmware/acpi/tables/%s' % name, name + '\0fake table')
+        return self
+
+    def iommu_unit(self, name, under=None):
+        """Register an IOMMU in sys/class/iommu: Intel's dmarN are virtual devices,
+        AMD's ivhdN hang off the IOMMU's own PCI function (``under``)."""
+        target = ('%s/iommu/%s' % (self._dirs[under], name)) if under else 'sys/devices/virtual/iommu/' + name
+        self.mkdir(target)
+        self.link('sys/class/iommu/%s' % name, target)
+        return self
+
+    def set_group_type(self, group, type_):
+        self.write('sys/kernel/iommu_groups/%d/type' % group, type_ + '\n')
+        return self
+
+    # -- PCI devices -------------------------------------------------------
+    def add_device(self, address, vendor, device, class_, driver=None, module=None, group=None,
+                   parent_bridge=None, netdev=None, virtio=False, subsystem=None, boot_vga=None,
+                   reset_methods=('flr', 'bus'), sriov_totalvfs=None, sriov_numvfs=None,
+                   virtio_driver='virtio_net', virtio_block=None):
+        """Add one PCI function.
+
+        ``driver`` is the driver name (``virtio-pci``), ``module`` the module
+        providing it (default: the driver name, ``-`` turned into ``_``; pass
+        ``module=False`` for a built-in driver such as pcieport). ``netdev``
+        names its network interface; with ``virtio=True`` that interface hangs
+        off ``<addr>/virtio0`` bound to ``virtio_driver``, as on a real VM.
+        """
+        if parent_bridge:
+            base = self._dirs[parent_bridge]
+        else:
+            domain, bus = address.split(':')[:2]
+            base = 'sys/devices/pci%s:%s' % (domain, bus)
+        rel = '%s/%s' % (base, address)
+        self._dirs[address] = rel
+        self.mkdir(rel)
+        sub_vendor, sub_device = subsystem or (vendor, device)
+        files = {
+            'vendor': '0x%s\n' % vendor, 'device': '0x%s\n' % device,
+            'subsystem_vendor': '0x%s\n' % sub_vendor, 'subsystem_device': '0x%s\n' % sub_device,
+            'class': '0x%s\n' % class_,
+        }
+        if boot_vga is not None:
+            files['boot_vga'] = '1\n' if boot_vga else '0\n'
+        if reset_methods:
+            files['reset_method'] = ' '.join(reset_methods) + '\n'
+        if sriov_totalvfs is not None:
+            files['sriov_totalvfs'] = '%d\n' % sriov_totalvfs
+            files['sriov_numvfs'] = '%d\n' % (sriov_numvfs or 0)
+        for name, text in files.items():
+            with open(self.root / rel / name, 'w', encoding='ascii') as handle:
+                handle.write(text)
+        self.link('sys/bus/pci/devices/%s' % address, rel)
+        if driver:
+            self.bind(address, driver, module)
+        if group is not None:
+            self.join_group(address, group)
+        if netdev:
+            if virtio:
+                self._virtio_child(address, 'virtio0', virtio_driver)
+                self.add_netdev(netdev, '%s/virtio0' % rel)
+            else:
+                self.add_netdev(netdev, rel)
+        if virtio_block:
+            self._virtio_child(address, 'virtio1', 'virtio_blk')
+            self.add_disk(virtio_block[0], '%s/virtio1' % rel, virtio_block[1])
+        return self
+
+    def add_bridge(self, address, group=None, parent_bridge=None, vendor='8086', device='1901'):
+        """A PCIe root/downstream port: class 060400, bound to the built-in pcieport."""
+        return self.add_device(address, vendor, device, '060400', driver='pcieport', module=False,
+                               group=group, parent_bridge=parent_bridge, reset_methods=None)
+
+    def bind(self, address, driver, module=None):
+        rel = self._dirs[address]
+        drv = 'sys/bus/pci/drivers/%s' % driver
+        self.mkdir(drv)
+        self.link('%s/driver' % rel, drv)
+        self.link('%s/%s' % (drv, address), rel)
+        if module is None:
+            module = driver.replace('-', '_')
+        if module:
+            self.mkdir('sys/module/%s' % module)
+            self.link('%s/module' % drv, 'sys/module/%s' % module)
+        return self
+
+    def join_group(self, address, group):
+        rel = self._dirs[address]
+        gdir = 'sys/kernel/iommu_groups/%d' % group
+        if gdir not in self._made:
+            self.mkdir(gdir + '/devices')
+            self._made.add(gdir)
+            self.write(gdir + '/type', self.group_type + '\n')
+        self.link('%s/devices/%s' % (gdir, address), rel)
+        self.link('%s/iommu_group' % rel, gdir)
+        return self
+
+    def _virtio_child(self, address, name, driver):
+        rel = '%s/%s' % (self._dirs[address], name)
+        drv = 'sys/bus/virtio/drivers/%s' % driver
+        self.mkdir(rel)
+        self.mkdir(drv)
+        self.mkdir('sys/module/%s' % driver)
+        self.link('%s/module' % drv, 'sys/module/%s' % driver)
+        self.link('%s/driver' % rel, drv)
+        self.link('%s/%s' % (drv, name), rel)
+
+    # -- network interfaces ------------------------------------------------
+    def add_netdev(self, ifname, parent_rel):
+        rel = '%s/net/%s' % (parent_rel, ifname)
+        self._netdirs[ifname] = rel
+        self.mkdir(rel)
+        self.write(rel + '/operstate', 'up\n')
+        self.link(rel + '/device', parent_rel)
+        self.link('sys/class/net/%s' % ifname, rel)
+        return self
+
+    def _virtual_netdev(self, ifname):
+        return self.add_netdev(ifname, 'sys/devices/virtual')._netdirs[ifname]
+
+    def _stack(self, upper, lowers):
+        up = self._netdirs[upper]
+        for lower in lowers:
+            low = self._netdirs[lower]
+            self.link('%s/lower_%s' % (up, lower), low)
+            self.link('%s/upper_%s' % (low, upper), up)
+
+    def linux_bridge(self, name, ports):
+        rel = self._virtual_netdev(name)
+        os.unlink(self.root / rel / 'device')
+        self.mkdir(rel + '/bridge')
+        self.mkdir(rel + '/brif')
+        for port in ports:
+            self.mkdir(self._netdirs[port] + '/brport')
+            self.link('%s/brif/%s' % (rel, port), self._netdirs[port] + '/brport')
+        self._stack(name, ports)
+        return self
+
+    def bond(self, name, slaves):
+        rel = self._virtual_netdev(name)
+        os.unlink(self.root / rel / 'device')
+        self.write(rel + '/bonding/slaves', ' '.join(slaves) + '\n')
+        self._stack(name, slaves)
+        return self
+
+    def vlan(self, name, lower):
+        rel = self._virtual_netdev(name)
+        os.unlink(self.root / rel / 'device')
+        self._stack(name, [lower])
+        return self
+
+    def loopback(self):
+        rel = self._virtual_netdev('lo')
+        os.unlink(self.root / rel / 'device')
+        return self
+
+    # -- block devices -----------------------------------------------------
+    def add_disk(self, name, parent_rel, partitions=()):
+        """A disk under ``parent_rel`` (a controller path), with numbered partitions."""
+        rel = '%s/block/%s' % (parent_rel, name)
+        self.mkdir(rel)
+        self.link('sys/class/block/%s' % name, rel)
+        sep = 'p' if name[-1].isdigit() else ''
+        for number in partitions:
+            part = '%s%s%d' % (name, sep, number)
+            self.write('%s/%s/partition' % (rel, part), '%d\n' % number)
+            self.link('sys/class/block/%s' % part, '%s/%s' % (rel, part))
+        return self
+
+    def sata_disk(self, address, name, partitions=(1, 2, 3), port=0):
+        parent = '%s/ata%d/host%d/target%d:0:0/%d:0:0:0' % (self._dirs[address], port + 1, port, port, port)
+        return self.add_disk(name, parent, partitions)
+
+    def nvme_disk(self, address, controller, partitions=(1, 2, 3)):
+        parent = '%s/nvme/%s' % (self._dirs[address], controller)
+        return self.add_disk('%sn1' % controller, parent, partitions)
+
+    def stacked_block(self, name, slaves, dm_name=None):
+        """A dm-N or mdN device whose ``slaves`` are other block devices (partitions or disks)."""
+        rel = 'sys/devices/virtual/block/%s' % name
+        self.mkdir(rel + '/slaves')
+        self.link('sys/class/block/%s' % name, rel)
+        for slave in slaves:
+            target = os.path.normpath(os.path.join('sys/class/block', os.readlink(self.root / 'sys/class/block' / slave)))
+            self.link('%s/slaves/%s' % (rel, slave), target)
+        if dm_name:
+            self.write(rel + '/dm/name', dm_name + '\n')
+        return self
+
+
+# -- canned machines ---------------------------------------------------------
+
+def intel_gpu_host(root, passthrough=True):
+    """Proxmox on Intel: GPU + its HDMI audio behind a root port (group 1), eno1 on vmbr0
+    carrying the default route, LVM root on a SATA disk, ESP on the same disk."""
+    host = FakeHost(root, group_type='identity' if passthrough else 'DMA-FQ')
+    host.cmdline('BOOT_IMAGE=/boot/vmlinuz-6.8.12-4-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on'
+                 + (' iommu=pt' if passthrough else ''))
+    host.interrupts(remapped=True).cpu_vendor('GenuineIntel').osrelease('6.8.12-4-pve')
+    host.acpi_tables('DMAR', 'FACP', 'APIC').iommu_unit('dmar0').iommu_unit('dmar1')
+    host.add_device('0000:00:00.0', '8086', '3e30', '060000', group=0, reset_methods=None)
+    host.add_bridge('0000:00:01.0', group=1)
+    host.add_device('0000:01:00.0', '10de', '1b80', '030000', driver='nouveau', group=1,
+                    parent_bridge='0000:00:01.0', boot_vga=True, subsystem=('1043', '85aa'))
+    host.add_device('0000:01:00.1', '10de', '10f0', '040300', driver='snd_hda_intel', group=1,
+                    parent_bridge='0000:00:01.0', subsystem=('1043', '85aa'))
+    host.add_device('0000:00:14.0', '8086', 'a36d', '0c0330', driver='xhci_hcd', module='xhci_pci', group=2)
+    host.add_device('0000:00:17.0', '8086', 'a352', '010601', driver='ahci', group=3, reset_methods=('bus',))
+    host.add_device('0000:00:1f.0', '8086', 'a306', '060100', group=4, reset_methods=None)
+    host.add_device('0000:00:1f.4', '8086', 'a323', '0c0500', driver='i801_smbus', module='i2c_i801', group=4)
+    host.add_device('0000:00:1f.6', '8086', '15bb', '020000', driver='e1000e', group=4, netdev='eno1')
+    host.loopback().linux_bridge('vmbr0', ['eno1']).default_route('vmbr0')
+    host.address('vmbr0', '192.0.2.10/24').address('lo', '127.0.0.1/8')
+    host.sata_disk('0000:00:17.0', 'sda')
+    host.stacked_block('dm-0', ['sda3'], dm_name='pve-root')
+    host.mount('/dev/mapper/pve-root', '/').mount('/dev/sda2', '/boot/efi', 'vfat')
+    return host
+
+
+def amd_twin_nic_host(root):
+    """Proxmox on AMD: two identical i210 NICs share group 3 with their PCI bridge; the
+    management NIC enp7s0 carries the default route itself; ZFS root on NVMe."""
+    host = FakeHost(root)
+    host.cmdline('initrd=\\EFI\\proxmox\\6.8.12-4-pve\\initrd.img-6.8.12-4-pve root=ZFS=rpool/ROOT/pve-1 '
+                 'boot=zfs quiet amd_iommu=on pcie_acs_override=downstream,multifunction')
+    host.interrupts(remapped=True).cpu_vendor('AuthenticAMD').osrelease('6.8.12-4-pve')
+    host.acpi_tables('IVRS', 'FACP')
+    host.add_device('0000:00:00.0', '1022', '1480', '060000', group=0, reset_methods=None)
+    host.add_device('0000:00:00.2', '1022', '1481', '080600', group=1, reset_methods=None)
+    host.iommu_unit('ivhd0', under='0000:00:00.2')
+    host.add_bridge('0000:00:02.1', group=3, vendor='1022', device='1483')
+    host.add_device('0000:05:00.0', '8086', '1533', '020000', driver='igb', group=3,
+                    parent_bridge='0000:00:02.1', netdev='enp5s0', sriov_totalvfs=7, sriov_numvfs=0)
+    host.add_device('0000:06:00.0', '8086', '1533', '020000', driver='igb', group=3,
+                    parent_bridge='0000:00:02.1', netdev='enp6s0', sriov_totalvfs=7, sriov_numvfs=2)
+    host.add_bridge('0000:00:03.1', group=4, vendor='1022', device='1483')
+    host.add_device('0000:07:00.0', '10ec', '8168', '020000', driver='r8169', group=4,
+                    parent_bridge='0000:00:03.1', netdev='enp7s0')
+    host.add_bridge('0000:00:03.2', group=5, vendor='1022', device='1483')
+    host.add_device('0000:08:00.0', '144d', 'a808', '010802', driver='nvme', group=5,
+                    parent_bridge='0000:00:03.2')
+    host.add_device('0000:09:00.0', '1002', '73bf', '030000', driver='vfio-pci', group=6, boot_vga=False)
+    host.nvme_disk('0000:08:00.0', 'nvme0')
+    host.loopback().default_route('enp7s0').address('enp7s0', '198.51.100.7/24')
+    host.mount('rpool/ROOT/pve-1', '/', 'zfs').mount('/dev/nvme0n1p2', '/boot/efi', 'vfat')
+    return host
+
+
+def iommu_off_host(root, dmar=True):
+    """A QEMU guest without an IOMMU booted with intel_iommu=on: no groups, no
+    sys/class/iommu; a DMAR table only when ``dmar``. virtio NIC ens2 holds the
+    default route; e1000e ens3 is the passthrough candidate; root on virtio-blk."""
+    host = FakeHost(root)
+    host.cmdline('BOOT_IMAGE=/boot/vmlinuz-6.1.0-27-amd64 root=UUID=5c1f ro console=ttyS0,115200n8 '
+                 'intel_iommu=on iommu=pt')
+    host.interrupts(remapped=False).cpu_vendor('GenuineIntel').osrelease('6.1.0-27-amd64')
+    host.acpi_tables(*(('DMAR', 'FACP') if dmar else ('FACP',)))
+    host.mkdir('sys/kernel/iommu_groups')
+    host.mkdir('sys/class/iommu')
+    host.add_device('0000:00:00.0', '8086', '29c0', '060000', reset_methods=None)
+    host.add_device('0000:00:01.0', '1234', '1111', '030000', driver='bochs-drm', module='bochs', boot_vga=True)
+    host.add_device('0000:00:02.0', '1af4', '1000', '020000', driver='virtio-pci', netdev='ens2', virtio=True,
+                    subsystem=('1af4', '0001'))
+    host.add_device('0000:00:03.0', '8086', '10d3', '020000', driver='e1000e', netdev='ens3')
+    host.add_device('0000:00:04.0', '1af4', '1001', '010000', driver='virtio-pci', virtio_block=('vda', (1,)),
+                    subsystem=('1af4', '0002'))
+    host.loopback().default_route('ens2').address('ens2', '10.0.2.15/24')
+    host.mount('/dev/vda1', '/')
+    return host
+
+
+def generated_host(root, count, per_group=1):
+    """``count`` e1000e functions, 32 behind each root port, ``per_group`` to a group; for benchmarks."""
+    if count > 32 * 255:
+        raise ValueError('generated_host supports at most %d devices, not %d' % (32 * 255, count))
+    host = FakeHost(root)
+    host.cmdline('root=/dev/sda1 ro quiet intel_iommu=on iommu=pt')
+    host.interrupts(remapped=True).cpu_vendor('GenuineIntel').osrelease('6.8.12-4-pve')
+    host.acpi_tables('DMAR').iommu_unit('dmar0')
+    for n in range(count):
+        bus, slot = divmod(n, 32)
+        bridge = '0000:00:%02x.%d' % (bus // 8, bus % 8)
+        if slot == 0:
+            host.add_bridge(bridge, group=100000 + bus)
+        host.add_device('0000:%02x:%02x.0' % (bus + 1, slot), '8086', '10d3', '020000', driver='e1000e',
+                        group=n // per_group, parent_bridge=bridge, netdev='eth%d' % n)
+    host.loopback().default_route('eth0')
+    host.mount('/dev/sda1', '/')
+    return host
