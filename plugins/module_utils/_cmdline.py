@@ -1,0 +1,258 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to vfio.passthrough
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Kernel command-line arguments as tokens: validate, split, edit, check.
+
+Edits keep every byte they do not have to change: an argument list is held as
+(leading whitespace, token) pairs, so removing or replacing one token leaves
+the spacing, order and spelling of all others as the administrator wrote them.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    'CmdlineError', 'DEFAULT_MERGE', 'ArgRequest', 'validate_request', 'split_args',
+    'arg_name', 'arg_value', 'same_name', 'edit_args', 'unmet_args', 'strip_boot_args',
+]
+
+# Everything a kernel argument for IOMMU/VFIO work needs, and nothing a shell
+# gives meaning to: /etc/default/grub is sourced as root by grub-mkconfig.
+_SAFE_ARG = re.compile(r'^[A-Za-z0-9_.,:/=+@%-]+$')
+
+DEFAULT_MERGE = ('intel_iommu', 'pcie_acs_override')
+
+
+class CmdlineError(ValueError):
+    """A request that must not be applied; the message names the bad value."""
+
+
+def normalize_name(name):
+    # The kernel's parameq() treats '-' and '_' in parameter names as equal.
+    return name.replace('-', '_')
+
+
+def arg_name(token):
+    return token.split('=', 1)[0]
+
+
+def arg_value(token):
+    """The value after the first '=', or None for a bare flag."""
+    return token.split('=', 1)[1] if '=' in token else None
+
+
+def same_name(token, name):
+    return normalize_name(arg_name(token)) == normalize_name(name)
+
+
+def _items(value):
+    return [item for item in (value or '').split(',') if item]
+
+
+class ArgRequest:
+    """A validated present/absent request; build it with validate_request()."""
+
+    def __init__(self, present, absent, merge):
+        self.present = list(present)
+        self.absent = list(absent)
+        self.merge = frozenset(normalize_name(n) for n in merge)
+
+    def is_merge(self, name):
+        return normalize_name(name) in self.merge
+
+
+def _check_arg(arg, option):
+    if not isinstance(arg, str) or not arg:
+        raise CmdlineError('%s: empty kernel argument %r' % (option, arg))
+    if not _SAFE_ARG.match(arg):
+        raise CmdlineError(
+            '%s: kernel argument %r contains a character outside [A-Za-z0-9_.,:/=+@%%-]; '
+            'quotes, $, backticks, ;, whitespace and newlines are refused because '
+            '/etc/default/grub is a shell script run as root' % (option, arg))
+    if arg.startswith('='):
+        raise CmdlineError('%s: kernel argument %r has an empty name' % (option, arg))
+
+
+def validate_request(present, absent, merge=DEFAULT_MERGE):
+    """Check every argument before anything is read or written; return an ArgRequest."""
+    for option, args in (('present', present), ('absent', absent)):
+        for arg in args:
+            _check_arg(arg, option)
+    for name in merge:
+        if not re.match(r'^[A-Za-z0-9_-]+$', name or ''):
+            raise CmdlineError('merge: %r is not a kernel parameter name' % (name,))
+    request = ArgRequest(present, absent, merge)
+
+    seen = {}
+    for arg in present:
+        key = normalize_name(arg_name(arg))
+        if key in seen:
+            raise CmdlineError('present: %r and %r name the same argument' % (seen[key], arg))
+        seen[key] = arg
+
+    for gone in absent:
+        key = normalize_name(arg_name(gone))
+        wanted = seen.get(key)
+        if wanted is None:
+            continue
+        gone_value = arg_value(gone)
+        if gone_value is None:
+            raise CmdlineError('absent: %r would remove %r, which is also in present' % (gone, wanted))
+        if request.is_merge(key):
+            clash = set(_items(gone_value)) & set(_items(arg_value(wanted)))
+            if clash:
+                raise CmdlineError('absent: %r removes %s, which present %r adds'
+                                   % (gone, ','.join(sorted(clash)), wanted))
+        elif arg_value(wanted) == gone_value:
+            raise CmdlineError('%r is in both present and absent' % (gone,))
+    return request
+
+
+def split_args(text):
+    """Split like the kernel's next_arg(): whitespace separates, double quotes group.
+
+    Returns (pairs, trailing) where pairs is a list of [leading_ws, token].
+    """
+    pairs = []
+    i, n = 0, len(text)
+    while True:
+        start = i
+        while i < n and text[i].isspace():
+            i += 1
+        if i >= n:
+            return pairs, text[start:]
+        lead = text[start:i]
+        tok_start = i
+        in_quote = False
+        while i < n and (in_quote or not text[i].isspace()):
+            if text[i] == '"':
+                in_quote = not in_quote
+            i += 1
+        pairs.append([lead, text[tok_start:i]])
+
+
+def _render(pairs, trailing, separator=' '):
+    out = []
+    for index, (lead, token) in enumerate(pairs):
+        if index and not lead:
+            lead = separator
+        out.append(lead + token)
+    return ''.join(out) + trailing
+
+
+def _drop(pairs, index):
+    # The first remaining token inherits the removed token's leading text, so
+    # a value never gains or loses a leading space because a token went away.
+    lead = pairs[index][0]
+    del pairs[index]
+    if index == 0 and pairs:
+        pairs[0][0] = lead
+
+
+def _edit_merge(pairs, name, add_items, remove_items):
+    positions = [i for i, (_, tok) in enumerate(pairs) if same_name(tok, name) and arg_value(tok) is not None]
+    if not positions:
+        if add_items:
+            pairs.append(['', '%s=%s' % (name, ','.join(add_items))])
+        return
+    have = [item for i in positions for item in _items(arg_value(pairs[i][1]))]
+    missing = [item for item in add_items if item not in have and item not in remove_items]
+    for count, index in enumerate(positions):
+        token = pairs[index][1]
+        items = _items(arg_value(token))
+        kept = [item for item in items if item not in remove_items]
+        if count == 0:
+            kept += [item for item in missing if item not in kept]
+        if kept != items:
+            pairs[index][1] = '%s=%s' % (arg_name(token), ','.join(kept))
+    for index in reversed(positions):
+        if not _items(arg_value(pairs[index][1])):
+            _drop(pairs, index)
+
+
+def edit_args(text, request):
+    """Apply ``request`` to a command-line string; return the new string.
+
+    Text that needs no change comes back identical, so callers can compare.
+    """
+    pairs, trailing = split_args(text)
+
+    merge_names = {}
+    for arg in request.present:
+        if arg_value(arg) is not None and request.is_merge(arg_name(arg)):
+            merge_names.setdefault(normalize_name(arg_name(arg)), [arg_name(arg), [], []])[1].extend(_items(arg_value(arg)))
+    for arg in request.absent:
+        if arg_value(arg) is not None and request.is_merge(arg_name(arg)):
+            merge_names.setdefault(normalize_name(arg_name(arg)), [arg_name(arg), [], []])[2].extend(_items(arg_value(arg)))
+
+    for gone in request.absent:
+        name, value = arg_name(gone), arg_value(gone)
+        if value is not None and request.is_merge(name):
+            continue
+        for index in reversed(range(len(pairs))):
+            token = pairs[index][1]
+            if same_name(token, name) and (value is None or arg_value(token) == value):
+                _drop(pairs, index)
+
+    for _key, (name, add_items, remove_items) in merge_names.items():
+        _edit_merge(pairs, name, add_items, remove_items)
+
+    for arg in request.present:
+        name, value = arg_name(arg), arg_value(arg)
+        if value is None:
+            if not any(tok == arg or (same_name(tok, name) and arg_value(tok) is None) for _, tok in pairs):
+                pairs.append(['', arg])
+            continue
+        if request.is_merge(name):
+            continue
+        positions = [i for i, (_, tok) in enumerate(pairs) if same_name(tok, name)]
+        if not positions:
+            pairs.append(['', arg])
+            continue
+        first = positions[0]
+        if not (same_name(pairs[first][1], name) and arg_value(pairs[first][1]) == value):
+            pairs[first][1] = arg
+        for index in reversed(positions[1:]):
+            _drop(pairs, index)
+
+    return _render(pairs, trailing)
+
+
+def unmet_args(text, request):
+    """What a command line still lacks or still has: a list of human-readable strings."""
+    tokens = [tok for _, tok in split_args(text)[0]]
+    unmet = []
+    for arg in request.present:
+        name, value = arg_name(arg), arg_value(arg)
+        same = [tok for tok in tokens if same_name(tok, name)]
+        if value is None:
+            ok = any(arg_value(tok) is None for tok in same)
+        elif request.is_merge(name):
+            have = {item for tok in same for item in _items(arg_value(tok))}
+            ok = set(_items(value)) <= have
+        else:
+            # The kernel lets the last occurrence win for most parameters.
+            ok = bool(same) and arg_value(same[-1]) == value
+        if not ok:
+            unmet.append('missing %s' % arg)
+    for arg in request.absent:
+        name, value = arg_name(arg), arg_value(arg)
+        same = [tok for tok in tokens if same_name(tok, name)]
+        if value is None:
+            hit = bool(same)
+        elif request.is_merge(name):
+            have = {item for tok in same for item in _items(arg_value(tok))}
+            hit = bool(set(_items(value)) & have)
+        else:
+            hit = any(arg_value(tok) == value for tok in same)
+        if hit:
+            unmet.append('still has %s' % arg)
+    return unmet
+
+
+def strip_boot_args(text):
+    """Drop what the boot loader adds itself (BOOT_IMAGE=, initrd=) from a /proc/cmdline."""
+    pairs, _trailing = split_args(text)
+    kept = [tok for _, tok in pairs if arg_name(tok) not in ('BOOT_IMAGE', 'initrd')]
+    return ' '.join(kept)

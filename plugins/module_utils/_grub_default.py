@@ -1,0 +1,234 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to vfio.passthrough
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Edit GRUB_CMDLINE_* in /etc/default/grub without disturbing anything else.
+
+/etc/default/grub is a shell script that grub-mkconfig sources, followed by
+/etc/default/grub.d/*.cfg. We never execute it: a small scanner finds the
+assignments and a small evaluator computes what grub-mkconfig would see,
+expanding only plain ``$VAR`` / ``${VAR}`` references. Anything it cannot
+evaluate (command substitution, backticks) is refused rather than guessed.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import (
+    ArgRequest, edit_args, unmet_args,
+)
+
+__all__ = ['GrubError', 'CMDLINE_VARIABLES', 'find_assignments', 'edit_grub_default', 'effective_cmdline']
+
+CMDLINE_VARIABLES = ('GRUB_CMDLINE_LINUX', 'GRUB_CMDLINE_LINUX_DEFAULT')
+
+_ASSIGN = re.compile(r'(?:export[ \t]+)?([A-Za-z_][A-Za-z0-9_]*)=')
+_REF = re.compile(r'\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))')
+
+
+class GrubError(ValueError):
+    """The file cannot be edited safely; the message names the file and line."""
+
+
+class Assignment:
+    __slots__ = ('name', 'start', 'end', 'line')
+
+    def __init__(self, name, start, end, line):
+        self.name, self.start, self.end, self.line = name, start, end, line
+
+
+def _scan_word(text, pos):
+    """End of the shell word starting at ``pos`` (quotes may span lines)."""
+    n = len(text)
+    while pos < n:
+        char = text[pos]
+        if char == '\\':
+            pos += 2
+        elif char == "'":
+            close = text.find("'", pos + 1)
+            if close < 0:
+                raise GrubError('unterminated single quote')
+            pos = close + 1
+        elif char == '"':
+            pos += 1
+            while pos < n and text[pos] != '"':
+                pos += 2 if text[pos] == '\\' else 1
+            if pos >= n:
+                raise GrubError('unterminated double quote')
+            pos += 1
+        elif char.isspace() or char in ';&|)':
+            return pos
+        else:
+            pos += 1
+    return pos
+
+
+def find_assignments(text, names=None):
+    """Every top-level ``NAME=value`` in ``text``, in order (comments skipped)."""
+    found = []
+    pos, n = 0, len(text)
+    while pos < n:
+        while pos < n and text[pos] in ' \t':
+            pos += 1
+        line_no = text.count('\n', 0, pos) + 1
+        match = _ASSIGN.match(text, pos)
+        if match and (names is None or match.group(1) in names):
+            try:
+                end = _scan_word(text, match.end())
+            except GrubError as exc:
+                raise GrubError('line %d: %s' % (line_no, exc))
+            found.append(Assignment(match.group(1), match.end(), end, line_no))
+            pos = end
+        # Skip the rest of the statement line, honouring quotes that span lines.
+        while pos < n and text[pos] != '\n':
+            if text[pos] == '#' and (pos == 0 or text[pos - 1].isspace()):
+                newline = text.find('\n', pos)
+                pos = n if newline < 0 else newline
+                break
+            if text[pos] in '\'"\\':
+                try:
+                    pos = _scan_word(text, pos)
+                except GrubError as exc:
+                    raise GrubError('line %d: %s' % (line_no, exc))
+            else:
+                pos += 1
+        pos += 1
+    return found
+
+
+def _unquote_for_edit(raw, where):
+    """(style, inner text) of a value we can edit in place."""
+    if len(raw) >= 2 and raw[0] == raw[-1] == '"' and re.fullmatch(r'"(?:[^"\\]|\\.)*"', raw, re.S):
+        return 'double', raw[1:-1]
+    if len(raw) >= 2 and raw[0] == raw[-1] == "'" and "'" not in raw[1:-1]:
+        return 'single', raw[1:-1]
+    if not re.search(r'[\'"\\`$]', raw):
+        return 'bare', raw
+    raise GrubError('%s: value %s mixes quoting styles; edit it by hand into one quoted string' % (where, raw))
+
+
+def _requote(style, inner):
+    if style == 'bare' and not re.search(r'\s', inner):
+        return inner
+    if style == 'single':
+        return "'%s'" % inner
+    return '"%s"' % inner
+
+
+def _evaluate(raw, env, where):
+    """The value sh would assign for ``raw`` (a single shell word)."""
+    out, pos, n = [], 0, len(raw)
+    while pos < n:
+        char = raw[pos]
+        if char == "'":
+            close = raw.index("'", pos + 1)
+            out.append(raw[pos + 1:close])
+            pos = close + 1
+        elif char == '"':
+            pos += 1
+            while raw[pos] != '"':
+                if raw[pos] == '\\' and raw[pos + 1] in '"\\$`\n':
+                    if raw[pos + 1] != '\n':
+                        out.append(raw[pos + 1])
+                    pos += 2
+                    continue
+                pos = _expand_at(raw, pos, env, out, where)
+            pos += 1
+        elif char == '\\':
+            out.append(raw[pos + 1:pos + 2])
+            pos += 2
+        else:
+            pos = _expand_at(raw, pos, env, out, where)
+    return ''.join(out)
+
+
+def _expand_at(raw, pos, env, out, where):
+    if raw[pos] == '`' or raw.startswith('$(', pos):
+        raise GrubError('%s: command substitution in %s cannot be evaluated safely' % (where, raw))
+    if raw[pos] == '$':
+        match = _REF.match(raw, pos)
+        if match is None:
+            raise GrubError('%s: cannot evaluate %s' % (where, raw))
+        out.append(env.get(match.group(1) or match.group(2), ''))
+        return match.end()
+    out.append(raw[pos])
+    return pos + 1
+
+
+def effective_cmdline(sources):
+    """What grub-mkconfig puts on the default entry's linux line.
+
+    ``sources`` is a list of (label, text): the default file, then its
+    drop-ins in glob order. Returns (cmdline, {variable: [labels assigning it]}).
+    """
+    env, assigned = {}, {}
+    for label, text in sources:
+        for item in find_assignments(text):
+            where = '%s line %d' % (label, item.line)
+            try:
+                value = _evaluate(text[item.start:item.end], env, where)
+            except GrubError:
+                if item.name in CMDLINE_VARIABLES:
+                    raise
+                continue
+            env[item.name] = value
+            assigned.setdefault(item.name, []).append(label)
+    line = ' '.join(v for v in (env.get('GRUB_CMDLINE_LINUX', ''), env.get('GRUB_CMDLINE_LINUX_DEFAULT', '')) if v)
+    return line, assigned
+
+
+def _only_absent(request):
+    return ArgRequest([], request.absent, request.merge)
+
+
+def edit_grub_default(text, request, variable='GRUB_CMDLINE_LINUX_DEFAULT', label='/etc/default/grub', dropins=()):
+    """Apply ``request`` to a default-file text.
+
+    Present arguments go into the last assignment of ``variable`` (the one sh
+    keeps); absent ones are removed from every assignment of both
+    GRUB_CMDLINE_* variables, since the kernel sees both. Returns a dict with
+    the new ``text``, ``before``/``after`` (the edited value) and the
+    ``effective`` kernel line after ``dropins`` (a list of (label, text)).
+    Raises GrubError when the result could not hold, naming the culprit.
+    """
+    if variable not in CMDLINE_VARIABLES:
+        raise GrubError('grub_variable %r is not one of %s' % (variable, ', '.join(CMDLINE_VARIABLES)))
+    assignments = find_assignments(text, CMDLINE_VARIABLES)
+    target = [a for a in assignments if a.name == variable]
+    edits = []
+    for item in assignments:
+        where = '%s line %d' % (label, item.line)
+        raw = text[item.start:item.end]
+        style, inner = _unquote_for_edit(raw, where)
+        wanted = request if (target and item is target[-1]) else _only_absent(request)
+        new_inner = edit_args(inner, wanted)
+        if new_inner != inner:
+            edits.append((item.start, item.end, _requote(style, new_inner)))
+
+    new_text = text
+    for start, end, replacement in sorted(edits, reverse=True):
+        new_text = new_text[:start] + replacement + new_text[end:]
+
+    if target:
+        before = _unquote_for_edit(text[target[-1].start:target[-1].end], label)[1]
+        after = _unquote_for_edit(new_text[find_assignments(new_text, (variable,))[-1].start:
+                                           find_assignments(new_text, (variable,))[-1].end], label)[1]
+    else:
+        before = None
+        after = edit_args('', request)
+        if after:
+            sep = '' if not new_text or new_text.endswith('\n') else '\n'
+            new_text = '%s%s%s="%s"\n' % (new_text, sep, variable, after)
+
+    own_line, _ = effective_cmdline([(label, new_text)])
+    own_unmet = unmet_args(own_line, request)
+    if own_unmet:
+        raise GrubError('%s: after editing, the kernel line would still be wrong (%s): an earlier '
+                        'assignment or a reference in it cannot be edited safely' % (label, '; '.join(own_unmet)))
+    effective, assigned = effective_cmdline([(label, new_text)] + list(dropins))
+    unmet = unmet_args(effective, request)
+    if unmet:
+        culprits = sorted({src for var in CMDLINE_VARIABLES for src in assigned.get(var, []) if src != label})
+        raise GrubError('drop-in %s overrides %s: the kernel line would be "%s" (%s); fix or remove the drop-in'
+                        % (', '.join(culprits) or '(unknown)', variable, effective, '; '.join(unmet)))
+    return {'text': new_text, 'before': before, 'after': after, 'effective': effective}

@@ -1,0 +1,365 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to vfio.passthrough
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: kernel_cmdline
+short_description: Add or remove kernel command-line arguments in GRUB or systemd-boot
+version_added: 0.1.0
+description:
+  - Edits the kernel command line the boot loader passes at the next boot, in C(/etc/default/grub)
+    (GRUB) or C(/etc/kernel/cmdline) (systemd-boot on Proxmox VE ZFS/UEFI installs managed by
+    C(proxmox-boot-tool)), then regenerates the boot configuration.
+  - Every other argument, its spelling, order and spacing, and every other line of the file stay
+    byte for byte. Argument names compare with C(-) and C(_) equal, as the kernel does.
+  - Every argument is validated before anything is read or written. C(/etc/default/grub) is a
+    shell script that C(grub-mkconfig) sources as root, so quotes, C($), backticks, C(;),
+    whitespace and newlines in an argument are refused.
+  - For GRUB, the last uncommented assignment of O(grub_variable) is edited (the one the shell keeps),
+    its quoting style kept. Arguments in O(absent) are removed from every assignment of both
+    C(GRUB_CMDLINE_LINUX) and C(GRUB_CMDLINE_LINUX_DEFAULT), because the kernel sees both. Before
+    writing, the effective line is computed as C(grub-mkconfig) would, including the drop-ins
+    C(<grub_file>.d/*.cfg); if a drop-in would undo the request, nothing is written and the
+    drop-in is named.
+  - If regenerating the boot configuration fails, the previous file is restored byte for byte.
+author:
+  - vfio.passthrough developers
+options:
+  present:
+    description:
+      - Arguments that must be on the command line, as C(name) or C(name=value).
+      - C(name=value) leaves exactly one argument of that name, with that value, where the first
+        one was (else appended). A bare C(name) is satisfied by a bare argument of that name and
+        leaves C(name=value) arguments alone.
+    type: list
+    elements: str
+    default: []
+  absent:
+    description:
+      - Arguments that must not be on the command line. C(name) removes every argument of that
+        name; C(name=value) removes exactly that one.
+      - C(name=v1) here beside C(name=v2) in O(present) is allowed (for example C(intel_iommu=off)
+        absent and C(intel_iommu=on) present).
+    type: list
+    elements: str
+    default: []
+  merge:
+    description:
+      - Names whose values are comma-separated lists that are merged item by item rather than
+        replaced, so an administrator's C(intel_iommu=on,igfx_off) survives a request for
+        C(intel_iommu=on). O(absent) removes single items of these; an empty list removes the argument.
+    type: list
+    elements: str
+    default: [intel_iommu, pcie_acs_override]
+  bootloader:
+    description:
+      - Which file to edit. V(auto) follows C(proxmox-boot-tool) - no O(uuids_file) means plain
+        GRUB; ESPs "configured with uefi" mean systemd-boot; "configured with grub" mean GRUB kept
+        in sync by C(proxmox-boot-tool).
+    type: str
+    choices: [auto, grub, systemd-boot]
+    default: auto
+  grub_file:
+    description: GRUB's default file.
+    type: path
+    default: /etc/default/grub
+  grub_variable:
+    description: The GRUB variable that receives O(present) arguments.
+    type: str
+    choices: [GRUB_CMDLINE_LINUX_DEFAULT, GRUB_CMDLINE_LINUX]
+    default: GRUB_CMDLINE_LINUX_DEFAULT
+  grub_cfg:
+    description:
+      - The generated GRUB configuration. When O(grub_file) is newer than it, a regeneration is
+        still owed (a previous run died before C(update-grub)) and O(apply) runs it even though the
+        file itself needs no change. Not used on C(proxmox-boot-tool) managed hosts.
+    type: path
+    default: /boot/grub/grub.cfg
+  cmdline_file:
+    description:
+      - systemd-boot's command line, one line ending in a newline. Created (mode 0644) if missing,
+        seeded from O(proc_cmdline) without the C(BOOT_IMAGE=) and C(initrd=) arguments.
+    type: path
+    default: /etc/kernel/cmdline
+  proc_cmdline:
+    description: The running kernel's command line, to decide RV(reboot_required).
+    type: path
+    default: /proc/cmdline
+  uuids_file:
+    description: The list of ESPs C(proxmox-boot-tool) keeps in sync.
+    type: path
+    default: /etc/kernel/proxmox-boot-uuids
+  apply:
+    description:
+      - After a change, run C(proxmox-boot-tool refresh) on hosts it manages, else C(update-grub).
+        Nothing runs in check mode.
+    type: bool
+    default: true
+  backup:
+    description: Keep a timestamped copy of the file before changing it.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    details: Reads the files and, when O(bootloader=auto), runs C(proxmox-boot-tool status); writes and runs nothing else.
+  diff_mode:
+    support: full
+  platform:
+    platforms: debian
+    details: Proxmox VE 8 and Debian 12 (GRUB 2, proxmox-boot-tool).
+notes:
+  - A reboot is needed for the running kernel to see the change; see RV(reboot_required).
+seealso:
+  - module: vfio.passthrough.iommu_facts
+  - module: vfio.passthrough.vfio_modules
+'''
+
+EXAMPLES = r'''
+- name: Turn the Intel IOMMU on in passthrough mode
+  vfio.passthrough.kernel_cmdline:
+    present:
+      - intel_iommu=on
+      - iommu=pt
+    absent:
+      - intel_iommu=off
+  register: cmdline
+
+- name: Say when the running kernel lags behind
+  ansible.builtin.debug:
+    msg: "Reboot needed: {{ cmdline.unmet | join(', ') }}"
+  when: cmdline.reboot_required
+
+- name: Split IOMMU groups with the ACS override on a lab host (systemd-boot on ZFS)
+  vfio.passthrough.kernel_cmdline:
+    bootloader: systemd-boot
+    present:
+      - pcie_acs_override=downstream,multifunction
+'''
+
+RETURN = r'''
+bootloader:
+  description: The boot loader whose file was edited.
+  returned: always
+  type: str
+  sample: grub
+bootloader_reason:
+  description: Why that boot loader was chosen.
+  returned: always
+  type: str
+  sample: "no /etc/kernel/proxmox-boot-uuids: plain GRUB from /boot"
+managed_by:
+  description: C(proxmox-boot-tool) when it keeps the ESPs in sync, else null.
+  returned: always
+  type: str
+  sample: null
+path:
+  description: The file edited.
+  returned: always
+  type: str
+  sample: /etc/default/grub
+before:
+  description: The command-line value before (null when the file or variable did not exist).
+  returned: always
+  type: str
+  sample: quiet intel_iommu=off
+after:
+  description: The command-line value after.
+  returned: always
+  type: str
+  sample: quiet intel_iommu=on iommu=pt
+effective:
+  description: For GRUB, the default entry's line as grub-mkconfig computes it (both variables, drop-ins included).
+  returned: when bootloader is grub
+  type: str
+  sample: console=ttyS0,115200n8 quiet intel_iommu=on iommu=pt
+running:
+  description: The running kernel's command line, or null when O(proc_cmdline) is unreadable.
+  returned: always
+  type: str
+  sample: BOOT_IMAGE=/boot/vmlinuz-6.8.12-4-pve root=/dev/mapper/pve-root ro quiet
+unmet:
+  description: What the running kernel lacks or still has compared with the request.
+  returned: always
+  type: list
+  elements: str
+  sample: [missing intel_iommu=on, still has intel_iommu=off]
+reboot_required:
+  description: The running kernel lacks a present argument or still has an absent one (true also when the file was already right but the host never rebooted).
+  returned: always
+  type: bool
+  sample: true
+stale_boot_config:
+  description: O(grub_file) is newer than O(grub_cfg), so the boot configuration still had to be regenerated.
+  returned: always
+  type: bool
+  sample: false
+command:
+  description: The command run to regenerate the boot configuration, or null when nothing ran.
+  returned: always
+  type: list
+  elements: str
+  sample: [/usr/sbin/update-grub]
+backup_file:
+  description: The backup made by O(backup).
+  returned: when a backup was made
+  type: str
+  sample: /etc/default/grub.12345.2026-11-24@10:00:00~
+'''
+
+import glob
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.vfio.passthrough.plugins.module_utils._bootloader import BootloaderError, detect_bootloader
+from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import (
+    DEFAULT_MERGE, CmdlineError, edit_args, strip_boot_args, unmet_args, validate_request,
+)
+from ansible_collections.vfio.passthrough.plugins.module_utils._files import atomic_write, file_diff, read_text, restore
+from ansible_collections.vfio.passthrough.plugins.module_utils._grub_default import GrubError, edit_grub_default
+
+_C_LOCALE = {'LC_ALL': 'C', 'LANG': 'C'}
+
+
+def _detect(module):
+    params = module.params
+    uuids_present = os.path.exists(params['uuids_file'])
+    tool = module.get_bin_path('proxmox-boot-tool')
+    status_rc = status_out = None
+    if uuids_present and tool and params['bootloader'] == 'auto':
+        status_rc, out, err = module.run_command([tool, 'status'], environ_update=_C_LOCALE)
+        status_out = out + err
+    if params['bootloader'] != 'auto':
+        managed = 'proxmox-boot-tool' if uuids_present and tool else None
+        return {'bootloader': params['bootloader'], 'managed_by': managed,
+                'reason': 'set by the bootloader option'}, tool
+    try:
+        return detect_bootloader(uuids_present, status_out, status_rc if tool else None), tool
+    except BootloaderError as exc:
+        module.fail_json(msg='cannot detect the boot loader: %s' % exc)
+
+
+def _plan_grub(module, request):
+    params = module.params
+    old = read_text(params['grub_file'])
+    if old is None:
+        module.fail_json(msg='%s does not exist; is GRUB installed?' % params['grub_file'])
+    dropins = []
+    for path in sorted(glob.glob(params['grub_file'] + '.d/*.cfg')):
+        dropins.append((path, read_text(path) or ''))
+    try:
+        result = edit_grub_default(old, request, params['grub_variable'], params['grub_file'], dropins)
+    except GrubError as exc:
+        module.fail_json(msg=str(exc), path=params['grub_file'])
+    return params['grub_file'], old, result['text'], {
+        'before': result['before'], 'after': result['after'], 'effective': result['effective']}
+
+
+def _plan_systemd_boot(module, request, running):
+    path = module.params['cmdline_file']
+    old = read_text(path)
+    if old is None:
+        if running is None:
+            module.fail_json(msg='%s is missing and %s is unreadable to seed it' % (path, module.params['proc_cmdline']))
+        line, rest, before = strip_boot_args(running), '', None
+    else:
+        line, _newline, rest = old.partition('\n')
+        before = line
+    after = edit_args(line, request)
+    if old is not None and after == line:
+        return path, old, old, {'before': before, 'after': after}
+    return path, old, after + '\n' + rest, {'before': before, 'after': after}
+
+
+def _grub_config_stale(params, managed_by):
+    if managed_by or not os.path.exists(params['grub_cfg']):
+        return False
+    return os.path.getmtime(params['grub_file']) > os.path.getmtime(params['grub_cfg'])
+
+
+def _apply_command(module, detection, tool):
+    if detection['managed_by'] == 'proxmox-boot-tool':
+        return [tool, 'refresh']
+    if detection['bootloader'] == 'grub':
+        return [module.get_bin_path('update-grub', required=True)]
+    return None
+
+
+def run_module():
+    module = AnsibleModule(
+        argument_spec=dict(
+            present=dict(type='list', elements='str', default=[]),
+            absent=dict(type='list', elements='str', default=[]),
+            merge=dict(type='list', elements='str', default=list(DEFAULT_MERGE)),
+            bootloader=dict(type='str', default='auto', choices=['auto', 'grub', 'systemd-boot']),
+            grub_file=dict(type='path', default='/etc/default/grub'),
+            grub_variable=dict(type='str', default='GRUB_CMDLINE_LINUX_DEFAULT',
+                               choices=['GRUB_CMDLINE_LINUX_DEFAULT', 'GRUB_CMDLINE_LINUX']),
+            grub_cfg=dict(type='path', default='/boot/grub/grub.cfg'),
+            cmdline_file=dict(type='path', default='/etc/kernel/cmdline'),
+            proc_cmdline=dict(type='path', default='/proc/cmdline'),
+            uuids_file=dict(type='path', default='/etc/kernel/proxmox-boot-uuids'),
+            apply=dict(type='bool', default=True),
+            backup=dict(type='bool', default=False),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        request = validate_request(params['present'], params['absent'], params['merge'])
+    except CmdlineError as exc:
+        module.fail_json(msg=str(exc))
+
+    detection, tool = _detect(module)
+    running_raw = read_text(params['proc_cmdline'])
+    running = running_raw.strip() if running_raw is not None else None
+
+    if detection['bootloader'] == 'grub':
+        path, old, new, values = _plan_grub(module, request)
+    else:
+        path, old, new, values = _plan_systemd_boot(module, request, running)
+
+    changed = new != old
+    stale = detection['bootloader'] == 'grub' and not changed and _grub_config_stale(params, detection['managed_by'])
+    unmet = unmet_args(running, request) if running is not None else ['running command line unknown']
+    result = dict(
+        changed=changed or (stale and params['apply']),
+        bootloader=detection['bootloader'], bootloader_reason=detection['reason'],
+        managed_by=detection['managed_by'], path=path, running=running, unmet=unmet,
+        reboot_required=bool(unmet), stale_boot_config=stale, command=None, **values)
+    if module._diff:
+        result['diff'] = [file_diff(path, old, new)] if changed else []
+
+    if module.check_mode or not result['changed']:
+        module.exit_json(**result)
+
+    if changed:
+        backup_file = atomic_write(module, path, new, mode=0o644, backup=params['backup'])
+        if backup_file:
+            result['backup_file'] = backup_file
+    command = _apply_command(module, detection, tool) if params['apply'] else None
+    if command:
+        result['command'] = command
+        rc, out, err = module.run_command(command, environ_update=_C_LOCALE)
+        if rc != 0:
+            if changed:
+                restore(module, path, old)
+            module.fail_json(msg='%s failed (rc=%d); %s restored to its previous content'
+                             % (' '.join(command), rc, path), rc=rc, stdout=out, stderr=err, **result)
+    elif params['apply'] and changed:
+        module.warn('%s changed but no proxmox-boot-tool is present to copy it to the ESPs; '
+                    'run your boot loader\'s refresh before rebooting' % path)
+    module.exit_json(**result)
+
+
+def main():
+    run_module()
+
+
+if __name__ == '__main__':
+    main()

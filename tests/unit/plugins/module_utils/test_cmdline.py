@@ -1,0 +1,176 @@
+"""The kernel command-line token model: edits, validation, what a running kernel still lacks."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import (
+    CmdlineError, edit_args, split_args, strip_boot_args, unmet_args, validate_request,
+)
+
+INTEL = (['intel_iommu=on', 'iommu=pt'], ['intel_iommu=off', 'amd_iommu=off'])
+
+
+@pytest.mark.parametrize('text, present, absent, expected', [
+    # The role's Intel request on typical starting points.
+    ('quiet', *INTEL, 'quiet intel_iommu=on iommu=pt'),
+    ('quiet intel_iommu=off', *INTEL, 'quiet intel_iommu=on iommu=pt'),
+    ('intel_iommu=off quiet', *INTEL, 'intel_iommu=on quiet iommu=pt'),
+    ('quiet amd_iommu=off splash', *INTEL, 'quiet splash intel_iommu=on iommu=pt'),
+    ('', *INTEL, 'intel_iommu=on iommu=pt'),
+    # An admin's extra intel_iommu items survive (merge).
+    ('quiet intel_iommu=on,igfx_off', *INTEL, 'quiet intel_iommu=on,igfx_off iommu=pt'),
+    ('intel_iommu=relax_rmrr,off iommu=pt', *INTEL, 'intel_iommu=relax_rmrr,on iommu=pt'),
+    ('intel_iommu=igfx_off intel_iommu=off', *INTEL, 'intel_iommu=igfx_off,on iommu=pt'),
+    # Spacing and order of untouched tokens are kept exactly.
+    ('  quiet   splash  ', *INTEL, '  quiet   splash intel_iommu=on iommu=pt  '),
+    ('quiet\tsplash', ['iommu=pt'], [], 'quiet\tsplash iommu=pt'),
+    # name=value replaces in place and leaves exactly one.
+    ('iommu=soft quiet iommu=nopt', ['iommu=pt'], [], 'iommu=pt quiet'),
+    ('iommu=pt', ['iommu=pt'], [], 'iommu=pt'),
+    # - and _ are the same in names; the existing spelling is kept when nothing changes.
+    ('intel-iommu=on', ['intel_iommu=on'], [], 'intel-iommu=on'),
+    ('pcie-acs-override=downstream', ['pcie_acs_override=downstream,multifunction'], [],
+     'pcie-acs-override=downstream,multifunction'),
+    # Bare names: satisfied by a bare token, never touching name=value tokens.
+    ('quiet', ['quiet'], [], 'quiet'),
+    ('quiet=1', ['quiet'], [], 'quiet=1 quiet'),
+    # absent by name removes every token of that name; by name=value exactly that one.
+    ('a=1 b a=2 a', [], ['a'], 'b'),
+    ('a=1 b a=2', [], ['a=2'], 'a=1 b'),
+    ('iommu=pt', [], ['iommu=soft'], 'iommu=pt'),
+    ('pcie_acs_override=downstream,multifunction', [], ['pcie_acs_override=downstream'],
+     'pcie_acs_override=multifunction'),
+    ('x pcie_acs_override=downstream y', [], ['pcie_acs_override=downstream'], 'x y'),
+    # Quoted kernel values are one token and stay untouched.
+    ('dyndbg="file vfio* +p" quiet', ['iommu=pt'], [], 'dyndbg="file vfio* +p" quiet iommu=pt'),
+    # amd_iommu=on is tolerated (never added, never required to go).
+    ('amd_iommu=on quiet', ['iommu=pt'], ['amd_iommu=off'], 'amd_iommu=on quiet iommu=pt'),
+])
+def test_edit_args(text, present, absent, expected):
+    assert edit_args(text, validate_request(present, absent)) == expected
+
+
+@pytest.mark.parametrize('present, absent, message', [
+    (['a"b'], [], "'a\"b' contains a character"),
+    (["it's"], [], "\"it's\" contains a character"),
+    (['x;reboot'], [], "'x;reboot' contains a character"),
+    (['$(id)'], [], "'$(id)' contains a character"),
+    (['`id`'], [], "'`id`' contains a character"),
+    (['a b'], [], "'a b' contains a character"),
+    (['a\nb'], [], "'a\\nb' contains a character"),
+    ([], ['x|y'], "absent: kernel argument 'x|y'"),
+    (['=on'], [], "'=on' has an empty name"),
+    ([''], [], 'empty kernel argument'),
+    (['iommu=pt', 'iommu=soft'], [], "'iommu=pt' and 'iommu=soft' name the same argument"),
+    (['intel-iommu=on', 'intel_iommu=off'], [], 'name the same argument'),
+    (['iommu=pt'], ['iommu'], "'iommu' would remove 'iommu=pt'"),
+    (['quiet'], ['quiet'], "'quiet' would remove 'quiet'"),
+    (['iommu=pt'], ['iommu=pt'], "'iommu=pt' is in both present and absent"),
+    (['intel_iommu=on,igfx_off'], ['intel_iommu=igfx_off'], 'removes igfx_off'),
+])
+def test_validate_refuses(present, absent, message):
+    with pytest.raises(CmdlineError) as exc:
+        validate_request(present, absent)
+    assert message in str(exc.value)
+
+
+def test_validate_refuses_bad_merge_name():
+    with pytest.raises(CmdlineError, match="merge: 'a=b'"):
+        validate_request([], [], merge=['a=b'])
+
+
+@pytest.mark.parametrize('present, absent', [
+    (['intel_iommu=on'], ['intel_iommu=off']),
+    (['iommu=pt'], ['iommu=soft']),
+])
+def test_validate_allows_other_value_absent(present, absent):
+    validate_request(present, absent)
+
+
+@pytest.mark.parametrize('running, present, absent, unmet', [
+    ('BOOT_IMAGE=/vmlinuz ro quiet intel_iommu=off', *INTEL, ['missing intel_iommu=on', 'missing iommu=pt',
+                                                              'still has intel_iommu=off']),
+    ('ro quiet intel_iommu=on iommu=pt', *INTEL, []),
+    ('ro intel_iommu=igfx_off,on iommu=pt', *INTEL, []),
+    # The kernel keeps the last occurrence.
+    ('iommu=pt iommu=soft intel_iommu=on', *INTEL, ['missing iommu=pt']),
+    ('quiet', ['pcie_acs_override=downstream,multifunction'], [], ['missing pcie_acs_override=downstream,multifunction']),
+    ('pcie_acs_override=downstream', ['pcie_acs_override=downstream,multifunction'], [],
+     ['missing pcie_acs_override=downstream,multifunction']),
+])
+def test_unmet_args(running, present, absent, unmet):
+    assert unmet_args(running, validate_request(present, absent)) == unmet
+
+
+@pytest.mark.parametrize('proc, expected', [
+    ('BOOT_IMAGE=/boot/vmlinuz-6.8.12-4-pve root=ZFS=rpool/ROOT/pve-1 boot=zfs quiet\n',
+     'root=ZFS=rpool/ROOT/pve-1 boot=zfs quiet'),
+    ('initrd=\\EFI\\proxmox\\6.8.12-4-pve\\initrd.img-6.8.12-4-pve root=ZFS=rpool/ROOT/pve-1 boot=zfs\n',
+     'root=ZFS=rpool/ROOT/pve-1 boot=zfs'),
+    ('quiet', 'quiet'),
+])
+def test_strip_boot_args(proc, expected):
+    assert strip_boot_args(proc) == expected
+
+
+def test_split_args_keeps_whitespace_and_quotes():
+    pairs, trailing = split_args('  a  b="c d"\te ')
+    assert pairs == [['  ', 'a'], ['  ', 'b="c d"'], ['\t', 'e']]
+    assert trailing == ' '
+
+
+# --- properties ------------------------------------------------------------
+
+_NAMES = st.sampled_from(['quiet', 'splash', 'iommu', 'intel_iommu', 'intel-iommu', 'amd_iommu',
+                          'pcie_acs_override', 'hugepages', 'nomodeset', 'root'])
+_VALUES = st.sampled_from(['on', 'off', 'pt', 'soft', 'igfx_off', 'on,igfx_off', 'downstream',
+                           'downstream,multifunction', '16', '/dev/sda1'])
+_ARG = st.builds(lambda n, v: n if v is None else '%s=%s' % (n, v), _NAMES, st.none() | _VALUES)
+_SPACE = st.sampled_from([' ', '  ', '\t'])
+_LINE = st.lists(st.tuples(_SPACE, _ARG), max_size=8).map(lambda ps: ''.join(s + a for s, a in ps))
+
+
+def _request_or_none(present, absent):
+    try:
+        return validate_request(present, absent)
+    except CmdlineError:
+        return None
+
+
+@settings(max_examples=300, deadline=None)
+@given(_LINE, st.lists(_ARG, max_size=4), st.lists(_ARG, max_size=3))
+def test_applying_twice_equals_applying_once(line, present, absent):
+    request = _request_or_none(present, absent)
+    if request is None:
+        return
+    once = edit_args(line, request)
+    assert edit_args(once, request) == once
+    assert unmet_args(once, request) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(_LINE, st.lists(st.sampled_from(['iommu=pt', 'intel_iommu=on', 'hugepages=16']), max_size=3, unique=True),
+       st.lists(st.sampled_from(['intel_iommu=off', 'amd_iommu=off']), max_size=2, unique=True))
+def test_unrelated_tokens_survive_in_order(line, present, absent):
+    request = validate_request(present, absent)
+    touched = {'iommu', 'intel_iommu', 'hugepages', 'amd_iommu'}
+    keep = [tok for _, tok in split_args(line)[0] if tok.split('=')[0].replace('-', '_') not in touched]
+    after = [tok for _, tok in split_args(edit_args(line, request))[0]
+             if tok.split('=')[0].replace('-', '_') not in touched]
+    assert after == keep
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(min_size=1, max_size=12))
+def test_any_forbidden_character_is_refused(arg):
+    if re.fullmatch(r'[A-Za-z0-9_.,:/=+@%-]+', arg) and not arg.startswith('='):
+        validate_request([arg], [])
+        return
+    with pytest.raises(CmdlineError) as exc:
+        validate_request([arg], [])
+    assert repr(arg) in str(exc.value)
