@@ -1,0 +1,331 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to vfio.passthrough
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: vfio_modules
+short_description: Load the VFIO modules early and bind PCI IDs to vfio-pci
+version_added: 0.1.0
+description:
+  - Makes the VFIO kernel modules load at boot (C(modules-load.d)) and from the
+    initramfs, so that C(vfio-pci) claims the passthrough devices before their
+    normal drivers do.
+  - Writes C(options vfio-pci ids=...), C(options vfio-pci disable_vga=1) and
+    C(softdep DRIVER pre: vfio-pci) to a modprobe.d file.
+  - Runs C(update-initramfs -u -k all) after a change; if that fails, every file
+    this run changed is put back byte for byte and the task fails.
+  - "File ownership: O(modules_file) and O(modprobe_file) belong to this module when
+    they do not exist yet or start with its header line
+    C(# Managed by Ansible (vfio.passthrough.vfio_modules): manual edits will be overwritten);
+    such a file is rewritten whole and deleted by O(state=absent)."
+  - "Any other file, and always O(initramfs_modules_file), is shared with the administrator:
+    the module manages only the lines between
+    C(# BEGIN vfio.passthrough.vfio_modules) and C(# END vfio.passthrough.vfio_modules),
+    adds there only what is not already listed elsewhere in the file (trailing
+    comments and spacing ignored, C(-) and C(_) equal), and never touches a line outside it.
+    O(state=absent) removes only that block. A trailing marker comment on each line
+    is not used because initramfs-tools passes trailing words to modprobe as module
+    parameters and systemd-modules-load reads the whole line as the module name."
+  - A missing final newline before a new block gets added, so the block starts on its own line.
+author:
+  - vfio.passthrough developers
+options:
+  modules:
+    description:
+      - Modules to load at boot and put into the initramfs. C(-) and C(_) are equal.
+      - When not given, C(vfio), C(vfio_iommu_type1), C(vfio_pci), plus C(vfio_virqfd)
+        when any installed kernel under O(modules_dir) still ships it as a module
+        (Linux 6.2 folded it into C(vfio); Proxmox VE 8 kernels lack it, Debian 12's 6.1 has it).
+    type: list
+    elements: str
+  modules_dir:
+    description: Where installed kernels keep their modules, one directory per kernel version.
+    type: path
+    default: /lib/modules
+  ids:
+    description:
+      - PCI C(vendor:device) IDs (4 hex digits each) that C(vfio-pci) should claim.
+        Written lowercased as C(options vfio-pci ids=...).
+    type: list
+    elements: str
+    default: []
+  softdeps:
+    description:
+      - Drivers that must wait for C(vfio-pci) (for example C(nouveau), C(amdgpu), C(snd_hda_intel)).
+        Each becomes C(softdep NAME pre: vfio-pci).
+    type: list
+    elements: str
+    default: []
+  disable_vga:
+    description: Write C(options vfio-pci disable_vga=1) (opt out of VGA arbitration for claimed GPUs).
+    type: bool
+    default: false
+  modules_file:
+    description: The modules-load.d file that lists the modules. C(/etc/modules) works too, as a shared file.
+    type: path
+    default: /etc/modules-load.d/vfio-passthrough.conf
+  initramfs_modules_file:
+    description: The initramfs-tools module list, always managed as a shared file.
+    type: path
+    default: /etc/initramfs-tools/modules
+  modprobe_file:
+    description: The modprobe.d file for the options and softdep lines.
+    type: path
+    default: /etc/modprobe.d/vfio-passthrough.conf
+  state:
+    description: C(present) puts the configuration in place; C(absent) removes only what this module added.
+    type: str
+    choices: [present, absent]
+    default: present
+  update_initramfs:
+    description: Run C(update-initramfs -u -k all) after a change (never in check mode).
+    type: bool
+    default: true
+attributes:
+  check_mode:
+    support: full
+    details: Reports the same changes and diff a real run would; writes nothing and runs nothing.
+  diff_mode:
+    support: full
+    details: One before/after entry per file that changes, with the file name as header.
+  platform:
+    support: full
+    platforms: [debian]
+    details: Debian 12 / Proxmox VE 8 with initramfs-tools and systemd-modules-load.
+notes:
+  - The new configuration takes effect after a reboot; RV(reboot_required) says when one is due.
+seealso:
+  - module: vfio.passthrough.driver_blacklist
+'''
+
+EXAMPLES = r'''
+- name: Load VFIO early and hand an NVIDIA GPU and its audio function to vfio-pci
+  vfio.passthrough.vfio_modules:
+    ids:
+      - 10de:1b80
+      - 10de:10f0
+    softdeps:
+      - nouveau
+      - snd_hda_intel
+    disable_vga: true
+
+- name: Use the classic /etc/modules, as in the Proxmox wiki
+  vfio.passthrough.vfio_modules:
+    modules_file: /etc/modules
+
+- name: Remove everything this module added
+  vfio.passthrough.vfio_modules:
+    state: absent
+'''
+
+RETURN = r'''
+modules:
+  description: The modules configured to load (normalised with C(_)); empty for O(state=absent).
+  returned: always
+  type: list
+  elements: str
+  sample: [vfio, vfio_iommu_type1, vfio_pci]
+ids:
+  description: The PCI IDs written, lowercased; empty for O(state=absent).
+  returned: always
+  type: list
+  elements: str
+  sample: ['10de:1b80']
+softdeps:
+  description: The drivers that wait for vfio-pci; empty for O(state=absent).
+  returned: always
+  type: list
+  elements: str
+  sample: [nouveau]
+files_changed:
+  description: Paths changed (in check mode, that would change).
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/modules-load.d/vfio-passthrough.conf]
+initramfs_updated:
+  description: Whether C(update-initramfs) ran successfully.
+  returned: always
+  type: bool
+reboot_required:
+  description: True when a file changed, so the running kernel and initramfs do not reflect it yet.
+  returned: always
+  type: bool
+command:
+  description: The argv run, or null when nothing was run.
+  returned: always
+  type: list
+  elements: str
+  sample: [/usr/sbin/update-initramfs, -u, -k, all]
+diff:
+  description: Before/after text of each changed file.
+  returned: when diff mode is on
+  type: list
+  elements: dict
+'''
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.vfio.passthrough.plugins.module_utils._files import (
+    atomic_write, file_diff, read_text, restore,
+)
+from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import (
+    check_module_names, check_pci_ids, modprobe_keys, modules_load_keys, plan_file,
+)
+
+OWNER = 'vfio_modules'
+BASE_MODULES = ['vfio', 'vfio_iommu_type1', 'vfio_pci']
+VIRQFD_FILES = ('vfio_virqfd.ko', 'vfio_virqfd.ko.xz', 'vfio_virqfd.ko.zst', 'vfio_virqfd.ko.gz')
+
+
+def kernels_with_virqfd(modules_dir):
+    """Kernel versions under ``modules_dir`` that still ship vfio_virqfd as a module."""
+    found = []
+    try:
+        versions = sorted(os.listdir(modules_dir))
+    except OSError:
+        return found
+    for version in versions:
+        top = os.path.join(modules_dir, version)
+        if not os.path.isdir(top):
+            continue
+        for _dirpath, _dirnames, filenames in os.walk(top):
+            if any(name in VIRQFD_FILES for name in filenames):
+                found.append(version)
+                break
+    return found
+
+
+def wanted_lines(module):
+    """Validate every input and return (modules, ids, softdeps, modprobe lines). Fails on bad input."""
+    params = module.params
+    try:
+        ids = check_pci_ids(params['ids'])
+        softdeps = check_module_names(params['softdeps'], 'softdep driver name')
+        if params['modules'] is None:
+            modules = list(BASE_MODULES)
+            if kernels_with_virqfd(params['modules_dir']):
+                modules.append('vfio_virqfd')
+        else:
+            modules = check_module_names(params['modules'])
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    if params['modules'] is not None and not modules:
+        module.fail_json(msg='modules is empty; leave it out for the default list or use state=absent')
+    lines = []
+    if ids:
+        lines.append('options vfio-pci ids=%s' % ','.join(ids))
+    if params['disable_vga']:
+        lines.append('options vfio-pci disable_vga=1')
+    lines.extend('softdep %s pre: vfio-pci' % name for name in softdeps)
+    return modules, ids, softdeps, lines
+
+
+def plan(module, modules, modprobe_lines):
+    """Return [(path, before, after)] for the files that must change. Writes nothing."""
+    params = module.params
+    absent = params['state'] == 'absent'
+    targets = [
+        (params['modules_file'], [] if absent else modules, modules_load_keys, False),
+        (params['initramfs_modules_file'], [] if absent else modules, modules_load_keys, True),
+        (params['modprobe_file'], [] if absent else modprobe_lines, modprobe_keys, False),
+    ]
+    real = [os.path.realpath(path) for path, _l, _k, _s in targets]
+    if len(set(real)) != len(real):
+        module.fail_json(msg='modules_file, initramfs_modules_file and modprobe_file must be three '
+                             'different files, got %s' % ', '.join(path for path, _l, _k, _s in targets))
+    changes = []
+    for path, lines, keys, shared_only in targets:
+        before = read_text(path)
+        try:
+            after = plan_file(before, OWNER, lines, keys, shared_only=shared_only, path=path)
+        except ValueError as exc:
+            module.fail_json(msg=str(exc))
+        if after != before:
+            if after is not None and not os.path.isdir(os.path.dirname(path)):
+                module.fail_json(msg='cannot write %s: directory %s does not exist'
+                                     % (path, os.path.dirname(path)))
+            changes.append((path, before, after))
+    return changes
+
+
+def apply(module, changes):
+    """Write ``changes``, then rebuild the initramfs; undo every write if anything fails."""
+    argv = None
+    if module.params['update_initramfs']:
+        # Look the binary up before touching anything, so a missing one leaves no half-done state.
+        argv = [module.get_bin_path('update-initramfs', required=True), '-u', '-k', 'all']
+    done = []
+    try:
+        for path, before, after in changes:
+            done.append((path, before))
+            if after is None:
+                restore(module, path, None)
+            else:
+                atomic_write(module, path, after, mode=0o644)
+    except Exception as exc:  # noqa: BLE001 - any failure must roll back before reporting
+        rollback(module, done)
+        module.fail_json(msg='writing %s failed: %s; restored the files changed so far' % (done[-1][0], exc))
+    if argv is None:
+        return None, False
+    rc, out, err = module.run_command(argv, environ_update={'LC_ALL': 'C'})
+    if rc != 0:
+        rollback(module, done)
+        module.fail_json(msg='%s failed (rc=%d); restored %s to their previous content'
+                             % (' '.join(argv), rc, ', '.join(path for path, _b in done)),
+                         rc=rc, stdout=out, stderr=err, cmd=argv, command=argv,
+                         files_changed=[], initramfs_updated=False)
+    return argv, True
+
+
+def rollback(module, done):
+    for path, before in reversed(done):
+        restore(module, path, before)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            modules=dict(type='list', elements='str'),
+            modules_dir=dict(type='path', default='/lib/modules'),
+            ids=dict(type='list', elements='str', default=[]),
+            softdeps=dict(type='list', elements='str', default=[]),
+            disable_vga=dict(type='bool', default=False),
+            modules_file=dict(type='path', default='/etc/modules-load.d/vfio-passthrough.conf'),
+            initramfs_modules_file=dict(type='path', default='/etc/initramfs-tools/modules'),
+            modprobe_file=dict(type='path', default='/etc/modprobe.d/vfio-passthrough.conf'),
+            state=dict(type='str', choices=['present', 'absent'], default='present'),
+            update_initramfs=dict(type='bool', default=True),
+        ),
+        supports_check_mode=True,
+    )
+    modules, ids, softdeps, modprobe_lines = wanted_lines(module)
+    changes = plan(module, modules, modprobe_lines)
+
+    command, updated = None, False
+    if changes and not module.check_mode:
+        command, updated = apply(module, changes)
+
+    absent = module.params['state'] == 'absent'
+    result = dict(
+        changed=bool(changes),
+        modules=[] if absent else modules,
+        ids=[] if absent else ids,
+        softdeps=[] if absent else softdeps,
+        files_changed=[path for path, _b, _a in changes],
+        initramfs_updated=updated,
+        reboot_required=bool(changes),
+        command=command,
+    )
+    if module._diff:
+        result['diff'] = [file_diff(path, before, after) for path, before, after in changes]
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
