@@ -1,0 +1,67 @@
+# vfio.passthrough: one entry point for every check, `make test`.
+#
+# .venv is built from the exact pins in requirements/*.txt and rebuilt from
+# scratch whenever any of those files changes: the stamp's name is a hash of
+# their content, so a stale or half-built venv is never reused.
+#
+# Adding a stage is one line: write its target below and append it to `test`.
+# Planned: test-molecule (tools/molecule.sh) and test-vm (a script under
+# tests/vm/), added to `test` by their authors once those scripts exist.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+REQUIREMENTS := $(sort $(wildcard requirements/*.txt))
+REQUIREMENTS_HASH := $(shell cat $(REQUIREMENTS) | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.requirements-$(REQUIREMENTS_HASH)
+# Run a command with the venv first on PATH (no global export: $(PYTHON) must
+# keep naming the interpreter the venv is built from).
+IN_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
+TIMED := tools/timed.sh
+# CI logs are files: no terminal colour codes in them.
+ifdef CI
+export NO_COLOR := 1
+export ANSIBLE_NOCOLOR := 1
+endif
+
+.PHONY: help venv test test-fast units sanity lint docs clean
+
+help:
+	@echo 'make test       everything: units, sanity, lint, module docs (the one command CI runs)'
+	@echo 'make test-fast  units + ansible-test sanity + ansible-lint + ansible-doc of every module'
+	@echo 'make units      pytest tests/unit'
+	@echo 'make sanity     ansible-test sanity (tools/sanity.sh)'
+	@echo 'make lint       ansible-lint --profile production'
+	@echo 'make docs       ansible-doc renders for every module'
+	@echo 'make venv       (re)build .venv from requirements/*.txt'
+	@echo 'make clean      remove .venv and test output'
+
+test: test-fast
+
+test-fast: units sanity lint docs
+
+venv: $(STAMP)
+
+$(STAMP):
+	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
+	rm -rf $(VENV)
+	$(TIMED) venv bash -c '$(PYTHON) -m venv $(VENV) && $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(addprefix -r ,$(REQUIREMENTS))'
+	touch $@
+
+units: $(STAMP)
+	$(IN_VENV) $(TIMED) units python -m pytest
+
+sanity: $(STAMP)
+	$(IN_VENV) $(TIMED) sanity tools/sanity.sh
+
+lint: $(STAMP)
+	$(IN_VENV) $(TIMED) lint ansible-lint --profile production
+
+docs: $(STAMP)
+	$(IN_VENV) $(TIMED) docs tools/check-docs.sh
+
+clean:
+	rm -rf $(VENV) tests/output .pytest_cache .hypothesis
