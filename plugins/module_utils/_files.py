@@ -45,8 +45,12 @@ def atomic_write(module, path, text, mode=None, backup=False):
     """Replace ``path`` with ``text`` atomically; return the backup path or None.
 
     ``mode`` applies only to a file that did not exist: an existing file keeps
-    its mode and owner, because an administrator may have chosen them.
+    its mode and owner, because an administrator may have chosen them. A
+    symlink is followed and its target replaced; the link itself stays.
     """
+    # Write through a symlink, not over it: os.rename onto the link would turn
+    # e.g. Debian's /etc/modules-load.d/modules.conf -> ../modules into a plain file.
+    path = os.path.realpath(path)
     existed = os.path.exists(path)
     backup_file = module.backup_local(path) if backup and existed else None
     directory = os.path.dirname(os.path.abspath(path))
