@@ -62,7 +62,11 @@ skip() {
     skips+=(--skip-test "$1")
 }
 if ! command -v shellcheck >/dev/null; then
-    # .ci/run installs it; a developer machine may not have it.
+    # .ci/run installs it, so in CI its absence is an error, not a skip.
+    if [[ -n ${CI:-} ]]; then
+        echo 'sanity: shellcheck is not installed (apt-get install shellcheck)' >&2
+        exit 1
+    fi
     skip shellcheck 'shellcheck is not installed (apt-get install shellcheck)'
 fi
 
