@@ -1,0 +1,222 @@
+"""kernel_cmdline end to end in-process: real files under tmp_path, stub boot tools on PATH."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.vfio.passthrough.plugins.modules import kernel_cmdline
+from module_runner import run_module
+
+FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'grub'
+INTEL = {'present': ['intel_iommu=on', 'iommu=pt'], 'absent': ['intel_iommu=off', 'amd_iommu=off']}
+UEFI_STATUS = ('System currently booted with uefi\n'
+               '5A1B-2C3D is configured with: uefi (versions: 6.8.12-4-pve)\n')
+
+
+class Host:
+    """A fake host: its files under tmp_path, and stub tools that log their calls."""
+
+    def __init__(self, tmp_path, monkeypatch):
+        self.root = tmp_path
+        self.bin = tmp_path / 'bin'
+        self.bin.mkdir()
+        self.log = tmp_path / 'calls.log'
+        self.grub = tmp_path / 'etc/default/grub'
+        self.grub.parent.mkdir(parents=True)
+        self.grub_cfg = tmp_path / 'boot/grub/grub.cfg'
+        self.cmdline = tmp_path / 'etc/kernel/cmdline'
+        self.uuids = tmp_path / 'etc/kernel/proxmox-boot-uuids'
+        self.proc = tmp_path / 'proc/cmdline'
+        self.proc.parent.mkdir(parents=True)
+        self.proc.write_text('BOOT_IMAGE=/boot/vmlinuz-6.1.0-27-amd64 root=UUID=1234 ro quiet intel_iommu=off\n')
+        self.stub('update-grub', 'mkdir -p "%s" && echo generated > "%s"' % (self.grub_cfg.parent, self.grub_cfg))
+        monkeypatch.setenv('PATH', '%s:%s' % (self.bin, os.environ['PATH']))
+
+    def stub(self, name, body, rc=0):
+        path = self.bin / name
+        path.write_text('#!/bin/sh\necho "%s $*" >> "%s"\n%s\nexit %d\n' % (name, self.log, body, rc))
+        path.chmod(0o755)
+
+    def proxmox_boot_tool(self, status):
+        self.uuids.parent.mkdir(parents=True, exist_ok=True)
+        self.uuids.write_text('5A1B-2C3D\n')
+        self.stub('proxmox-boot-tool', 'if [ "$1" = status ]; then cat <<"EOS"\n%sEOS\nfi' % status)
+
+    def calls(self):
+        return self.log.read_text().splitlines() if self.log.exists() else []
+
+    def args(self, **extra):
+        args = dict(INTEL, grub_file=str(self.grub), grub_cfg=str(self.grub_cfg), cmdline_file=str(self.cmdline),
+                    proc_cmdline=str(self.proc), uuids_file=str(self.uuids))
+        args.update(extra)
+        return args
+
+    def snapshot(self):
+        """Every file under the fake root with its bytes, mode and inode."""
+        return {str(p.relative_to(self.root)): (p.read_bytes(), p.stat().st_mode, p.stat().st_ino, p.stat().st_mtime_ns)
+                for p in sorted(self.root.rglob('*')) if p.is_file() and p.parent != self.bin}
+
+
+@pytest.fixture
+def host(tmp_path, monkeypatch):
+    return Host(tmp_path, monkeypatch)
+
+
+def test_grub_first_run_writes_exact_bytes_and_regenerates(host):
+    host.grub.write_text((FIXTURES / 'debian12.default').read_text())
+    result = run_module(kernel_cmdline.main, host.args())
+    assert result['changed'] is True
+    assert host.grub.read_text() == (FIXTURES / 'debian12.intel.expected').read_text()
+    assert host.calls() == ['update-grub ']
+    assert result['bootloader'] == 'grub' and result['managed_by'] is None
+    assert (result['before'], result['after']) == ('quiet', 'quiet intel_iommu=on iommu=pt')
+    assert result['reboot_required'] is True
+    assert result['unmet'] == ['missing intel_iommu=on', 'missing iommu=pt', 'still has intel_iommu=off']
+    assert result['command'][0].endswith('/update-grub')
+    assert 'diff' not in result
+
+
+def test_grub_second_run_changes_and_touches_nothing(host):
+    host.grub.write_text((FIXTURES / 'debian12.default').read_text())
+    run_module(kernel_cmdline.main, host.args())
+    before = host.snapshot()
+    result = run_module(kernel_cmdline.main, host.args())
+    assert result['changed'] is False
+    assert result['command'] is None
+    assert host.snapshot() == before
+    assert host.calls() == ['update-grub ']
+    # The file is right but the kernel was never rebooted: still owed.
+    assert result['reboot_required'] is True
+
+
+def test_reboot_not_required_once_the_kernel_runs_the_args(host):
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"\n')
+    host.proc.write_text('BOOT_IMAGE=/vmlinuz ro quiet intel_iommu=on iommu=pt\n')
+    result = run_module(kernel_cmdline.main, host.args())
+    assert (result['changed'], result['reboot_required'], result['unmet']) == (False, False, [])
+
+
+def test_check_mode_reports_the_diff_the_real_run_applies(host):
+    host.grub.write_text((FIXTURES / 'debian12.default').read_text())
+    before = host.snapshot()
+    checked = run_module(kernel_cmdline.main, host.args(), check_mode=True, diff=True)
+    assert host.snapshot() == before
+    assert host.calls() == []
+    assert checked['changed'] is True
+    real = run_module(kernel_cmdline.main, host.args(), diff=True)
+    assert checked['diff'] == real['diff']
+    assert real['diff'] == [{'before_header': str(host.grub), 'after_header': str(host.grub),
+                             'before': (FIXTURES / 'debian12.default').read_text(),
+                             'after': (FIXTURES / 'debian12.intel.expected').read_text()}]
+
+
+def test_failed_update_grub_restores_the_file(host):
+    original = (FIXTURES / 'debian12.default').read_bytes()
+    host.grub.write_bytes(original)
+    host.grub.chmod(0o600)
+    host.stub('update-grub', 'echo "grub-probe: error: failed" >&2', rc=1)
+    result = run_module(kernel_cmdline.main, host.args())
+    assert result['failed'] is True
+    assert result['rc'] == 1 and 'grub-probe: error' in result['stderr']
+    assert 'restored' in result['msg']
+    assert host.grub.read_bytes() == original
+    assert stat.S_IMODE(host.grub.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize('args, fragment', [
+    ({'present': ['intel_iommu=on"; reboot; "']}, 'intel_iommu=on"; reboot; "'),
+    ({'present': ['iommu=pt', 'iommu=soft']}, 'name the same argument'),
+    ({'absent': ['$(rm -rf /)']}, '$(rm -rf /)'),
+    ({'present': ['iommu=pt'], 'absent': ['iommu']}, "'iommu' would remove 'iommu=pt'"),
+])
+def test_bad_input_fails_and_leaves_files_untouched(host, args, fragment):
+    host.grub.write_text((FIXTURES / 'debian12.default').read_text())
+    before = host.snapshot()
+    result = run_module(kernel_cmdline.main, host.args(**args))
+    assert result['failed'] is True
+    assert fragment in result['msg']
+    assert host.snapshot() == before and host.calls() == []
+
+
+def test_dropin_undoing_the_request_is_refused(host):
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n')
+    dropin = Path(str(host.grub) + '.d') / 'zz-cloud.cfg'
+    dropin.parent.mkdir()
+    dropin.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=off"\n')
+    before = host.snapshot()
+    result = run_module(kernel_cmdline.main, host.args())
+    assert result['failed'] is True and str(dropin) in result['msg']
+    assert host.snapshot() == before and host.calls() == []
+
+
+def test_stale_grub_cfg_is_regenerated_without_a_file_change(host):
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"\n')
+    host.grub_cfg.parent.mkdir(parents=True)
+    host.grub_cfg.write_text('old\n')
+    os.utime(host.grub_cfg, (1_000_000, 1_000_000))
+    checked = run_module(kernel_cmdline.main, host.args(), check_mode=True)
+    assert (checked['changed'], checked['stale_boot_config'], host.calls()) == (True, True, [])
+    result = run_module(kernel_cmdline.main, host.args())
+    assert (result['changed'], result['stale_boot_config']) == (True, True)
+    assert host.calls() == ['update-grub ']
+    assert run_module(kernel_cmdline.main, host.args())['changed'] is False
+
+
+def test_systemd_boot_detected_and_refreshed(host):
+    host.proxmox_boot_tool(UEFI_STATUS)
+    host.cmdline.write_text('root=ZFS=rpool/ROOT/pve-1 boot=zfs quiet\n')
+    result = run_module(kernel_cmdline.main, host.args(present=['iommu=pt'], absent=['amd_iommu=off']))
+    assert result['bootloader'] == 'systemd-boot' and result['managed_by'] == 'proxmox-boot-tool'
+    assert 'uefi' in result['bootloader_reason']
+    assert host.cmdline.read_text() == 'root=ZFS=rpool/ROOT/pve-1 boot=zfs quiet iommu=pt\n'
+    assert host.calls() == ['proxmox-boot-tool status', 'proxmox-boot-tool refresh']
+    again = run_module(kernel_cmdline.main, host.args(present=['iommu=pt'], absent=['amd_iommu=off']))
+    assert again['changed'] is False
+    assert host.calls() == ['proxmox-boot-tool status', 'proxmox-boot-tool refresh', 'proxmox-boot-tool status']
+
+
+def test_missing_systemd_boot_cmdline_is_seeded_from_proc(host):
+    host.proxmox_boot_tool(UEFI_STATUS)
+    host.proc.write_text('initrd=\\EFI\\proxmox\\6.8.12-4-pve\\initrd.img root=ZFS=rpool/ROOT/pve-1 boot=zfs quiet\n')
+    result = run_module(kernel_cmdline.main, host.args(present=['iommu=pt'], absent=[]), diff=True)
+    assert result['changed'] is True and result['before'] is None
+    assert host.cmdline.read_text() == 'root=ZFS=rpool/ROOT/pve-1 boot=zfs quiet iommu=pt\n'
+    assert stat.S_IMODE(host.cmdline.stat().st_mode) == 0o644
+    assert result['diff'][0]['before_header'].endswith('(absent)')
+
+
+def test_grub_managed_by_proxmox_boot_tool_refreshes_instead_of_update_grub(host):
+    host.proxmox_boot_tool('5A1B-2C3D is configured with: grub (versions: 6.8.12-4-pve)\n')
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n')
+    result = run_module(kernel_cmdline.main, host.args())
+    assert (result['bootloader'], result['managed_by']) == ('grub', 'proxmox-boot-tool')
+    assert host.calls() == ['proxmox-boot-tool status', 'proxmox-boot-tool refresh']
+
+
+def test_backup_keeps_the_old_bytes(host):
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n')
+    result = run_module(kernel_cmdline.main, host.args(backup=True))
+    assert Path(result['backup_file']).read_text() == 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n'
+
+
+def test_apply_false_writes_but_runs_nothing(host):
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n')
+    result = run_module(kernel_cmdline.main, host.args(apply=False))
+    assert result['changed'] is True and result['command'] is None and host.calls() == []
+
+
+def test_missing_grub_file_is_a_clear_error(host):
+    result = run_module(kernel_cmdline.main, host.args())
+    assert result['failed'] is True and str(host.grub) in result['msg']
+
+
+def test_diff_only_when_asked(host):
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n')
+    assert 'diff' not in run_module(kernel_cmdline.main, host.args(), check_mode=True)
+    assert hashlib.sha256(host.grub.read_bytes()).hexdigest() == hashlib.sha256(
+        b'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n').hexdigest()
