@@ -14,13 +14,12 @@ description:
   - Makes the VFIO kernel modules load at boot (C(modules-load.d)) and from the
     initramfs, so that C(vfio-pci) claims the passthrough devices before their
     normal drivers do.
-  - Writes C(options vfio-pci ids=...), C(options vfio-pci disable_vga=1) and
-    C(softdep DRIVER pre: vfio-pci) to a modprobe.d file.
+  - "Writes C(options vfio-pci ids=...), C(options vfio-pci disable_vga=1) and
+    C(softdep DRIVER pre: vfio-pci) to a modprobe.d file."
   - Runs C(update-initramfs -u -k all) after a change; if that fails, every file
     this run changed is put back byte for byte and the task fails.
   - "File ownership: O(modules_file) and O(modprobe_file) belong to this module when
-    they do not exist yet or start with its header line
-    C(# Managed by Ansible (vfio.passthrough.vfio_modules): manual edits will be overwritten);
+    they do not exist yet or start with the header line \"# Managed by Ansible (vfio.passthrough.vfio_modules): manual edits will be overwritten\";
     such a file is rewritten whole and deleted by O(state=absent)."
   - "Any other file, and always O(initramfs_modules_file), is shared with the administrator:
     the module manages only the lines between
@@ -55,8 +54,8 @@ options:
     default: []
   softdeps:
     description:
-      - Drivers that must wait for C(vfio-pci) (for example C(nouveau), C(amdgpu), C(snd_hda_intel)).
-        Each becomes C(softdep NAME pre: vfio-pci).
+      - "Drivers that must wait for C(vfio-pci) (for example C(nouveau), C(amdgpu), C(snd_hda_intel)).
+        Each becomes C(softdep NAME pre: vfio-pci)."
     type: list
     elements: str
     default: []

@@ -1,0 +1,318 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to vfio.passthrough
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: driver_blacklist
+short_description: Keep host drivers off devices meant for PCI passthrough
+version_added: 0.1.0
+description:
+  - Writes C(blacklist NAME) (and with O(hard=true) C(install NAME /bin/false)) for each
+    driver to a modprobe.d file, then runs C(update-initramfs -u -k all) so the
+    blacklist also holds in early boot. If that fails, the file is put back byte for
+    byte and the task fails.
+  - Reports which devices each driver drives now (RV(in_use)), following both the PCI
+    driver (C(virtio_pci)) and the driver of the network interface on top of it (C(virtio_net)).
+  - "Refuses, writing nothing, to blacklist a driver of a host-critical device: the NIC of the
+    default route, the NIC holding the address Ansible connects to (SSH_CONNECTION) or one of
+    O(protect_addresses), a port, slave or lower link of a bridge, bond or VLAN carrying those,
+    or the storage controller of C(/), C(/boot) or C(/boot/efi). O(force=true) overrides this
+    and still warns."
+  - A driver already blacklisted by another C(*.conf) file in O(modprobe_dir) is not written
+    again; RV(already_blacklisted) says where it is.
+  - "O(path) belongs to this module when it does not exist or starts with
+    the header line \"# Managed by Ansible (vfio.passthrough.driver_blacklist): manual edits will be overwritten\".
+    Any other existing file (for example C(/etc/modprobe.d/blacklist.conf)) is shared: only the
+    lines between C(# BEGIN vfio.passthrough.driver_blacklist) and
+    C(# END vfio.passthrough.driver_blacklist) are managed and everything else stays byte for byte."
+author:
+  - vfio.passthrough developers
+options:
+  drivers:
+    description:
+      - Kernel module names to blacklist (letters, digits, C(_) and C(-); C(-) and C(_) are equal).
+    type: list
+    elements: str
+    required: true
+  state:
+    description: C(present) blacklists the drivers; C(absent) removes what this module wrote.
+    type: str
+    choices: [present, absent]
+    default: present
+  path:
+    description:
+      - The modprobe.d file to write.
+      - Default C(<root>/etc/modprobe.d/vfio-passthrough-blacklist.conf), which is
+        C(/etc/modprobe.d/vfio-passthrough-blacklist.conf) with the default O(root).
+    type: path
+  hard:
+    description:
+      - Also write C(install NAME /bin/false), which stops the module from loading even
+        as another module's dependency or by explicit C(modprobe NAME).
+    type: bool
+    default: false
+  update_initramfs:
+    description: Run C(update-initramfs -u -k all) after a change (never in check mode).
+    type: bool
+    default: true
+  force:
+    description: Blacklist even a driver of a host-critical device (warns). The host may become unreachable.
+    type: bool
+    default: false
+  protect_addresses:
+    description:
+      - IP addresses (or host names) the controller reaches this host on. The NICs holding
+        them count as host-critical. The role passes its connection address here, since
+        sudo drops SSH_CONNECTION.
+      - Only used when O(root=/); another root is not the running system.
+    type: list
+    elements: str
+    default: []
+  root:
+    description: The root of the system whose C(/sys) and C(/proc) are read.
+    type: path
+    default: /
+  modprobe_dir:
+    description:
+      - Directory scanned for existing blacklists (C(*.conf)).
+      - Default C(<root>/etc/modprobe.d).
+    type: path
+attributes:
+  check_mode:
+    support: full
+    details: Reports the same changes, refusals and diff a real run would; writes nothing and runs nothing.
+  diff_mode:
+    support: full
+  platform:
+    support: full
+    platforms: [debian]
+    details: Debian 12 / Proxmox VE 8 with kmod and initramfs-tools.
+notes:
+  - The blacklist takes effect at the next boot; RV(reboot_required) says when one is due.
+  - C(blacklist) only stops loading by device alias. A driver that another module needs,
+    or that is built into the kernel, still loads; use O(hard=true) for the former.
+seealso:
+  - module: vfio.passthrough.vfio_modules
+'''
+
+EXAMPLES = r'''
+- name: Keep the host's ixgbe driver off the NICs handed to a firewall VM
+  vfio.passthrough.driver_blacklist:
+    drivers: [ixgbe]
+    protect_addresses: ["{{ ansible_host }}"]
+
+- name: Keep nouveau and nvidiafb away from a passthrough GPU, even as dependencies
+  vfio.passthrough.driver_blacklist:
+    drivers: [nouveau, nvidiafb]
+    hard: true
+
+- name: Undo
+  vfio.passthrough.driver_blacklist:
+    drivers: [ixgbe]
+    state: absent
+'''
+
+RETURN = r'''
+drivers:
+  description: The requested drivers, normalised with C(_).
+  returned: always
+  type: list
+  elements: str
+  sample: [ixgbe]
+in_use:
+  description: For each requested driver, the devices it drives now.
+  returned: always
+  type: dict
+  sample: {virtio_net: [{address: '0000:00:02.0', interface: ens2}], ixgbe: []}
+already_blacklisted:
+  description: Requested drivers already blacklisted by another file in O(modprobe_dir), and that file.
+  returned: always
+  type: dict
+  sample: {nvidiafb: /etc/modprobe.d/pve-blacklist.conf}
+files_changed:
+  description: Paths changed (in check mode, that would change).
+  returned: always
+  type: list
+  elements: str
+initramfs_updated:
+  description: Whether C(update-initramfs) ran successfully.
+  returned: always
+  type: bool
+reboot_required:
+  description: True when the file changed, so the running system does not reflect it yet.
+  returned: always
+  type: bool
+command:
+  description: The argv run, or null when nothing was run.
+  returned: always
+  type: list
+  elements: str
+  sample: [/usr/sbin/update-initramfs, -u, -k, all]
+diff:
+  description: Before/after text of the changed file.
+  returned: when diff mode is on
+  type: list
+  elements: dict
+'''
+
+import glob
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.vfio.passthrough.plugins.module_utils._files import (
+    atomic_write, file_diff, read_text, restore,
+)
+from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical import (
+    collect_host_critical, invalid_protect_addresses,
+)
+from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import (
+    check_module_names, is_owned, modprobe_keys, outside_block, parse_modprobe, plan_file,
+)
+from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import module_usage
+
+OWNER = 'driver_blacklist'
+
+
+def find_blacklisted(modprobe_dir, own_path, own_text, drivers):
+    """{driver: file} for drivers another file (or the admin's part of ours) blacklists already."""
+    found = {}
+    own_real = os.path.realpath(own_path)
+    for conf in sorted(glob.glob(os.path.join(glob.escape(modprobe_dir), '*.conf'))):
+        if os.path.realpath(conf) == own_real:
+            if own_text is None or is_owned(own_text, OWNER):
+                continue
+            text = outside_block(own_text, OWNER, own_path)
+        elif not os.path.isfile(conf):
+            continue
+        else:
+            text = read_text(conf) or ''
+        for directive in parse_modprobe(text):
+            if directive.kind == 'blacklist' and directive.module in drivers:
+                found.setdefault(directive.module, conf)
+    return found
+
+
+def refuse_critical(module, drivers, in_use):
+    """Fail (or, with force, warn) when a driver drives a host-critical device."""
+    if not any(in_use[d] for d in drivers):
+        return
+    critical = collect_host_critical(module, module.params['root'], module.params['protect_addresses'])
+    problems = []
+    for driver in drivers:
+        for use in in_use[driver]:
+            reasons = critical.get(use['address']) or []
+            if reasons:
+                problems.append('%s drives %s (interface %s), which is host-critical: %s'
+                                % (driver, use['address'], use['interface'] or 'none', '; '.join(reasons)))
+    if not problems:
+        return
+    if module.params['force']:
+        for problem in problems:
+            module.warn('force=true: blacklisting anyway, although %s' % problem)
+        return
+    module.fail_json(msg='refusing to blacklist: %s. Set force=true to do it anyway.' % ' | '.join(problems),
+                     in_use=in_use)
+
+
+def apply(module, path, before, after):
+    """Write the file, then rebuild the initramfs; put the file back if that fails."""
+    argv = None
+    if module.params['update_initramfs']:
+        # Look the binary up before touching anything, so a missing one leaves no half-done state.
+        argv = [module.get_bin_path('update-initramfs', required=True), '-u', '-k', 'all']
+    try:
+        if after is None:
+            restore(module, path, None)
+        else:
+            atomic_write(module, path, after, mode=0o644)
+    except Exception as exc:  # noqa: BLE001 - any failure must roll back before reporting
+        restore(module, path, before)
+        module.fail_json(msg='writing %s failed: %s; restored it' % (path, exc))
+    if argv is None:
+        return None, False
+    rc, out, err = module.run_command(argv, environ_update={'LC_ALL': 'C'})
+    if rc != 0:
+        restore(module, path, before)
+        module.fail_json(msg='%s failed (rc=%d); restored %s to its previous content' % (' '.join(argv), rc, path),
+                         rc=rc, stdout=out, stderr=err, cmd=argv, command=argv,
+                         files_changed=[], initramfs_updated=False)
+    return argv, True
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            drivers=dict(type='list', elements='str', required=True),
+            state=dict(type='str', choices=['present', 'absent'], default='present'),
+            path=dict(type='path'),
+            hard=dict(type='bool', default=False),
+            update_initramfs=dict(type='bool', default=True),
+            force=dict(type='bool', default=False),
+            protect_addresses=dict(type='list', elements='str', default=[]),
+            root=dict(type='path', default='/'),
+            modprobe_dir=dict(type='path'),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params
+    try:
+        drivers = check_module_names(params['drivers'], 'driver name')
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    if not drivers:
+        module.fail_json(msg='drivers is empty: name at least one kernel module')
+    bad = invalid_protect_addresses(params['protect_addresses'])
+    if bad:
+        module.fail_json(msg='protect_addresses: %s is neither an IP address nor a host name'
+                             % ', '.join(repr(b) for b in bad))
+    root = params['root']
+    modprobe_dir = params['modprobe_dir'] or os.path.join(root, 'etc/modprobe.d')
+    path = params['path'] or os.path.join(root, 'etc/modprobe.d/vfio-passthrough-blacklist.conf')
+    present = params['state'] == 'present'
+
+    before = read_text(path)
+    try:
+        already = find_blacklisted(modprobe_dir, path, before, drivers) if present else {}
+        usage = module_usage(root)
+        in_use = {driver: usage.get(driver, []) for driver in drivers}
+        lines = []
+        if present:
+            for driver in drivers:
+                if driver not in already:
+                    lines.append('blacklist %s' % driver)
+                if params['hard']:
+                    lines.append('install %s /bin/false' % driver)
+        after = plan_file(before, OWNER, lines, modprobe_keys, path=path)
+    except ValueError as exc:
+        module.fail_json(msg=str(exc))
+    if present:
+        refuse_critical(module, drivers, in_use)
+
+    changed = after != before
+    if changed and after is not None and not os.path.isdir(os.path.dirname(path)):
+        module.fail_json(msg='cannot write %s: directory %s does not exist' % (path, os.path.dirname(path)))
+    command, updated = None, False
+    if changed and not module.check_mode:
+        command, updated = apply(module, path, before, after)
+
+    result = dict(
+        changed=changed,
+        drivers=drivers,
+        in_use=in_use,
+        already_blacklisted=already,
+        files_changed=[path] if changed else [],
+        initramfs_updated=updated,
+        reboot_required=changed,
+        command=command,
+    )
+    if module._diff:
+        result['diff'] = [file_diff(path, before, after)] if changed else []
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
