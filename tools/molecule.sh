@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Run molecule container scenarios end to end: one command for a Makefile target.
+#
+#   tools/molecule.sh              every scenario molecule/*/molecule.yml
+#   tools/molecule.sh smoke other  just those
+#   MOLECULE_CMD=converge tools/molecule.sh smoke   another molecule command
+#                                                   (default: test)
+#
+# Ensures, idempotently and in this order:
+#   1. podman + runc + debootstrap and /etc/containers/containers.conf
+#      (tests/containers/setup-host.sh; needs root)
+#   2. the base image (tests/containers/build-image.sh; cached by content hash)
+#   3. containers.podman & co. in .cache/collections (tools/vendor-collections.sh)
+#   4. molecule in a venv: the project's .venv if it exists (requirements/base.txt
+#      + requirements/molecule.txt installed into it), else .cache/venv-molecule
+#   5. the collection importable by FQCN vfio.passthrough (a symlink
+#      $TMPDIR/vfio-passthrough-<hash>/ansible_collections/vfio/passthrough ->
+#      this checkout, the scheme tests/unit/conftest.py uses)
+# then runs `molecule --base-config molecule/shared/base.yml test -s <scenario>`
+# for each scenario and exits non-zero if any failed.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+cd "$root"
+
+MOLECULE_CMD=${MOLECULE_CMD:-test}
+PYTHON=${PYTHON:-python3}
+
+log() { printf '\n[molecule.sh] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+t0=$SECONDS
+step_start=$SECONDS
+step_done() { log "$1 done in $((SECONDS - step_start)) s"; step_start=$SECONDS; }
+
+# Scenarios: arguments, or every directory with a molecule.yml (shared/ has none).
+scenarios=("$@")
+if [ ${#scenarios[@]} -eq 0 ]; then
+    for f in molecule/*/molecule.yml; do
+        [ -e "$f" ] || continue
+        scenarios+=("$(basename "$(dirname "$f")")")
+    done
+fi
+[ ${#scenarios[@]} -gt 0 ] || die "no scenarios found under molecule/"
+for s in "${scenarios[@]}"; do
+    [ -f "molecule/$s/molecule.yml" ] || die "no scenario '$s' (molecule/$s/molecule.yml missing)"
+done
+
+log "1/5 host: podman, runc, containers.conf"
+tests/containers/setup-host.sh
+step_done "host setup"
+
+log "2/5 base image"
+image=$(tests/containers/build-image.sh)
+[ -n "$image" ] || die "build-image.sh printed no image name"
+step_done "image ($image)"
+
+log "3/5 collections"
+collections=$(tools/vendor-collections.sh)
+step_done "collections"
+
+log "4/5 venv with molecule"
+if [ -x .venv/bin/python ]; then
+    venv=.venv
+    reqs=(requirements/molecule.txt)
+    # Resolve both files together so pip fails loudly on a pin conflict
+    # instead of silently replacing what base.txt installed.
+    [ -f requirements/base.txt ] && reqs=(requirements/base.txt "${reqs[@]}")
+    log "using the project venv .venv (+ ${reqs[*]})"
+else
+    venv=.cache/venv-molecule
+    reqs=(requirements/molecule.txt)
+    log "no .venv: using $venv (requirements/molecule.txt only)"
+    [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+fi
+stamp="$venv/.molecule-requirements.sha256"
+want=$(cat "${reqs[@]}" | sha256sum | cut -d' ' -f1)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/molecule" ]; then
+    log "$venv already has ${reqs[*]}"
+else
+    args=()
+    for r in "${reqs[@]}"; do args+=(-r "$r"); done
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check "${args[@]}" \
+        || die "pip install ${reqs[*]} into $venv failed"
+    echo "$want" > "$stamp"
+fi
+"$venv/bin/molecule" --version >&2
+step_done "venv ($venv)"
+
+log "5/5 collection path"
+if [ -x tools/collection-link.sh ]; then
+    link=$(PYTHON="$venv/bin/python" tools/collection-link.sh)
+else
+    link=$("$venv/bin/python" - "$root" <<'PY'
+import hashlib, os, sys, tempfile
+from pathlib import Path
+root = Path(sys.argv[1]).resolve()
+tag = hashlib.sha1(str(root).encode()).hexdigest()[:10]
+link = Path(tempfile.gettempdir()) / ('vfio-passthrough-' + tag) / 'ansible_collections' / 'vfio' / 'passthrough'
+if not (link.is_symlink() and link.resolve() == root):
+    link.parent.mkdir(parents=True, exist_ok=True)
+    tmp = link.with_name('.passthrough.%d' % os.getpid())
+    tmp.symlink_to(root)
+    os.replace(tmp, link)
+print(link)
+PY
+)
+fi
+[ "$(cd "$link" && pwd -P)" = "$root" ] || die "$link does not point at $root"
+collections_base=$(cd "$link/../../.." && pwd)
+
+export PATH="$root/$venv/bin:$PATH"
+export ANSIBLE_COLLECTIONS_PATH="$collections_base:$collections"
+export VFIO_MOLECULE_IMAGE="$image"
+export LC_ALL=C.UTF-8 LANG=C.UTF-8
+export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0} PY_COLORS=${PY_COLORS:-0}
+log "ANSIBLE_COLLECTIONS_PATH=$ANSIBLE_COLLECTIONS_PATH"
+log "VFIO_MOLECULE_IMAGE=$VFIO_MOLECULE_IMAGE"
+step_done "setup"
+
+failed=()
+summary=()
+for s in "${scenarios[@]}"; do
+    log "scenario $s: molecule $MOLECULE_CMD"
+    st=$SECONDS
+    if molecule --base-config molecule/shared/base.yml "$MOLECULE_CMD" -s "$s"; then
+        summary+=("PASS $s ($((SECONDS - st)) s)")
+    else
+        summary+=("FAIL $s ($((SECONDS - st)) s)")
+        failed+=("$s")
+    fi
+done
+
+log "summary (total $((SECONDS - t0)) s)"
+printf '  %s\n' "${summary[@]}" >&2
+[ ${#failed[@]} -eq 0 ] || die "failed scenarios: ${failed[*]}"
