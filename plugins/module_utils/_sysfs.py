@@ -16,6 +16,7 @@ tree to several readers shares its link cache, so each link is read once.
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 
 __all__ = [
@@ -84,53 +85,79 @@ class SysfsTree:
     def __init__(self, root='/'):
         self.root = os.path.abspath(root or '/')
         self.live = self.root == '/'
+        self._prefix = '' if self.live else self.root
         self._links = {}     # relative path -> link target text, or None for "not a link"
+        self._resolved = {}  # relative path -> physical relative path (None: link loop)
+        self._entries = {}   # physical directory -> frozenset of names
 
     def path(self, rel):
-        return os.path.join(self.root, rel) if rel else self.root
+        return self._prefix + '/' + rel if rel else self.root
+
+    def entries(self, rel):
+        """Names in the physical directory ``rel``, listed once; empty when absent."""
+        try:
+            return self._entries[rel]
+        except KeyError:
+            pass
+        try:
+            found = frozenset(os.listdir(self.path(rel)))
+        except OSError:
+            found = frozenset()
+        self._entries[rel] = found
+        return found
 
     def readlink(self, rel):
-        """The target text of the symlink ``rel``, or None when it is not a symlink."""
+        """The target text of the symlink ``rel`` (its directory part must be physical), or None."""
         try:
             return self._links[rel]
         except KeyError:
             pass
-        try:
-            target = os.readlink(self.path(rel))
-        except OSError:
-            target = None
+        head, _, tail = rel.rpartition('/')
+        known = self._entries.get(head)
+        target = None
+        # a directory already listed tells which names exist: no syscall for the others
+        if known is None or tail in known:
+            try:
+                target = os.readlink(self.path(rel))
+            except OSError:
+                target = None
         self._links[rel] = target
         return target
 
-    def resolve(self, rel):
+    def resolve(self, rel, _hops=0):
         """Resolve every symlink in ``rel`` inside root; return the physical relative path.
 
         Returns None for a link loop. A missing component resolves to itself,
-        so the caller's later read of it fails normally.
+        so the caller's later read of it fails normally. Results are cached:
+        thousands of devices share the same few parent directories.
         """
-        pending = [p for p in reversed(rel.split('/')) if p and p != '.']
-        out = []
-        hops = 0
-        while pending:
-            part = pending.pop()
-            if part == '..':
-                if out:
-                    out.pop()
-                continue
-            if part == '.':
-                continue
-            out.append(part)
-            target = self.readlink('/'.join(out))
-            if target is None:
-                continue
-            hops += 1
-            if hops > _MAX_LINK_HOPS:
-                return None
-            out.pop()
-            if target.startswith('/'):
-                out = []
-            pending.extend(p for p in reversed(target.split('/')) if p)
-        return '/'.join(out)
+        try:
+            return self._resolved[rel]
+        except KeyError:
+            pass
+        result = self._resolve(rel, _hops)
+        self._resolved[rel] = result
+        return result
+
+    def _resolve(self, rel, hops):
+        head, _, tail = rel.strip('/').rpartition('/')
+        base = self.resolve(head, hops) if head else ''
+        if base is None:
+            return None
+        if tail in ('', '.'):
+            return base
+        if tail == '..':
+            return base.rpartition('/')[0]
+        here = base + '/' + tail if base else tail
+        target = self.readlink(here)
+        if target is None:
+            return here
+        if hops >= _MAX_LINK_HOPS:
+            return None
+        # ``base`` holds no symlinks, so collapsing ``..`` textually is exact;
+        # normpath of an absolute path also stops ``..`` at the root.
+        joined = target if target.startswith('/') else '/%s/%s' % (base, target)
+        return self.resolve(posixpath.normpath('/' + joined.lstrip('/')).lstrip('/'), hops + 1)
 
     def read(self, rel, resolved=False):
         """The stripped text of a file, or None when it is missing or unreadable.
@@ -149,12 +176,15 @@ class SysfsTree:
         except OSError:
             return None
         try:
-            data = os.read(fd, 1 << 20)
+            # sysfs attributes fit one page and arrive in one read; proc files may not
+            chunks = [os.read(fd, 8192)]
+            while len(chunks[-1]) == 8192 or (len(chunks) > 1 and chunks[-1]):
+                chunks.append(os.read(fd, 65536))
         except OSError:
             return None
         finally:
             os.close(fd)
-        return data.decode('utf-8', 'replace').strip()
+        return b''.join(chunks).decode('utf-8', 'replace').strip()
 
     def listdir(self, rel, resolved=False):
         """Entry names of a directory (sorted), empty when it does not exist."""
@@ -162,10 +192,7 @@ class SysfsTree:
             rel = self.resolve(rel)
             if rel is None:
                 return []
-        try:
-            return sorted(os.listdir(self.path(rel)))
-        except OSError:
-            return []
+        return sorted(self.entries(rel))
 
     def exists(self, rel):
         resolved = self.resolve(rel)
@@ -243,10 +270,7 @@ def read_pci_devices(root, groups=None):
         rel = tree.resolve('sys/bus/pci/devices/' + address)
         if rel is None:
             continue
-        try:
-            entries = set(os.listdir(tree.path(rel)))
-        except OSError:
-            continue
+        entries = tree.entries(rel)
 
         def attr(name, rel=rel, entries=entries):
             return tree.read(rel + '/' + name, resolved=True) if name in entries else None
@@ -294,10 +318,7 @@ def read_net_interfaces(root):
         rel = tree.resolve('sys/class/net/' + name)
         if rel is None:
             continue
-        try:
-            entries = os.listdir(tree.path(rel))
-        except OSError:
-            continue
+        entries = tree.entries(rel)
         lower = sorted(e[6:] for e in entries if e.startswith('lower_'))
         ports = tree.listdir(rel + '/brif', resolved=True) if 'brif' in entries else []
         slaves = []
@@ -494,12 +515,13 @@ def _passthrough_mode(groups, cmdline_args, enabled):
     return None
 
 
-def gather_iommu_facts(root, kernel_log=None):
+def gather_iommu_facts(root, kernel_log=None, interfaces=None):
     """Build ``ansible_facts.iommu`` (without host_critical, which the caller adds).
 
     ``kernel_log`` is a callable returning the kernel log text; it is called
     at most once and only when sysfs/procfs cannot answer. Pass None for a
-    non-live root, whose log we cannot see.
+    non-live root, whose log we cannot see. ``interfaces`` (from
+    read_net_interfaces) saves reading sys/class/net twice.
     """
     tree = _tree(root)
     log_cache = []
@@ -515,7 +537,8 @@ def gather_iommu_facts(root, kernel_log=None):
     args = parse_cmdline(cmdline)
     groups = read_iommu_groups(tree)
     devices = read_pci_devices(tree, groups)
-    interfaces = read_net_interfaces(tree)
+    if interfaces is None:
+        interfaces = read_net_interfaces(tree)
     units = tree.listdir('sys/class/iommu')
     enabled = bool(units) or any(g['devices'] for g in groups.values())
 

@@ -1,0 +1,324 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to vfio.passthrough
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: iommu_facts
+short_description: Gather IOMMU, IOMMU group and PCI device facts for VFIO passthrough
+version_added: 0.1.0
+description:
+  - Reads C(/sys) and C(/proc) below O(root) and returns C(ansible_facts.iommu) - whether the
+    IOMMU is on, its vendor, interrupt remapping, passthrough mode, the IOMMU groups and every
+    PCI device with its driver, group peers, isolation, network interfaces and reset methods.
+  - Marks host-critical devices (RV(ansible_facts.iommu.devices.host_critical)) - the NIC of the
+    default route, the NIC Ansible connects through, ports of bridges/bonds/VLANs carrying
+    them, the storage controller of C(/), C(/boot) and C(/boot/efi) - so that nothing takes
+    them away from the host.
+  - "The IOMMU counts as on when C(/sys/class/iommu) has an entry or IOMMU groups exist.
+    The kernel log line C(DMAR: IOMMU enabled) is not used; a machine without an IOMMU
+    prints it too when booted with C(intel_iommu=on)."
+  - The kernel log (C(journalctl -k -b), else C(dmesg)) is read only for what sysfs and
+    procfs do not show, and only when O(root=/).
+  - Changes nothing.
+author:
+  - vfio.passthrough developers
+options:
+  root:
+    description:
+      - The directory holding the C(sys/) and C(proc/) to read, for chroots and tests.
+      - Symlinks are resolved inside this directory; nothing outside it is read.
+      - With any value other than C(/), no command runs and the environment is not consulted,
+        since they describe the running system rather than the one under O(root).
+    type: path
+    default: /
+  protect_addresses:
+    description:
+      - IP addresses (or host names) the controller reaches this host on. The NICs holding
+        them are host-critical. Pass C(ansible_host) here when becoming root through sudo,
+        which drops C(SSH_CONNECTION).
+      - Only used when O(root=/).
+    type: list
+    elements: str
+    default: []
+attributes:
+  check_mode:
+    support: full
+    details: The module never changes anything, so check mode gathers the same facts.
+  diff_mode:
+    support: none
+    details: There is nothing to diff.
+  facts:
+    support: full
+  platform:
+    support: full
+    platforms: [debian]
+    details: Linux with sysfs (Debian 12 / Proxmox VE 8). ZFS pools are inspected with C(zpool status -P).
+notes:
+  - On the live root the module runs C(ip -o addr show) when there is an address to protect and
+    C(zpool status -P POOL) when C(/) or C(/boot) is on ZFS. These only read state.
+  - Inside a container C(/sys) shows no IOMMU; point O(root) at a copy of a real tree instead.
+seealso:
+  - module: vfio.passthrough.kernel_cmdline
+  - module: vfio.passthrough.driver_blacklist
+'''
+
+EXAMPLES = r'''
+- name: Gather IOMMU facts, protecting the NIC Ansible reaches the host through
+  vfio.passthrough.iommu_facts:
+    protect_addresses:
+      - "{{ ansible_host }}"
+
+- name: Stop when the IOMMU is off
+  ansible.builtin.assert:
+    that: ansible_facts.iommu.enabled
+    fail_msg: >-
+      No IOMMU groups. Enable {{ 'VT-d' if ansible_facts.iommu.vendor == 'intel' else 'AMD-Vi' }}
+      in the firmware{{ '' if ansible_facts.iommu.firmware_support else ' (no DMAR/IVRS table found)' }}
+      and boot with the IOMMU kernel arguments.
+
+- name: List GPUs that can be passed through on their own
+  ansible.builtin.debug:
+    msg: "{{ item.key }} {{ item.value.vendor_id }}:{{ item.value.device_id }} group {{ item.value.iommu_group }}"
+  loop: "{{ ansible_facts.iommu.devices | dict2items }}"
+  when:
+    - item.value.class.startswith('03')
+    - item.value.isolated
+    - not item.value.host_critical
+
+- name: Read a chroot's tree (no command runs, the live kernel log is not read)
+  vfio.passthrough.iommu_facts:
+    root: /srv/rescue
+'''
+
+RETURN = r'''
+ansible_facts:
+  description: Facts added to the host.
+  returned: always
+  type: dict
+  contains:
+    iommu:
+      description: IOMMU and PCI device facts.
+      returned: always
+      type: dict
+      contains:
+        enabled:
+          description: An IOMMU is active (C(sys/class/iommu) has an entry or IOMMU groups exist).
+          type: bool
+          returned: always
+          sample: true
+        vendor:
+          description:
+            - C(intel) or C(amd), from the ACPI DMAR or IVRS table, else the IOMMU units, else the CPU vendor.
+            - null when none of these tells.
+          type: str
+          returned: always
+          sample: intel
+        cpu_vendor:
+          description: CPU vendor from C(proc/cpuinfo) (C(intel), C(amd), or the raw vendor_id in lower case).
+          type: str
+          returned: always
+          sample: intel
+        firmware_support:
+          description:
+            - The firmware publishes a DMAR (VT-d) or IVRS (AMD-Vi) ACPI table, so the IOMMU is switched on there.
+            - null when the ACPI tables cannot be seen.
+          type: bool
+          returned: always
+          sample: true
+        interrupt_remapping:
+          description:
+            - Interrupt remapping is on (C(IR-) interrupt chips in C(proc/interrupts), else the kernel log).
+            - null when unknown.
+          type: bool
+          returned: always
+          sample: true
+        passthrough_mode:
+          description:
+            - true when DMA passes the IOMMU untranslated (C(iommu=pt), group type C(identity)),
+              false when translated (C(DMA), C(DMA-FQ)).
+            - Decided by the type most groups have, else by C(iommu=) on the command line;
+              null when the IOMMU is off or nothing tells.
+          type: bool
+          returned: always
+          sample: true
+        acs_override:
+          description: The value of C(pcie_acs_override=) on the running kernel's command line, or null.
+          type: str
+          returned: always
+          sample: downstream,multifunction
+        cmdline:
+          description: The running kernel's command line (C(proc/cmdline)).
+          type: str
+          returned: always
+          sample: BOOT_IMAGE=/boot/vmlinuz-6.8.12-4-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on iommu=pt
+        kernel:
+          description: The running kernel's release (C(proc/sys/kernel/osrelease)), or null.
+          type: str
+          returned: always
+          sample: 6.8.12-4-pve
+        iommu_units:
+          description: Entries of C(sys/class/iommu) (C(dmar0), C(ivhd0)).
+          type: list
+          elements: str
+          returned: always
+          sample: [dmar0, dmar1]
+        groups:
+          description: IOMMU groups, keyed by the group number as a string.
+          type: dict
+          returned: always
+          sample: {"1": {"devices": ["0000:00:01.0", "0000:01:00.0", "0000:01:00.1"], "type": "identity"}}
+          contains:
+            devices:
+              description: PCI addresses of the group's members, sorted.
+              type: list
+              elements: str
+            type:
+              description: The group's default domain type (C(identity), C(DMA), C(DMA-FQ)), or null.
+              type: str
+        devices:
+          description: Every PCI function, keyed by its address (C(0000:03:00.0)).
+          type: dict
+          returned: always
+          contains:
+            vendor_id:
+              description: Vendor ID, 4 lowercase hex digits without C(0x).
+              type: str
+              sample: 10de
+            device_id:
+              description: Device ID, 4 lowercase hex digits.
+              type: str
+              sample: 1b80
+            subsystem_vendor_id:
+              description: Subsystem vendor ID.
+              type: str
+              sample: '1043'
+            subsystem_device_id:
+              description: Subsystem device ID.
+              type: str
+              sample: 85aa
+            class:
+              description: Class code, 6 lowercase hex digits (class, subclass, programming interface).
+              type: str
+              sample: '030000'
+            class_name:
+              description: Name of the class and subclass (C(VGA compatible controller), C(Ethernet controller)).
+              type: str
+              sample: VGA compatible controller
+            driver:
+              description: The bound driver's name (C(virtio-pci), C(vfio-pci)), or null.
+              type: str
+              sample: nouveau
+            driver_module:
+              description: The kernel module providing the driver (C(virtio_pci)); null when built in or unbound.
+              type: str
+              sample: nouveau
+            iommu_group:
+              description: The IOMMU group number, or null without an IOMMU.
+              type: int
+              sample: 1
+            group_peers:
+              description: The other members of the device's IOMMU group.
+              type: list
+              elements: str
+              sample: ["0000:00:01.0", "0000:01:00.1"]
+            isolated:
+              description:
+                - Every other member of the group is a PCI-to-PCI bridge (class C(0604xx)) or another
+                  function of the same device, so the device can be passed through without taking
+                  unrelated devices along. false without an IOMMU group.
+              type: bool
+              sample: true
+            netdevs:
+              description: Network interfaces on this device, found from C(sys/class/net) (virtio NICs included).
+              type: list
+              elements: str
+              sample: [eno1]
+            reset_methods:
+              description: Reset methods from C(reset_method) (C(flr), C(bus), ...); empty when the file is absent.
+              type: list
+              elements: str
+              sample: [flr, bus]
+            sriov_totalvfs:
+              description: Virtual functions the device supports, or null without SR-IOV.
+              type: int
+              sample: 7
+            sriov_numvfs:
+              description: Virtual functions enabled now, or null without SR-IOV.
+              type: int
+              sample: 0
+            boot_vga:
+              description: The firmware used this device as the boot display.
+              type: bool
+              sample: true
+            host_critical:
+              description: Why the host cannot give this device away; empty when it can.
+              type: list
+              elements: str
+              sample: ["NIC eno1 is a port of vmbr0, which carries the default route"]
+        vfio_bound:
+          description: Addresses of the devices bound to vfio-pci now.
+          type: list
+          elements: str
+          returned: always
+          sample: ["0000:01:00.0"]
+'''
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical import (
+    collect_host_critical, invalid_protect_addresses,
+)
+from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import (
+    SysfsTree, gather_iommu_facts, read_net_interfaces,
+)
+
+
+def _kernel_log(module):
+    """The current boot's kernel messages: journald first (survives ring-buffer wrap), else dmesg."""
+    for name, args in (('journalctl', ['-k', '-b', '--no-pager', '-o', 'cat']), ('dmesg', [])):
+        binary = module.get_bin_path(name)
+        if binary is None:
+            continue
+        rc, out, _err = module.run_command([binary] + args, environ_update={'LC_ALL': 'C'})
+        if rc == 0 and out.strip():
+            return out
+    return ''
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            root=dict(type='path', default='/'),
+            protect_addresses=dict(type='list', elements='str', default=[]),
+        ),
+        supports_check_mode=True,
+    )
+    root = module.params['root']
+    bad = invalid_protect_addresses(module.params['protect_addresses'])
+    if bad:
+        module.fail_json(msg='protect_addresses: %s is neither an IP address nor a host name'
+                         % ', '.join(repr(b) for b in bad))
+    if not os.path.isdir(root):
+        module.fail_json(msg='root %s is not a directory' % root)
+    if not os.path.isdir(os.path.join(root, 'sys')):
+        module.fail_json(msg='root %s has no sys/ directory to read' % root)
+
+    tree = SysfsTree(root)
+    kernel_log = (lambda: _kernel_log(module)) if tree.live else None
+    interfaces = read_net_interfaces(tree)
+    facts = gather_iommu_facts(tree, kernel_log, interfaces)
+    critical = collect_host_critical(module, tree, module.params['protect_addresses'], interfaces)
+    for address, reasons in critical.items():
+        if address in facts['devices']:
+            facts['devices'][address]['host_critical'] = reasons
+    module.exit_json(changed=False, ansible_facts={'iommu': facts})
+
+
+if __name__ == '__main__':
+    main()
