@@ -11,6 +11,9 @@
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := help
+# Run every stage even after one fails, so one log shows all problems; make
+# still exits non-zero if any stage failed.
+MAKEFLAGS += --keep-going
 
 PYTHON ?= python3.11
 VENV := .venv
