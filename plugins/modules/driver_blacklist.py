@@ -281,7 +281,8 @@ def main():
         in_use = {driver: usage.get(driver, []) for driver in drivers}
         lines = []
         if present:
-            for driver in drivers:
+            # Sorted: the order of blacklist lines means nothing, so the file should not churn with it.
+            for driver in sorted(drivers):
                 if driver not in already:
                     lines.append('blacklist %s' % driver)
                 if params['hard']:
