@@ -1,0 +1,253 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to vfio.passthrough
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What the pcie_passthrough role will do on one host, decided before it writes anything.
+
+Pure functions over the ``iommu_facts`` dict and the role's variables. Every
+refusal is collected, not raised one at a time, so an administrator sees all
+that is wrong with a request in one run.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ['plan_passthrough', 'reboot_reasons', 'verify_passthrough', 'TROUBLESHOOTING']
+
+_ADDRESS = re.compile(r'^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$')
+_PCI_ID = re.compile(r'^[0-9a-f]{4}:[0-9a-f]{4}$')
+_BRIDGE_CLASS = '0604'
+
+# Rows of the guide's Troubleshooting table, quoted in the role's messages so an
+# administrator can find the matching advice.
+TROUBLESHOOTING = {
+    'iommu_off': 'Troubleshooting "IOMMU not enabled" (cause: BIOS flag off or kernel args missing)',
+    'not_isolated': 'Troubleshooting "Devices not isolated" (cause: IOMMU groups too broad)',
+    'still_bound': 'Troubleshooting "NIC still bound to host" / "VM won\'t start with passthrough" (device in use)',
+    'zfs_args': 'Troubleshooting "ZFS boot ignoring args" (/etc/kernel/cmdline not updated or not refreshed)',
+    'acs_ignored': 'Troubleshooting "ACS override ignored" (kernel line not updated)',
+}
+
+ACS_RISK = (
+    'pcie_acs_override makes the kernel pretend that devices are isolated when the hardware does not '
+    'guarantee it: a device passed to a VM may then reach other devices in its real group by '
+    'peer-to-peer DMA, bypassing the IOMMU. Use it only on lab or low-risk hosts, and set '
+    'pcie_passthrough_acs_override_accept_risk: true to confirm.'
+)
+
+_BOOT_VGA_HINT = (
+    '%s is the boot VGA device: the host console (efifb/simplefb) holds it. The usual remedy is the kernel '
+    'argument initcall_blacklist=sysfb_init (Proxmox VE 8 kernels) or video=efifb:off on older ones, '
+    'in pcie_passthrough_kernel_args.'
+)
+
+
+def _slot(address):
+    return address.rsplit('.', 1)[0]
+
+
+def _pci_id(device):
+    return '%s:%s' % (device['vendor_id'], device['device_id'])
+
+
+def _describe(address, device):
+    return '%s [%s] %s (driver %s)' % (address, _pci_id(device), device.get('class_name') or device.get('class'),
+                                       device.get('driver') or 'none')
+
+
+def _norm_module(name):
+    return name.replace('-', '_') if name else name
+
+
+def _kernel_args(vendor, iommu_pt, acs_override, extra_present, extra_absent):
+    present, absent = [], ['intel_iommu=off', 'amd_iommu=off']
+    if vendor == 'intel':
+        present.append('intel_iommu=on')
+    if iommu_pt:
+        present.append('iommu=pt')
+    if acs_override:
+        present.append('pcie_acs_override=%s' % acs_override)
+    present.extend(extra_present)
+    absent.extend(extra_absent)
+    return present, absent
+
+
+def _validate_inputs(devices, vfio_ids, errors):
+    for address in devices:
+        if not _ADDRESS.match(address):
+            errors.append('pcie_passthrough_devices: %r is not a PCI address like 0000:03:00.0 '
+                          '(domain:bus:slot.function, lowercase hex)' % address)
+    for pci_id in vfio_ids:
+        if not _PCI_ID.match(pci_id):
+            errors.append('pcie_passthrough_vfio_ids: %r is not a vendor:device ID like 8086:10d3' % pci_id)
+
+
+def _group_members(facts, address):
+    device = facts['devices'][address]
+    group = device.get('iommu_group')
+    if group is None:
+        return []
+    return [a for a in facts['groups'].get(str(group), {}).get('devices', []) if a != address]
+
+
+def plan_passthrough(facts, devices=(), vfio_ids=(), softdep_drivers=(), vendor='auto', iommu_pt=True,
+                     acs_override='', acs_accept_risk=False, force_host_critical=False,
+                     kernel_args=(), kernel_args_absent=()):
+    """Decide everything for one host. Returns a dict; ``errors`` non-empty means refuse."""
+    errors, warnings, notes = [], [], []
+    devices = [a.lower() for a in devices]
+    vfio_ids = [i.lower() for i in vfio_ids]
+    _validate_inputs(devices, vfio_ids, errors)
+    known = facts.get('devices') or {}
+
+    if vendor == 'auto':
+        vendor = facts.get('vendor')
+        if not facts.get('firmware_support'):
+            errors.append('No DMAR or IVRS ACPI table, so the IOMMU is switched off in firmware: enable VT-d / AMD-Vi '
+                          '(and disable CSM if needed) in firmware (BIOS/UEFI setup), or set '
+                          'pcie_passthrough_iommu_vendor to intel or amd to continue anyway. %s' % TROUBLESHOOTING['iommu_off'])
+        if vendor not in ('intel', 'amd'):
+            errors.append('Cannot tell the IOMMU vendor (no ACPI table, CPU vendor %r); set '
+                          'pcie_passthrough_iommu_vendor' % facts.get('cpu_vendor'))
+
+    if acs_override and not acs_accept_risk:
+        errors.append('pcie_passthrough_acs_override=%s refused: %s' % (acs_override, ACS_RISK))
+
+    missing = [a for a in devices if _ADDRESS.match(a) and a not in known]
+    for address in missing:
+        errors.append('pcie_passthrough_devices: %s does not exist on this host (see lspci -D)' % address)
+
+    requested = [a for a in devices if a in known]
+    bind = list(requested)
+    # Other functions of a requested device in its group (a GPU's HDMI audio)
+    # must leave their host driver too, or the group cannot be given to a VM.
+    for address in requested:
+        for peer in _group_members(facts, address):
+            if peer not in bind and _slot(peer) == _slot(address) and not known[peer]['class'].startswith(_BRIDGE_CLASS):
+                bind.append(peer)
+                notes.append('%s joins %s: another function of the same device in IOMMU group %s'
+                             % (_describe(peer, known[peer]), address, known[address]['iommu_group']))
+
+    if requested and not facts.get('enabled'):
+        warnings.append('The IOMMU is off in the running kernel, so IOMMU groups cannot be checked before the '
+                        'reboot; they are checked again after it.')
+    for address in requested:
+        device = known[address]
+        if device.get('iommu_group') is None:
+            continue
+        outsiders = [p for p in _group_members(facts, address)
+                     if p not in bind and not known.get(p, {}).get('class', '').startswith(_BRIDGE_CLASS)]
+        if outsiders:
+            errors.append('%s shares IOMMU group %s with %s, which %s not requested: a VM can only receive a whole '
+                          'group. Request them too, move the card to another slot, enable ACS in firmware, or (lab '
+                          'only) pcie_passthrough_acs_override. %s'
+                          % (address, device['iommu_group'], ', '.join(_describe(p, known[p]) for p in outsiders),
+                             'is' if len(outsiders) == 1 else 'are', TROUBLESHOOTING['not_isolated']))
+
+    by_id, by_address = [], []
+    for address in bind:
+        pci_id = _pci_id(known[address])
+        twins = [a for a, d in known.items() if a not in bind and _pci_id(d) == pci_id]
+        if twins:
+            by_address.append(address)
+            notes.append('%s is bound by address: %s has the same ID %s and stays with its driver'
+                         % (address, ', '.join(twins), pci_id))
+        elif pci_id not in by_id:
+            by_id.append(pci_id)
+    for pci_id in vfio_ids:
+        if pci_id not in by_id:
+            by_id.append(pci_id)
+
+    caught = sorted(set(bind) | {a for a, d in known.items() if _pci_id(d) in vfio_ids})
+    for address in caught:
+        reasons = known[address].get('host_critical') or []
+        if not reasons:
+            continue
+        why = '%s is host-critical: %s' % (_describe(address, known[address]), '; '.join(reasons))
+        if force_host_critical:
+            warnings.append(why + ' (passed through anyway: pcie_passthrough_force_host_critical is true)')
+        else:
+            errors.append(why + '. Passing it through would cut the host off; set '
+                          'pcie_passthrough_force_host_critical: true only if another path reaches the host.')
+
+    for address in requested:
+        if known[address].get('boot_vga'):
+            warnings.append(_BOOT_VGA_HINT % address)
+
+    bound_drivers = [_norm_module(known[a].get('driver_module') or known[a].get('driver')) for a in caught]
+    softdeps = []
+    for driver in bound_drivers + [_norm_module(d) for d in softdep_drivers]:
+        if driver and driver not in ('vfio_pci', 'pci_stub') and driver not in softdeps:
+            softdeps.append(driver)
+    override_drivers = []
+    for address in by_address:
+        driver = _norm_module(known[address].get('driver_module') or known[address].get('driver'))
+        if driver and driver not in ('vfio_pci', 'pci_stub') and driver not in override_drivers:
+            override_drivers.append(driver)
+
+    present, absent = _kernel_args(vendor, iommu_pt, acs_override if acs_accept_risk else '',
+                                   list(kernel_args), list(kernel_args_absent))
+    return {
+        'errors': errors, 'warnings': warnings, 'notes': notes,
+        'vendor': vendor, 'kernel_present': present, 'kernel_absent': absent,
+        'bind': sorted(bind), 'vfio_ids': by_id, 'by_address': sorted(by_address),
+        'override_drivers': override_drivers, 'softdeps': softdeps,
+        'acs_override': acs_override if acs_accept_risk else '',
+        'iommu_pt': bool(iommu_pt),
+    }
+
+
+_STATE_ARGS = ('intel_iommu', 'amd_iommu', 'iommu', 'pcie_acs_override')
+
+
+def reboot_reasons(facts, plan, cmdline_unmet=()):
+    """Why the running kernel is not yet what the plan asks for; empty means no reboot.
+
+    Judged on effective state, not on text: a Proxmox VE 8.2+ kernel turns the
+    Intel IOMMU on by itself, so a missing ``intel_iommu=on`` alone costs no reboot.
+    """
+    reasons = []
+    if not facts.get('enabled'):
+        reasons.append('the IOMMU is off in the running kernel')
+    elif plan['iommu_pt'] and not facts.get('passthrough_mode'):
+        reasons.append('the running kernel is not in IOMMU passthrough mode (iommu=pt)')
+    if (plan['acs_override'] or None) != (facts.get('acs_override') or None):
+        reasons.append('the running kernel has pcie_acs_override=%s, wanted %s'
+                       % (facts.get('acs_override') or '(none)', plan['acs_override'] or '(none)'))
+    bound = set(facts.get('vfio_bound') or [])
+    pending = [a for a in plan['bind'] if a not in bound]
+    if pending:
+        reasons.append('not yet on vfio-pci: %s' % ', '.join(pending))
+    for item in cmdline_unmet:
+        arg = item.split(' ', 1)[-1]
+        if arg.split('=', 1)[0].replace('-', '_') not in _STATE_ARGS:
+            reasons.append('the running kernel command line is not as configured: %s' % item)
+    return reasons
+
+
+def verify_passthrough(facts, plan):
+    """Check the live host after the reboot (or when none was needed): dict(errors, warnings)."""
+    errors, warnings = [], []
+    args = (facts.get('cmdline') or '').split()
+    if not facts.get('enabled'):
+        asked = [a for a in args if a.startswith(('intel_iommu=on', 'iommu=pt'))] or plan['vendor'] == 'amd'
+        if asked and not facts.get('firmware_support'):
+            errors.append('The IOMMU is off although the kernel arguments are in /proc/cmdline and no DMAR/IVRS '
+                          'table exists: the firmware switch (VT-d / AMD-Vi) is off. %s' % TROUBLESHOOTING['iommu_off'])
+        else:
+            errors.append('The IOMMU is off; /proc/cmdline is "%s". Check that the boot loader really uses the '
+                          'edited file. %s; %s' % (facts.get('cmdline'), TROUBLESHOOTING['iommu_off'],
+                                                    TROUBLESHOOTING['zfs_args']))
+    if facts.get('enabled') and facts.get('interrupt_remapping') is False:
+        warnings.append('Interrupt remapping is off: vfio refuses to assign devices unless '
+                        '"options vfio_iommu_type1 allow_unsafe_interrupts=1" is set, which lets a guest inject '
+                        'interrupts into the host (MSI attacks). Prefer enabling interrupt remapping / x2APIC in firmware.')
+    if plan['acs_override'] and facts.get('acs_override') != plan['acs_override']:
+        errors.append('pcie_acs_override=%s is not active (running: %s). %s'
+                      % (plan['acs_override'], facts.get('acs_override'), TROUBLESHOOTING['acs_ignored']))
+    devices = facts.get('devices') or {}
+    for address in plan['bind']:
+        driver = (devices.get(address) or {}).get('driver')
+        if driver != 'vfio-pci':
+            errors.append('%s is on driver %s, not vfio-pci. %s' % (address, driver or 'none', TROUBLESHOOTING['still_bound']))
+    return {'errors': errors, 'warnings': warnings}

@@ -1,0 +1,160 @@
+"""The role's pre-flight plan, reboot decision and verification, on facts gathered from fake hosts."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from ansible_collections.vfio.passthrough.plugins.module_utils._plan import (
+    plan_passthrough, reboot_reasons, verify_passthrough,
+)
+from ansible_collections.vfio.passthrough.plugins.modules import iommu_facts
+from module_runner import run_module
+import sysfs_builder
+
+
+def _facts(host):
+    result = run_module(iommu_facts.main, {'root': str(host.root)})
+    assert not result.get('failed'), result
+    return result['ansible_facts']['iommu']
+
+
+@pytest.fixture
+def intel(tmp_path):
+    return _facts(sysfs_builder.intel_gpu_host(tmp_path))
+
+
+@pytest.fixture
+def amd(tmp_path):
+    return _facts(sysfs_builder.amd_twin_nic_host(tmp_path))
+
+
+@pytest.fixture
+def off(tmp_path):
+    return _facts(sysfs_builder.iommu_off_host(tmp_path, dmar=False))
+
+
+def test_intel_gpu_and_audio(intel):
+    plan = plan_passthrough(intel, devices=['0000:01:00.0', '0000:01:00.1'])
+    assert plan['errors'] == []
+    assert plan['vendor'] == 'intel'
+    assert plan['kernel_present'] == ['intel_iommu=on', 'iommu=pt']
+    assert plan['kernel_absent'] == ['intel_iommu=off', 'amd_iommu=off']
+    assert plan['vfio_ids'] == ['10de:1b80', '10de:10f0']
+    assert plan['by_address'] == []
+    assert plan['softdeps'] == ['nouveau', 'snd_hda_intel']
+    assert any('boot VGA' in w and 'initcall_blacklist=sysfb_init' in w for w in plan['warnings'])
+
+
+def test_gpu_alone_takes_its_audio_function_along(intel):
+    plan = plan_passthrough(intel, devices=['0000:01:00.0'])
+    assert plan['errors'] == []
+    assert plan['bind'] == ['0000:01:00.0', '0000:01:00.1']
+    assert any('another function of the same device' in n for n in plan['notes'])
+
+
+def test_amd_adds_no_amd_iommu_on(amd):
+    plan = plan_passthrough(amd, devices=['0000:09:00.0'])
+    assert plan['errors'] == []
+    assert plan['vendor'] == 'amd'
+    assert plan['kernel_present'] == ['iommu=pt']
+    assert not any(a.startswith('amd_iommu=on') for a in plan['kernel_present'])
+
+
+def test_group_shared_with_unrequested_nic_is_refused(amd):
+    plan = plan_passthrough(amd, devices=['0000:05:00.0'])
+    [error] = plan['errors']
+    assert 'shares IOMMU group 3 with 0000:06:00.0' in error
+    assert 'Devices not isolated' in error and 'ACS' in error
+
+
+def test_identical_twins_requested_together_go_by_id(amd):
+    plan = plan_passthrough(amd, devices=['0000:05:00.0', '0000:06:00.0'])
+    assert plan['errors'] == []
+    assert plan['vfio_ids'] == ['8086:1533'] and plan['by_address'] == []
+    assert plan['softdeps'] == ['igb']
+
+
+def test_twin_outside_the_request_forces_binding_by_address(tmp_path):
+    host = sysfs_builder.iommu_off_host(tmp_path)
+    host.add_device('0000:00:05.0', '8086', '10d3', '020000', driver='e1000e', netdev='ens5')
+    facts = _facts(host)
+    plan = plan_passthrough(facts, devices=['0000:00:03.0'])
+    assert plan['errors'] == []
+    assert plan['vfio_ids'] == [] and plan['by_address'] == ['0000:00:03.0']
+    assert plan['override_drivers'] == ['e1000e']
+    assert any('0000:00:05.0 has the same ID 8086:10d3' in n for n in plan['notes'])
+
+
+@pytest.mark.parametrize('request_', [
+    {'devices': ['0000:07:00.0']},
+    {'vfio_ids': ['10ec:8168']},
+])
+def test_host_critical_nic_is_refused_also_through_ids(amd, request_):
+    plan = plan_passthrough(amd, **request_)
+    assert len(plan['errors']) == 1
+    assert '0000:07:00.0' in plan['errors'][0] and 'host-critical' in plan['errors'][0]
+    assert 'default route' in plan['errors'][0]
+    forced = plan_passthrough(amd, force_host_critical=True, **request_)
+    assert forced['errors'] == [] and any('host-critical' in w for w in forced['warnings'])
+
+
+def test_root_disk_controller_is_refused(intel):
+    plan = plan_passthrough(intel, devices=['0000:00:17.0'])
+    assert any('host-critical' in e and 'storage controller' in e for e in plan['errors'])
+
+
+def test_no_acpi_table_is_refused_unless_vendor_forced(off):
+    plan = plan_passthrough(off, devices=['0000:00:03.0'])
+    assert any('enable VT-d / AMD-Vi (and disable CSM if needed)' in e for e in plan['errors'])
+    forced = plan_passthrough(off, devices=['0000:00:03.0'], vendor='intel')
+    assert forced['errors'] == []
+
+
+@pytest.mark.parametrize('request_, fragment', [
+    ({'devices': ['0000:99:00.0']}, '0000:99:00.0 does not exist'),
+    ({'devices': ['03:00.0']}, "'03:00.0' is not a PCI address"),
+    ({'vfio_ids': ['10DE-1B80']}, "'10de-1b80' is not a vendor:device ID"),
+    ({'acs_override': 'downstream,multifunction'}, 'peer-to-peer DMA'),
+])
+def test_bad_requests_are_named(intel, request_, fragment):
+    errors = plan_passthrough(intel, **request_)['errors']
+    assert any(fragment in e for e in errors), errors
+
+
+def test_acs_override_with_accepted_risk(amd):
+    plan = plan_passthrough(amd, acs_override='downstream,multifunction', acs_accept_risk=True)
+    assert plan['errors'] == []
+    assert 'pcie_acs_override=downstream,multifunction' in plan['kernel_present']
+
+
+def test_no_reboot_when_the_running_kernel_already_matches(intel):
+    plan = plan_passthrough(intel, devices=['0000:01:00.0', '0000:01:00.1'])
+    live = copy.deepcopy(intel)
+    for address in plan['bind']:
+        live['devices'][address]['driver'] = 'vfio-pci'
+    live['vfio_bound'] = sorted(plan['bind'])
+    assert reboot_reasons(live, plan, ['missing intel_iommu=on']) == []
+    assert verify_passthrough(live, plan) == {'errors': [], 'warnings': []}
+    assert reboot_reasons(live, plan, ['missing hugepages=16']) == [
+        'the running kernel command line is not as configured: missing hugepages=16']
+
+
+def test_reboot_reasons_name_what_lags(off):
+    plan = plan_passthrough(off, devices=['0000:00:03.0'], vendor='intel')
+    reasons = reboot_reasons(off, plan)
+    assert reasons == ['the IOMMU is off in the running kernel', 'not yet on vfio-pci: 0000:00:03.0']
+
+
+def test_verify_points_at_the_firmware_row(off):
+    plan = plan_passthrough(off, devices=['0000:00:03.0'], vendor='intel')
+    verdict = verify_passthrough(off, plan)
+    assert any('firmware switch (VT-d / AMD-Vi) is off' in e and 'IOMMU not enabled' in e for e in verdict['errors'])
+    assert any('0000:00:03.0 is on driver e1000e' in e and 'NIC still bound to host' in e for e in verdict['errors'])
+
+
+def test_verify_warns_about_interrupt_remapping(intel):
+    plan = plan_passthrough(intel)
+    live = dict(intel, interrupt_remapping=False)
+    assert any('allow_unsafe_interrupts' in w for w in verify_passthrough(live, plan)['warnings'])
