@@ -1,0 +1,508 @@
+#!/usr/bin/env python3
+"""Throw-away QEMU VMs with an emulated Intel or AMD IOMMU, for proof on a real kernel.
+
+CLI (also importable: ``start()``, ``get()``, ``VM.ssh()``, ``VM.reboot()``, ``VM.stop()``)::
+
+    vmctl.py build                                  # build/verify the cached base images
+    vmctl.py start --flavour intel|amd [--nics N] [--name NAME] [--timeout S]
+    vmctl.py wait-ssh NAME [--timeout S]
+    vmctl.py ssh NAME -- 'cat /proc/cmdline'
+    vmctl.py boot-id NAME
+    vmctl.py reboot NAME [--timeout S]              # reboot inside the same QEMU, check boot_id
+    vmctl.py inventory NAME [NAME...] [-o FILE]     # Ansible INI inventory
+    vmctl.py list
+    vmctl.py stop NAME [--keep-logs] | stop --all
+
+Each VM runs from its own qcow2 overlay on the cached base image, in its own run dir
+($VFIO_VM_CACHE/runs/NAME) with its own SSH port, so several may run at once.
+Standard library only: pytest imports this module directly.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BUILD_SCRIPT = HERE / "build-image.sh"
+INVENTORY_TEMPLATE = HERE / "inventory.ini.tmpl"
+CACHE = Path(os.environ.get("VFIO_VM_CACHE", "/var/cache/vfio-passthrough-vm"))
+RUNS = CACHE / "runs"
+FLAVOURS = ("intel", "amd")
+MEMORY_MB = 1536
+SMP = 2
+# Under TCG on 2 shared cores a boot takes 30-40 s; leave room for a loaded machine.
+DEFAULT_BOOT_TIMEOUT = 300
+SSH_OPTS = [
+    "-o", "StrictHostKeyChecking=no",
+    "-o", "UserKnownHostsFile=/dev/null",
+    "-o", "LogLevel=ERROR",
+    "-o", "BatchMode=yes",
+    "-o", "ConnectTimeout=5",
+    "-o", "ServerAliveInterval=5",
+    "-o", "ServerAliveCountMax=3",
+]
+
+
+class VMError(RuntimeError):
+    """A VM could not be started, reached or stopped."""
+
+
+def log(msg: str) -> None:
+    print(f"[vmctl] {msg}", file=sys.stderr, flush=True)
+
+
+# --- image -----------------------------------------------------------------------------------
+
+def image_dir() -> Path:
+    """The image dir the current build script produces (the key is a hash of the script)."""
+    out = subprocess.run([str(BUILD_SCRIPT), "--print-dir"], check=True,
+                         capture_output=True, text=True)
+    return Path(out.stdout.strip())
+
+
+def ensure_image(build: bool = True) -> Path:
+    """Return the image dir, building it first if missing (a no-op when it is up to date)."""
+    d = image_dir()
+    if not d.is_dir():
+        if not build:
+            raise VMError(f"no base image at {d}: run {BUILD_SCRIPT}")
+        log(f"base image missing, building it with {BUILD_SCRIPT} (2-3 min cold)")
+        subprocess.run([str(BUILD_SCRIPT)], check=True)
+        if not d.is_dir():
+            raise VMError(f"{BUILD_SCRIPT} succeeded but {d} does not exist")
+    return d
+
+
+# --- accelerator -----------------------------------------------------------------------------
+
+def choose_accel() -> tuple[str, str]:
+    """Pick the accelerator and say why.
+
+    /dev/kvm alone proves nothing here: on this project's machines it is a PVM backend
+    (kvm_pvm, no VMX/SVM) that cannot boot a stock Debian kernel, so KVM is used only when
+    the CPU offers hardware virtualisation and no PVM module is loaded.
+    """
+    if os.environ.get("VFIO_VM_ACCEL") == "tcg":
+        return "tcg", "VFIO_VM_ACCEL=tcg"
+    if not os.path.exists("/dev/kvm"):
+        return "tcg", "no /dev/kvm"
+    if os.path.isdir("/sys/module/kvm_pvm"):
+        return "tcg", ("/dev/kvm is a PVM backend (kvm_pvm loaded), which cannot boot a stock "
+                       "kernel; TCG is slower but works")
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    if not re.search(r"^flags\s*:.*\b(vmx|svm)\b", cpuinfo, re.M):
+        return "tcg", "CPU has no vmx/svm flag"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return "tcg", "/dev/kvm not accessible"
+    return "kvm", "/dev/kvm with hardware virtualisation (vmx/svm)"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- VM --------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class VM:
+    name: str
+    flavour: str
+    run_dir: Path
+    port: int
+    key: Path
+    base: Path
+    nics: int
+    accel: str
+
+    # paths inside the run dir
+    @property
+    def overlay(self) -> Path:
+        return self.run_dir / "disk.qcow2"
+
+    @property
+    def pidfile(self) -> Path:
+        return self.run_dir / "qemu.pid"
+
+    @property
+    def serial_log(self) -> Path:
+        return self.run_dir / "serial.log"
+
+    @property
+    def qemu_log(self) -> Path:
+        return self.run_dir / "qemu.log"
+
+    @property
+    def inventory_path(self) -> Path:
+        return self.run_dir / "inventory.ini"
+
+    @property
+    def state_path(self) -> Path:
+        return self.run_dir / "state.json"
+
+    def save(self) -> None:
+        data = {k: str(v) if isinstance(v, Path) else v
+                for k, v in dataclasses.asdict(self).items()}
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.replace(self.state_path)
+
+    # process
+    def pid(self) -> int | None:
+        """QEMU's pid if it is running, checked against its cmdline so a reused pid is not ours."""
+        try:
+            pid = int(self.pidfile.read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if str(self.overlay).encode() in cmdline else None
+
+    def running(self) -> bool:
+        return self.pid() is not None
+
+    def serial_tail(self, lines: int = 25) -> str:
+        try:
+            text = self.serial_log.read_text(errors="replace")
+        except OSError:
+            return "(no serial log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    # ssh
+    def ssh_argv(self, command: str | None = None) -> list[str]:
+        argv = ["ssh", "-i", str(self.key), "-p", str(self.port), *SSH_OPTS, "root@127.0.0.1"]
+        if command is not None:
+            argv.append(command)
+        return argv
+
+    def ssh(self, command: str, check: bool = True, timeout: float = 600,
+            capture: bool = True) -> subprocess.CompletedProcess:
+        """Run a shell command in the guest. check=True raises VMError on a non-zero exit."""
+        res = subprocess.run(self.ssh_argv(command), capture_output=capture, text=True,
+                             timeout=timeout, stdin=subprocess.DEVNULL)
+        if check and res.returncode != 0:
+            raise VMError(f"{self.name}: `{command}` exited {res.returncode}: "
+                          f"{(res.stderr or '').strip()}")
+        return res
+
+    def wait_ssh(self, timeout: float = DEFAULT_BOOT_TIMEOUT, what: str = "SSH") -> float:
+        """Poll until SSH answers; returns the seconds waited. Fails early if QEMU dies."""
+        start = time.monotonic()
+        next_report = 10.0
+        while True:
+            elapsed = time.monotonic() - start
+            if not self.running():
+                raise VMError(f"{self.name}: QEMU exited while waiting for {what}; serial log "
+                              f"tail:\n{self.serial_tail()}")
+            try:
+                res = self.ssh("true", check=False, timeout=15)
+                if res.returncode == 0:
+                    elapsed = time.monotonic() - start
+                    log(f"{self.name}: {what} up after {elapsed:.1f} s")
+                    return elapsed
+            except subprocess.TimeoutExpired:
+                pass
+            if elapsed > timeout:
+                raise VMError(f"{self.name}: no {what} after {timeout:.0f} s; serial log tail:\n"
+                              f"{self.serial_tail()}")
+            if elapsed >= next_report:
+                log(f"{self.name}: waiting for {what} on port {self.port}... {elapsed:.0f} s")
+                next_report += 10
+            time.sleep(2)
+
+    def boot_id(self) -> str:
+        return self.ssh("cat /proc/sys/kernel/random/boot_id").stdout.strip()
+
+    def reboot(self, timeout: float = DEFAULT_BOOT_TIMEOUT) -> tuple[str, str, float]:
+        """Reboot the guest (QEMU keeps running) and wait until it is back with a new boot_id.
+
+        Returns (old boot_id, new boot_id, seconds from reboot to SSH).
+        """
+        old = self.boot_id()
+        log(f"{self.name}: rebooting (boot_id {old})")
+        start = time.monotonic()
+        # The connection drops while systemd goes down, so the exit code means nothing.
+        self.ssh("systemctl reboot", check=False, timeout=30)
+        while True:
+            if time.monotonic() - start > timeout:
+                raise VMError(f"{self.name}: not back with a new boot_id after {timeout:.0f} s; "
+                              f"serial log tail:\n{self.serial_tail()}")
+            remaining = timeout - (time.monotonic() - start)
+            self.wait_ssh(timeout=max(remaining, 1), what="SSH after reboot")
+            try:
+                new = self.boot_id()
+            except (VMError, subprocess.TimeoutExpired):
+                continue
+            if new != old:
+                elapsed = time.monotonic() - start
+                log(f"{self.name}: back after {elapsed:.1f} s, boot_id {new}")
+                return old, new, elapsed
+            # SSH answered before the old system went down: try again shortly.
+            time.sleep(2)
+
+    def inventory_text(self, group: str = "vfio_vms") -> str:
+        return render_inventory([self], group)
+
+    def stop(self, timeout: float = 90, keep_logs: bool = False) -> None:
+        """Power off over SSH, kill QEMU if it does not exit in time, delete the overlay."""
+        pid = self.pid()
+        if pid is not None:
+            log(f"{self.name}: powering off over SSH")
+            try:
+                self.ssh("systemctl poweroff", check=False, timeout=20)
+            except subprocess.TimeoutExpired:
+                pass
+            if not _wait_exit(pid, timeout):
+                log(f"{self.name}: still running after {timeout:.0f} s, sending SIGTERM")
+                _kill(pid, signal.SIGTERM)
+                if not _wait_exit(pid, 10):
+                    log(f"{self.name}: sending SIGKILL")
+                    _kill(pid, signal.SIGKILL)
+                    if not _wait_exit(pid, 10):
+                        raise VMError(f"{self.name}: QEMU pid {pid} survived SIGKILL")
+            log(f"{self.name}: QEMU stopped")
+        if keep_logs:
+            for p in (self.overlay, self.pidfile, self.run_dir / "qmp.sock"):
+                p.unlink(missing_ok=True)
+            log(f"{self.name}: overlay removed, logs kept in {self.run_dir}")
+        else:
+            shutil.rmtree(self.run_dir, ignore_errors=False)
+            log(f"{self.name}: run dir {self.run_dir} removed")
+
+
+def _wait_exit(pid: int, timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.5)
+    return False
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def render_inventory(vms: list[VM], group: str = "vfio_vms") -> str:
+    """Ansible INI inventory; header lines of the template once, the host line per VM."""
+    tmpl = INVENTORY_TEMPLATE.read_text().splitlines()
+    head = [line for line in tmpl if line.startswith(("#", "[")) or not line.strip()]
+    host = [line for line in tmpl if line not in head]
+    out = [string.Template(line).substitute(group=group) for line in head]
+    for vm in vms:
+        out += [string.Template(line).substitute(name=vm.name, port=vm.port, key=vm.key,
+                                                 flavour=vm.flavour, group=group)
+                for line in host]
+    return "\n".join(out) + "\n"
+
+
+# --- start / lookup --------------------------------------------------------------------------
+
+def qemu_argv(vm: VM) -> list[str]:
+    cpu = "max,vendor=GenuineIntel" if vm.flavour == "intel" else "max"
+    accel = ["-accel", "tcg,thread=multi", "-cpu", cpu]
+    if vm.accel == "kvm":
+        accel = ["-accel", "kvm", "-cpu", "host"]
+    # The vIOMMU comes before every PCI device so that all of them sit behind it.
+    iommu = ("intel-iommu,intremap=on,caching-mode=on" if vm.flavour == "intel"
+             else "amd-iommu,intremap=on")
+    argv = [
+        "qemu-system-x86_64", "-name", vm.name,
+        "-M", "q35,kernel-irqchip=split", *accel,
+        "-m", str(MEMORY_MB), "-smp", str(SMP),
+        "-device", iommu,
+        "-drive", f"file={vm.overlay},if=none,id=disk0,format=qcow2,discard=unmap",
+        "-device", "virtio-blk-pci,drive=disk0",
+        "-netdev", f"user,id=mgmt,hostfwd=tcp:127.0.0.1:{vm.port}-:22",
+        "-device", "virtio-net-pci,netdev=mgmt",
+    ]
+    # Passthrough candidates: e1000e is 8086:10d3; the guest's network config ignores it.
+    for i in range(vm.nics):
+        argv += ["-netdev", f"user,id=pt{i}", "-device", f"e1000e,netdev=pt{i}"]
+    argv += [
+        "-display", "none", "-vga", "none",
+        "-serial", f"file:{vm.serial_log}",
+        "-qmp", f"unix:{vm.run_dir / 'qmp.sock'},server=on,wait=off",
+        "-pidfile", str(vm.pidfile), "-daemonize",
+    ]
+    return argv
+
+
+def start(flavour: str, nics: int = 1, name: str | None = None,
+          timeout: float = DEFAULT_BOOT_TIMEOUT, build: bool = True, wait: bool = True) -> VM:
+    """Boot a throw-away VM and (by default) wait for SSH. Returns the VM handle."""
+    if flavour not in FLAVOURS:
+        raise VMError(f"flavour must be one of {FLAVOURS}, not {flavour!r}")
+    if nics < 0:
+        raise VMError(f"--nics must be >= 0, not {nics}")
+    name = name or f"{flavour}-{secrets.token_hex(3)}"
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,40}", name):
+        raise VMError(f"bad VM name {name!r}: letters, digits, . _ - only, at most 41 chars")
+    for tool in ("qemu-system-x86_64", "qemu-img", "ssh"):
+        if shutil.which(tool) is None:
+            raise VMError(f"{tool} not found: run {BUILD_SCRIPT}, it installs the host packages")
+
+    images = ensure_image(build)
+    base = images / f"{flavour}.qcow2"
+    accel, why = choose_accel()
+    log(f"accelerator: {accel} ({why})")
+
+    RUNS.mkdir(parents=True, exist_ok=True)
+    run_dir = RUNS / name
+    try:
+        run_dir.mkdir()
+    except FileExistsError:
+        raise VMError(f"run dir {run_dir} exists: VM {name!r} is running or was not "
+                      f"stopped; `vmctl.py stop {name}` first") from None
+    vm = VM(name=name, flavour=flavour, run_dir=run_dir, port=0, key=images / "id_ed25519",
+            base=base, nics=nics, accel=accel)
+    try:
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base),
+                        "-F", "qcow2", str(vm.overlay)], check=True)
+        # The port can be taken between probing and QEMU binding it: retry with a new one.
+        for attempt in range(5):
+            vm.port = free_port()
+            vm.save()  # before QEMU runs, so `stop NAME` can clean up whatever happens next
+            argv = qemu_argv(vm)
+            (run_dir / "qemu.cmdline").write_text(" ".join(argv) + "\n")
+            with open(vm.qemu_log, "w") as qlog:
+                res = subprocess.run(argv, stdout=qlog, stderr=subprocess.STDOUT)
+            if res.returncode == 0:
+                break
+            err = vm.qemu_log.read_text()
+            if "hostfwd" not in err and "forwarding" not in err:
+                raise VMError(f"QEMU failed to start (exit {res.returncode}):\n{err}")
+            log(f"port {vm.port} taken, retrying ({attempt + 1}/5)")
+        else:
+            raise VMError("could not find a free SSH port for QEMU after 5 tries")
+        vm.inventory_path.write_text(vm.inventory_text())
+        log(f"{name}: QEMU pid {vm.pid()}, {flavour} IOMMU, {nics} e1000e, SSH on "
+            f"127.0.0.1:{vm.port}, serial log {vm.serial_log}")
+        if wait:
+            vm.wait_ssh(timeout)
+    except BaseException:
+        # Never leave a half-started VM behind: it would hold a core for nothing.
+        log(f"{name}: start failed, cleaning up")
+        try:
+            vm.stop(timeout=5, keep_logs=True)
+        except Exception as exc:  # report but keep the original error
+            log(f"{name}: cleanup failed too: {exc}")
+        raise
+    return vm
+
+
+def get(name: str) -> VM:
+    state = RUNS / name / "state.json"
+    try:
+        data = json.loads(state.read_text())
+    except FileNotFoundError:
+        raise VMError(f"no VM named {name!r} (no {state})") from None
+    for k in ("run_dir", "key", "base"):
+        data[k] = Path(data[k])
+    return VM(**data)
+
+
+def all_vms() -> list[VM]:
+    if not RUNS.is_dir():
+        return []
+    return [get(p.parent.name) for p in sorted(RUNS.glob("*/state.json"))]
+
+
+# --- CLI -------------------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="vmctl.py", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("build", help="build or verify the cached base images")
+    p = sub.add_parser("start", help="boot a throw-away VM and wait for SSH")
+    p.add_argument("--flavour", required=True, choices=FLAVOURS)
+    p.add_argument("--nics", type=int, default=1, help="e1000e passthrough candidates (default 1)")
+    p.add_argument("--name")
+    p.add_argument("--timeout", type=float, default=DEFAULT_BOOT_TIMEOUT)
+    p.add_argument("--no-build", action="store_true", help="fail instead of building the image")
+    p.add_argument("--no-wait", action="store_true", help="return once QEMU runs")
+    p = sub.add_parser("stop", help="power off, kill after a timeout, delete the overlay")
+    p.add_argument("names", nargs="*")
+    p.add_argument("--all", action="store_true")
+    p.add_argument("--timeout", type=float, default=90)
+    p.add_argument("--keep-logs", action="store_true")
+    p = sub.add_parser("ssh", help="run a command (or a shell) in the guest")
+    p.add_argument("name")
+    p.add_argument("command", nargs=argparse.REMAINDER)
+    p = sub.add_parser("wait-ssh")
+    p.add_argument("name")
+    p.add_argument("--timeout", type=float, default=DEFAULT_BOOT_TIMEOUT)
+    p = sub.add_parser("boot-id")
+    p.add_argument("name")
+    p = sub.add_parser("reboot", help="reboot the guest and wait for a new boot_id")
+    p.add_argument("name")
+    p.add_argument("--timeout", type=float, default=DEFAULT_BOOT_TIMEOUT)
+    p = sub.add_parser("inventory", help="print or write an Ansible INI inventory")
+    p.add_argument("names", nargs="+")
+    p.add_argument("-o", "--output")
+    p.add_argument("--group", default="vfio_vms")
+    sub.add_parser("list")
+    args = ap.parse_args(argv)
+
+    try:
+        if args.cmd == "build":
+            print(ensure_image(True))
+        elif args.cmd == "start":
+            vm = start(args.flavour, args.nics, args.name, args.timeout,
+                       build=not args.no_build, wait=not args.no_wait)
+            print(vm.name)
+        elif args.cmd == "stop":
+            if args.all == bool(args.names):
+                ap.error("stop: give VM names or --all, not both or neither")
+            for vm in all_vms() if args.all else [get(n) for n in args.names]:
+                vm.stop(args.timeout, args.keep_logs)
+        elif args.cmd == "ssh":
+            cmd = args.command[1:] if args.command[:1] == ["--"] else args.command
+            vm = get(args.name)
+            argv = vm.ssh_argv(" ".join(cmd) if cmd else None)
+            if not cmd:
+                argv.insert(1, "-t")
+            return subprocess.run(argv).returncode
+        elif args.cmd == "wait-ssh":
+            get(args.name).wait_ssh(args.timeout)
+        elif args.cmd == "boot-id":
+            print(get(args.name).boot_id())
+        elif args.cmd == "reboot":
+            old, new, secs = get(args.name).reboot(args.timeout)
+            print(f"{old} -> {new} ({secs:.1f} s)")
+        elif args.cmd == "inventory":
+            text = render_inventory([get(n) for n in args.names], args.group)
+            if args.output:
+                Path(args.output).write_text(text)
+                log(f"inventory written to {args.output}")
+            else:
+                sys.stdout.write(text)
+        elif args.cmd == "list":
+            for vm in all_vms():
+                state = f"running pid {vm.pid()}" if vm.running() else "NOT RUNNING"
+                print(f"{vm.name}\t{vm.flavour}\t127.0.0.1:{vm.port}\t{state}\t{vm.run_dir}")
+    except (VMError, subprocess.CalledProcessError) as exc:
+        log(f"ERROR: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
