@@ -5,8 +5,7 @@
 # their content, so a stale or half-built venv is never reused.
 #
 # Adding a stage is one line: write its target below and append it to `test`.
-# Planned: test-molecule (tools/molecule.sh) and test-vm (a script under
-# tests/vm/), added to `test` by their authors once those scripts exist.
+# Planned: test-vm (a scenario runner under tests/vm/, not there yet).
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -30,11 +29,12 @@ export NO_COLOR := 1
 export ANSIBLE_NOCOLOR := 1
 endif
 
-.PHONY: help venv test test-fast units sanity lint docs clean
+.PHONY: help venv test test-fast test-molecule units sanity lint docs clean
 
 help:
-	@echo 'make test       everything: units, sanity, lint, module docs (the one command CI runs)'
+	@echo 'make test       everything: test-fast + test-molecule (the one command CI runs)'
 	@echo 'make test-fast  units + ansible-test sanity + ansible-lint + ansible-doc of every module'
+	@echo 'make test-molecule  molecule container scenarios (tools/molecule.sh; root, podman)'
 	@echo 'make units      pytest tests/unit'
 	@echo 'make sanity     ansible-test sanity (tools/sanity.sh)'
 	@echo 'make lint       ansible-lint --profile production'
@@ -42,7 +42,7 @@ help:
 	@echo 'make venv       (re)build .venv from requirements/*.txt'
 	@echo 'make clean      remove .venv and test output'
 
-test: test-fast
+test: test-fast test-molecule
 
 test-fast: units sanity lint docs
 
@@ -65,6 +65,10 @@ lint: $(STAMP)
 
 docs: $(STAMP)
 	$(IN_VENV) $(TIMED) docs tools/check-docs.sh
+
+# tools/molecule.sh installs podman & co. itself and reuses .venv.
+test-molecule: $(STAMP)
+	$(IN_VENV) $(TIMED) molecule tools/molecule.sh
 
 clean:
 	rm -rf $(VENV) tests/output .pytest_cache .hypothesis
