@@ -108,8 +108,8 @@ def test_modprobe_keys_ignore_spelling_variations(a, b, same):
 
 @pytest.mark.parametrize('text, expected', [
     (fixture('initramfs-modules.debian12'), set()),
-    ('vfio_pci   # GPU\n  vfio-iommu-type1\n; vfio\n#vfio\nvfio_virqfd opt=1', {'vfio_pci', 'vfio_iommu_type1',
-                                                                           'vfio_virqfd'}),
+    ('vfio_pci   # GPU\n  vfio-iommu-type1\n; vfio\n#vfio\nvfio_virqfd opt=1',
+     {'vfio_pci', 'vfio_iommu_type1', 'vfio_virqfd'}),
 ])
 def test_modules_load_keys(text, expected):
     assert modules_load_keys(text) == expected
