@@ -1,0 +1,99 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: contributors to vfio.passthrough
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: initramfs_status
+short_description: Tell whether an initramfs rebuild is still owed
+version_added: 0.1.0
+description:
+  - Compares the modification times of configuration files that end up in the initramfs
+    (modprobe.d, initramfs-tools/modules, hooks) with the initramfs images.
+  - A file newer than the oldest image means C(update-initramfs -u -k all) is still owed, also when
+    the run that changed the file died before its rebuild. The need to rebuild is state, not an event.
+  - Never changes anything.
+author:
+  - vfio.passthrough developers
+options:
+  paths:
+    description: Files whose content goes into the initramfs. Missing files are ignored.
+    type: list
+    elements: path
+    required: true
+  images:
+    description: Shell glob of the initramfs images.
+    type: str
+    default: /boot/initrd.img-*
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: debian
+notes:
+  - With no image at all (a container, a chroot before the first kernel) nothing is owed.
+'''
+
+EXAMPLES = r'''
+- name: Find out whether the initramfs lags behind its configuration
+  vfio.passthrough.initramfs_status:
+    paths:
+      - /etc/modprobe.d/vfio-passthrough.conf
+      - /etc/initramfs-tools/modules
+  register: initramfs
+
+- name: Rebuild it once
+  ansible.builtin.command: update-initramfs -u -k all
+  when: initramfs.stale
+  changed_when: true
+'''
+
+RETURN = r'''
+stale:
+  description: A file in O(paths) is newer than the oldest image.
+  returned: always
+  type: bool
+  sample: true
+newer:
+  description: The files newer than the oldest image.
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/modprobe.d/vfio-passthrough.conf]
+images:
+  description: The images found.
+  returned: always
+  type: list
+  elements: str
+  sample: [/boot/initrd.img-6.8.12-4-pve]
+'''
+
+import glob
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            paths=dict(type='list', elements='path', required=True),
+            images=dict(type='str', default='/boot/initrd.img-*'),
+        ),
+        supports_check_mode=True,
+    )
+    images = sorted(glob.glob(module.params['images']))
+    newer = []
+    if images:
+        oldest = min(os.path.getmtime(image) for image in images)
+        newer = [path for path in module.params['paths'] if os.path.exists(path) and os.path.getmtime(path) > oldest]
+    module.exit_json(changed=False, stale=bool(newer), newer=newer, images=images)
+
+
+if __name__ == '__main__':
+    main()
