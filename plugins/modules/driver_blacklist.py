@@ -30,7 +30,9 @@ description:
     lines between C(# BEGIN vfio.passthrough.driver_blacklist) and
     C(# END vfio.passthrough.driver_blacklist) are managed and everything else stays byte for byte."
 author:
-  - vfio.passthrough developers
+  - vfio.passthrough developers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 options:
   drivers:
     description:
@@ -88,8 +90,7 @@ attributes:
   diff_mode:
     support: full
   platform:
-    support: full
-    platforms: [debian]
+    platforms: debian
     details: Debian 12 / Proxmox VE 8 with kmod and initramfs-tools.
 notes:
   - The blacklist takes effect at the next boot; RV(reboot_required) says when one is due.

@@ -31,7 +31,9 @@ description:
     parameters and systemd-modules-load reads the whole line as the module name."
   - A missing final newline before a new block gets added, so the block starts on its own line.
 author:
-  - vfio.passthrough developers
+  - vfio.passthrough developers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 options:
   modules:
     description:
@@ -92,8 +94,7 @@ attributes:
     support: full
     details: One before/after entry per file that changes, with the file name as header.
   platform:
-    support: full
-    platforms: [debian]
+    platforms: debian
     details: Debian 12 / Proxmox VE 8 with initramfs-tools and systemd-modules-load.
 notes:
   - The new configuration takes effect after a reboot; RV(reboot_required) says when one is due.
