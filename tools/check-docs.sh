@@ -8,10 +8,10 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 root=$(dirname "$here")
-link=$(PYTHON="${PYTHON:-python3}" "$here/collection-link.sh")
-# The link is <base>/ansible_collections/vfio/passthrough: search only <base>,
-# so an installed copy elsewhere cannot stand in for the checkout.
-export ANSIBLE_COLLECTIONS_PATH=${link%/ansible_collections/*}
+# Search only the link's root, so an installed copy elsewhere cannot stand in
+# for the checkout.
+ANSIBLE_COLLECTIONS_PATH=$(PYTHON="${PYTHON:-python3}" "$here/collection-link.sh" --collections-path)
+export ANSIBLE_COLLECTIONS_PATH
 export ANSIBLE_COLLECTIONS_SCAN_SYS_PATH=false
 export ANSIBLE_NOCOLOR=1
 

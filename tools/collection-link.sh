@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Print the path .../ansible_collections/vfio/passthrough that points at this
-# checkout, creating the symlink if needed.
+# checkout, creating the symlink if needed. With --collections-path, print
+# instead the directory holding ansible_collections/, the value for
+# ANSIBLE_COLLECTIONS_PATH.
 #
 # ansible-test and ansible-doc only find a collection below a directory named
 # ansible_collections/<namespace>/<name>; the repository root is the collection
@@ -11,8 +13,15 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+mode=link
+if [[ ${1:-} == --collections-path ]]; then
+    mode=base
+elif [[ $# -gt 0 ]]; then
+    echo "usage: $0 [--collections-path]" >&2
+    exit 2
+fi
 
-exec "${PYTHON:-python3}" - "$root" <<'PY'
+exec "${PYTHON:-python3}" - "$root" "$mode" <<'PY'
 import hashlib
 import os
 import sys
@@ -28,5 +37,5 @@ if not (link.is_symlink() and link.resolve() == root):
     tmp = link.with_name('.passthrough.%d' % os.getpid())
     tmp.symlink_to(root)
     os.replace(tmp, link)
-print(link)
+print(link if sys.argv[2] == 'link' else link.parents[2])
 PY
