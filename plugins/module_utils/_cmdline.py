@@ -151,7 +151,7 @@ def _drop(pairs, index):
 
 
 def _edit_merge(pairs, name, add_items, remove_items):
-    positions = [i for i, (_, tok) in enumerate(pairs) if same_name(tok, name) and arg_value(tok) is not None]
+    positions = [i for i, (_lead, tok) in enumerate(pairs) if same_name(tok, name) and arg_value(tok) is not None]
     if not positions:
         if add_items:
             pairs.append(['', '%s=%s' % (name, ','.join(add_items))])
@@ -201,12 +201,12 @@ def edit_args(text, request):
     for arg in request.present:
         name, value = arg_name(arg), arg_value(arg)
         if value is None:
-            if not any(tok == arg or (same_name(tok, name) and arg_value(tok) is None) for _, tok in pairs):
+            if not any(tok == arg or (same_name(tok, name) and arg_value(tok) is None) for _lead, tok in pairs):
                 pairs.append(['', arg])
             continue
         if request.is_merge(name):
             continue
-        positions = [i for i, (_, tok) in enumerate(pairs) if same_name(tok, name)]
+        positions = [i for i, (_lead, tok) in enumerate(pairs) if same_name(tok, name)]
         if not positions:
             pairs.append(['', arg])
             continue
@@ -221,7 +221,7 @@ def edit_args(text, request):
 
 def unmet_args(text, request):
     """What a command line still lacks or still has: a list of human-readable strings."""
-    tokens = [tok for _, tok in split_args(text)[0]]
+    tokens = [tok for _lead, tok in split_args(text)[0]]
     unmet = []
     for arg in request.present:
         name, value = arg_name(arg), arg_value(arg)
@@ -254,5 +254,5 @@ def unmet_args(text, request):
 def strip_boot_args(text):
     """Drop what the boot loader adds itself (BOOT_IMAGE=, initrd=) from a /proc/cmdline."""
     pairs, _trailing = split_args(text)
-    kept = [tok for _, tok in pairs if arg_name(tok) not in ('BOOT_IMAGE', 'initrd')]
+    kept = [tok for _lead, tok in pairs if arg_name(tok) not in ('BOOT_IMAGE', 'initrd')]
     return ' '.join(kept)

@@ -220,7 +220,7 @@ def edit_grub_default(text, request, variable='GRUB_CMDLINE_LINUX_DEFAULT', labe
             sep = '' if not new_text or new_text.endswith('\n') else '\n'
             new_text = '%s%s%s="%s"\n' % (new_text, sep, variable, after)
 
-    own_line, _ = effective_cmdline([(label, new_text)])
+    own_line, _assigned = effective_cmdline([(label, new_text)])
     own_unmet = unmet_args(own_line, request)
     if own_unmet:
         raise GrubError('%s: after editing, the kernel line would still be wrong (%s): an earlier '

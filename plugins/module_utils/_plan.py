@@ -236,8 +236,8 @@ def verify_passthrough(facts, plan):
                           'table exists: the firmware switch (VT-d / AMD-Vi) is off. %s' % TROUBLESHOOTING['iommu_off'])
         else:
             errors.append('The IOMMU is off; /proc/cmdline is "%s". Check that the boot loader really uses the '
-                          'edited file. %s; %s' % (facts.get('cmdline'), TROUBLESHOOTING['iommu_off'],
-                                                    TROUBLESHOOTING['zfs_args']))
+                          'edited file. %s; %s'
+                          % (facts.get('cmdline'), TROUBLESHOOTING['iommu_off'], TROUBLESHOOTING['zfs_args']))
     if facts.get('enabled') and facts.get('interrupt_remapping') is False:
         warnings.append('Interrupt remapping is off: vfio refuses to assign devices unless '
                         '"options vfio_iommu_type1 allow_unsafe_interrupts=1" is set, which lets a guest inject '

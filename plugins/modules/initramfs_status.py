@@ -17,7 +17,9 @@ description:
     the run that changed the file died before its rebuild. The need to rebuild is state, not an event.
   - Never changes anything.
 author:
-  - vfio.passthrough developers
+  - vfio.passthrough developers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 options:
   paths:
     description: Files whose content goes into the initramfs. Missing files are ignored.

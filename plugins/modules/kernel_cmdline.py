@@ -27,7 +27,9 @@ description:
     drop-in is named.
   - If regenerating the boot configuration fails, the previous file is restored byte for byte.
 author:
-  - vfio.passthrough developers
+  - vfio.passthrough developers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 options:
   present:
     description:

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 
+from ansible.module_utils.common import warnings as _warnings
 from ansible.module_utils.testing import patch_module_args
 
 
@@ -15,6 +16,10 @@ def run_module(main, args, check_mode=False, diff=False):
     Ansible's internal ``_ansible_*`` keys carry check and diff mode, the same
     way the controller passes them to a module on a managed host.
     """
+    # Warnings live in module-level state for the life of the process: a run in
+    # a real module process starts empty, so each in-process run must too.
+    _warnings._global_warnings.clear()
+    _warnings._global_deprecations.clear()
     full = dict(args)
     full['_ansible_check_mode'] = check_mode
     full['_ansible_diff'] = diff

@@ -159,8 +159,8 @@ def test_applying_twice_equals_applying_once(line, present, absent):
 def test_unrelated_tokens_survive_in_order(line, present, absent):
     request = validate_request(present, absent)
     touched = {'iommu', 'intel_iommu', 'hugepages', 'amd_iommu'}
-    keep = [tok for _, tok in split_args(line)[0] if tok.split('=')[0].replace('-', '_') not in touched]
-    after = [tok for _, tok in split_args(edit_args(line, request))[0]
+    keep = [tok for _lead, tok in split_args(line)[0] if tok.split('=')[0].replace('-', '_') not in touched]
+    after = [tok for _lead, tok in split_args(edit_args(line, request))[0]
              if tok.split('=')[0].replace('-', '_') not in touched]
     assert after == keep
 
