@@ -13,9 +13,9 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
-mode=link
+mode='link'
 if [[ ${1:-} == --collections-path ]]; then
-    mode=base
+    mode='base'
 elif [[ $# -gt 0 ]]; then
     echo "usage: $0 [--collections-path]" >&2
     exit 2
