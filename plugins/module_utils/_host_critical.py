@@ -161,7 +161,7 @@ def interface_reasons(interfaces, anchors):
             continue
         below = [(port, 'is a port of') for port in facts['ports']]
         below += [(slave, 'is a slave of') for slave in facts['slaves']]
-        named = {n for n, _ in below}
+        named = {child for child, _relation in below}
         below += [(low, 'is the lower link of') for low in facts['lower'] if low not in named]
         for child, relation in below:
             pending.append((child, '%s %s, which %s' % (relation, name, why), depth + 1))

@@ -112,7 +112,7 @@ class SysfsTree:
             return self._links[rel]
         except KeyError:
             pass
-        head, _, tail = rel.rpartition('/')
+        head, _sep, tail = rel.rpartition('/')
         known = self._entries.get(head)
         target = None
         # a directory already listed tells which names exist: no syscall for the others
@@ -140,7 +140,7 @@ class SysfsTree:
         return result
 
     def _resolve(self, rel, hops):
-        head, _, tail = rel.strip('/').rpartition('/')
+        head, _sep, tail = rel.strip('/').rpartition('/')
         base = self.resolve(head, hops) if head else ''
         if base is None:
             return None
@@ -166,7 +166,7 @@ class SysfsTree:
         otherwise it is resolved first. The last component is never followed.
         """
         if not resolved:
-            head, _, tail = rel.rpartition('/')
+            head, _sep, tail = rel.rpartition('/')
             head = self.resolve(head)
             if head is None:
                 return None
@@ -372,7 +372,7 @@ def module_usage(root, devices=None, interfaces=None):
         module = devices[address]['driver_module']
         nics = by_address.get(address, [])
         if module:
-            for ifname in ([n for n, _ in nics] or [None]):
+            for ifname in ([nic[0] for nic in nics] or [None]):
                 usage.setdefault(module, []).append({'address': address, 'interface': ifname})
         for ifname, nic_module in nics:
             if nic_module and nic_module != module:

@@ -25,7 +25,10 @@ description:
     procfs do not show, and only when O(root=/).
   - Changes nothing.
 author:
-  - vfio.passthrough developers
+  - vfio.passthrough developers (!UNKNOWN)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+  - ansible.builtin.action_common_attributes.facts
 options:
   root:
     description:
