@@ -156,9 +156,9 @@ class _LogModule:
 def test_kernel_log_prefers_the_journal_then_dmesg(journal_rc, text, commands):
     module = _LogModule(journal_rc)
     assert iommu_facts._kernel_log(module) == text
-    assert [args[0] for args, _ in module.calls] == commands
+    assert [args[0] for args, _env in module.calls] == commands
     assert module.calls[0][0] == ['/usr/bin/journalctl', '-k', '-b', '--no-pager', '-o', 'cat']
-    assert all(env == {'LC_ALL': 'C'} for _, env in module.calls)
+    assert all(env == {'LC_ALL': 'C'} for _args, env in module.calls)
 
 
 def test_live_root_agrees_with_the_running_kernel():
