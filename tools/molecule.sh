@@ -12,7 +12,8 @@
 #   2. the base image (tests/containers/build-image.sh; cached by content hash)
 #   3. containers.podman & co. in .cache/collections (tools/vendor-collections.sh)
 #   4. molecule in a venv: the project's .venv if it exists (requirements/base.txt
-#      + requirements/molecule.txt installed into it), else .cache/venv-molecule
+#      + requirements/molecule.txt installed into it), else .cache/venv-molecule;
+#      MOLECULE_VENV=<dir> forces a venv (created if missing, molecule.txt only)
 #   5. the collection importable by FQCN vfio.passthrough (a symlink
 #      $TMPDIR/vfio-passthrough-<hash>/ansible_collections/vfio/passthrough ->
 #      this checkout, the scheme tests/unit/conftest.py uses)
@@ -59,7 +60,12 @@ collections=$(tools/vendor-collections.sh)
 step_done "collections"
 
 log "4/5 venv with molecule"
-if [ -x .venv/bin/python ]; then
+if [ -n "${MOLECULE_VENV:-}" ]; then
+    venv=${MOLECULE_VENV%/}
+    reqs=(requirements/molecule.txt)
+    log "MOLECULE_VENV: using $venv (requirements/molecule.txt only)"
+    [ -x "$venv/bin/python" ] || "$PYTHON" -m venv "$venv"
+elif [ -x .venv/bin/python ]; then
     venv=.venv
     reqs=(requirements/molecule.txt)
     # Resolve both files together so pip fails loudly on a pin conflict
@@ -83,7 +89,10 @@ else
         || die "pip install ${reqs[*]} into $venv failed"
     echo "$want" > "$stamp"
 fi
-"$venv/bin/molecule" --version >&2
+# molecule and ansible-playbook find each other (and ansible-config) via PATH.
+case "$venv" in /*) ;; *) venv="$root/$venv" ;; esac
+export PATH="$venv/bin:$PATH"
+molecule --version >&2
 step_done "venv ($venv)"
 
 log "5/5 collection path"
@@ -108,13 +117,14 @@ fi
 [ "$(cd "$link" && pwd -P)" = "$root" ] || die "$link does not point at $root"
 collections_base=$(cd "$link/../../.." && pwd)
 
-export PATH="$root/$venv/bin:$PATH"
 export ANSIBLE_COLLECTIONS_PATH="$collections_base:$collections"
 export VFIO_MOLECULE_IMAGE="$image"
+# Container names are host-global: make ours unique per checkout.
+export VFIO_MOLECULE_PREFIX="vfio-$(printf '%s' "$root" | sha1sum | cut -c1-6)"
 export LC_ALL=C.UTF-8 LANG=C.UTF-8
 export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0} PY_COLORS=${PY_COLORS:-0}
 log "ANSIBLE_COLLECTIONS_PATH=$ANSIBLE_COLLECTIONS_PATH"
-log "VFIO_MOLECULE_IMAGE=$VFIO_MOLECULE_IMAGE"
+log "VFIO_MOLECULE_IMAGE=$VFIO_MOLECULE_IMAGE VFIO_MOLECULE_PREFIX=$VFIO_MOLECULE_PREFIX"
 step_done "setup"
 
 failed=()

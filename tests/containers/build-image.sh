@@ -6,11 +6,13 @@
 #   build-image.sh               build unless the image already exists; print its name
 #   build-image.sh --print-name  only print the image name (no build)
 #   build-image.sh --force       rebuild even if the image exists
+#   build-image.sh --prune       also remove older tags of the image (those no
+#                                container uses); not automatic, because other
+#                                checkouts on the same host may still use them
 #
 # The tag is a hash of this script and the stubs baked into the image, so any
 # change to them yields a new image and an unchanged tree reuses the cached one
-# (`podman image exists`). Older tags of the same repository are removed after
-# a successful build. Progress goes to stderr; stdout is only the image name.
+# (`podman image exists`). Progress goes to stderr; stdout is only the image name.
 # Needs root (debootstrap, chroot) and tests/containers/setup-host.sh done first.
 set -euo pipefail
 
@@ -35,18 +37,31 @@ hash=$(cat "${BAKED[@]}" | sha256sum | cut -c1-12)
 image="$IMAGE_REPO:$hash"
 
 mode=build
-case "${1:-}" in
-    --print-name) echo "$image"; exit 0 ;;
-    --force) mode=force ;;
-    "") ;;
-    *) die "unknown argument '$1' (use --print-name or --force)" ;;
-esac
+prune=no
+for arg in "$@"; do
+    case "$arg" in
+        --print-name) echo "$image"; exit 0 ;;
+        --force) mode=force ;;
+        --prune) prune=yes ;;
+        *) die "unknown argument '$arg' (use --print-name, --force or --prune)" ;;
+    esac
+done
+
+prune_old() {
+    [ "$prune" = yes ] || return 0
+    local old
+    for old in $(podman images --format '{{.Repository}}:{{.Tag}}' | grep -F "$IMAGE_REPO:" | grep -vxF "$image" || true); do
+        podman rmi "$old" >/dev/null 2>&1 && log "removed old image $old" \
+            || log "WARNING: could not remove old image $old (a container uses it?)"
+    done
+}
 
 command -v podman >/dev/null || die "podman missing: run tests/containers/setup-host.sh"
 command -v debootstrap >/dev/null || die "debootstrap missing: run tests/containers/setup-host.sh"
 
 if [ "$mode" = build ] && podman image exists "$image"; then
     log "cached: $image (tree unchanged since it was built)"
+    prune_old
     echo "$image"
     exit 0
 fi
@@ -81,6 +96,8 @@ install -m 0755 "$here/stubs/update-initramfs" "$rootfs/usr/local/share/update-i
 chroot "$rootfs" /bin/sh -eu -c '
     # A minbase rootfs has no /etc/default/grub; the package ships the default here.
     cp /usr/share/grub/default/grub /etc/default/grub
+    # grub-install creates /boot/grub on a real host; update-grub writes into it.
+    mkdir -p /boot/grub
     for tool in /usr/sbin/grub-probe /usr/sbin/update-initramfs; do
         dpkg-divert --local --rename --divert "$tool.real" --add "$tool"
         mv "/usr/local/share/${tool##*/}.stub" "$tool"
@@ -115,11 +132,7 @@ podman run --rm "$image" /bin/sh -c \
     'python3 --version && test -x /usr/sbin/grub-probe.real && test -x /usr/sbin/update-initramfs.real' >&2 \
     || die "the new image does not run; see podman output above"
 
-# Keep one image per repository: old hashes are dead weight (~370 MB each).
-for old in $(podman images --format '{{.Repository}}:{{.Tag}}' | grep -F "$IMAGE_REPO:" | grep -vxF "$image" || true); do
-    podman rmi "$old" >/dev/null 2>&1 && log "removed old image $old" \
-        || log "WARNING: could not remove old image $old (in use?)"
-done
+prune_old
 
 log "built $image in $((SECONDS - start)) s"
 echo "$image"

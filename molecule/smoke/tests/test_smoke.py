@@ -18,11 +18,13 @@ def test_default_grub_is_the_debian_default(host):
 def test_update_grub_wrote_a_menu_entry_for_the_fake_kernel(host):
     cfg = file_bytes(host, '/boot/grub/grub.cfg').decode()
     linux_lines = [line.strip() for line in cfg.splitlines() if line.strip().startswith('linux\t')]
-    # One normal and one recovery entry; the normal one carries
-    # GRUB_CMDLINE_LINUX_DEFAULT ("quiet" in Debian's default file).
+    # The default entry, the same kernel under "Advanced options", and its
+    # recovery entry; normal entries carry GRUB_CMDLINE_LINUX_DEFAULT ("quiet"
+    # in Debian's default file), recovery ones "single" instead.
     assert linux_lines == [
         'linux\t/boot/vmlinuz-%s root=/dev/sda1 ro  quiet' % KVER,
-        'linux\t/boot/vmlinuz-%s root=/dev/sda1 ro single ' % KVER,
+        'linux\t/boot/vmlinuz-%s root=/dev/sda1 ro  quiet' % KVER,
+        'linux\t/boot/vmlinuz-%s root=/dev/sda1 ro single' % KVER,
     ]
 
 
@@ -62,6 +64,7 @@ def test_systemd_boot_entry_carries_kernel_cmdline(host):
 
 
 def test_proxmox_boot_tool_not_configured_exits_2(host):
-    out = host.run('PBT_STUB_STATE=/nonexistent proxmox-boot-tool status')
+    # Pointing the stub at a missing ESP list, as on a host without proxmox-boot-tool.
+    out = host.run('PBT_STUB_ESP_LIST=/nonexistent proxmox-boot-tool status')
     assert out.rc == 2
-    assert out.stderr.strip() == 'E: /etc/kernel/proxmox-boot-uuids does not exist.'
+    assert out.stderr.strip() == 'E: /nonexistent does not exist.'
