@@ -124,15 +124,19 @@ trap 'exit 130' INT TERM
 log "building image $KEY in $WORK (cache $CACHE)"
 mkdir -p "$WORK" "$MNT"
 
+# parted and friends call `udevadm settle`; the build host has no udev, and the resulting
+# "udevadm: not found" lines are noise, not errors (device nodes are checked explicitly).
+no_udev_noise() { "$@" 2> >(grep -v 'udevadm: not found' >&2); }
+
 log "creating $DISK_SIZE raw disk, msdos label, one ext4 partition"
 truncate -s "$DISK_SIZE" "$RAW"
-parted -s "$RAW" mklabel msdos mkpart primary ext4 1MiB 100% set 1 boot on
-LOOP=$(losetup -P --show -f "$RAW")
+no_udev_noise parted -s "$RAW" mklabel msdos mkpart primary ext4 1MiB 100% set 1 boot on
+LOOP=$(no_udev_noise losetup -P --show -f "$RAW")
 # This host kernel does not create loopXp1 by itself.
-[[ -b ${LOOP}p1 ]] || partx -a "$LOOP"
+[[ -b ${LOOP}p1 ]] || no_udev_noise partx -a "$LOOP"
 [[ -b ${LOOP}p1 ]] || die "partition device ${LOOP}p1 did not appear"
 PART=${LOOP}p1
-mkfs.ext4 -q -L vfio-root "$PART"
+no_udev_noise mkfs.ext4 -q -L vfio-root "$PART"
 UUID=$(blkid -s UUID -o value "$PART")
 [[ -n $UUID ]] || die "no filesystem UUID on $PART"
 log "loop $LOOP, root $PART, UUID $UUID"
