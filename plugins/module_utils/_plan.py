@@ -174,16 +174,19 @@ def plan_passthrough(facts, devices=(), vfio_ids=(), softdep_drivers=(), vendor=
         if known[address].get('boot_vga'):
             warnings.append(_BOOT_VGA_HINT % address)
 
-    bound_drivers = [_norm_module(known[a].get('driver_module') or known[a].get('driver')) for a in caught]
-    softdeps = []
-    for driver in bound_drivers + [_norm_module(d) for d in softdep_drivers]:
-        if driver and driver not in ('vfio_pci', 'pci_stub') and driver not in softdeps:
-            softdeps.append(driver)
     override_drivers = []
     for address in by_address:
         driver = _norm_module(known[address].get('driver_module') or known[address].get('driver'))
         if driver and driver not in ('vfio_pci', 'pci_stub') and driver not in override_drivers:
             override_drivers.append(driver)
+    bound_drivers = [_norm_module(known[a].get('driver_module') or known[a].get('driver')) for a in caught]
+    softdeps = []
+    for driver in bound_drivers + [_norm_module(d) for d in softdep_drivers]:
+        # libkmod ignores a module's install command when the module also has a
+        # softdep, so drivers hooked for binding by address get no softdep: their
+        # install script loads vfio-pci itself.
+        if driver and driver not in ('vfio_pci', 'pci_stub') + tuple(override_drivers) and driver not in softdeps:
+            softdeps.append(driver)
 
     present, absent = _kernel_args(vendor, iommu_pt, acs_override if acs_accept_risk else '',
                                    list(kernel_args), list(kernel_args_absent))

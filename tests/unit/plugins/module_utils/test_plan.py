@@ -84,6 +84,8 @@ def test_twin_outside_the_request_forces_binding_by_address(tmp_path):
     assert plan['errors'] == []
     assert plan['vfio_ids'] == [] and plan['by_address'] == ['0000:00:03.0']
     assert plan['override_drivers'] == ['e1000e']
+    # A softdep would make libkmod skip the install hook that binds by address.
+    assert 'e1000e' not in plan['softdeps']
     assert any('0000:00:05.0 has the same ID 8086:10d3' in n for n in plan['notes'])
 
 
