@@ -59,6 +59,15 @@ def _norm_module(name):
     return name.replace('-', '_') if name else name
 
 
+def _native_driver(device):
+    """The module the host gives the device, also while vfio-pci holds it."""
+    current = _norm_module(device.get('driver_module') or device.get('driver'))
+    if current and current not in ('vfio_pci', 'pci_stub'):
+        return current
+    native = [m for m in device.get('kernel_modules') or [] if m not in ('vfio_pci', 'pci_stub')]
+    return native[0] if native else None
+
+
 def _kernel_args(vendor, iommu_pt, acs_override, extra_present, extra_absent):
     present, absent = [], ['intel_iommu=off', 'amd_iommu=off']
     if vendor == 'intel':
@@ -176,16 +185,16 @@ def plan_passthrough(facts, devices=(), vfio_ids=(), softdep_drivers=(), vendor=
 
     override_drivers = []
     for address in by_address:
-        driver = _norm_module(known[address].get('driver_module') or known[address].get('driver'))
-        if driver and driver not in ('vfio_pci', 'pci_stub') and driver not in override_drivers:
+        driver = _native_driver(known[address])
+        if driver and driver not in override_drivers:
             override_drivers.append(driver)
-    bound_drivers = [_norm_module(known[a].get('driver_module') or known[a].get('driver')) for a in caught]
+    bound_drivers = [_native_driver(known[a]) for a in caught]
     softdeps = []
     for driver in bound_drivers + [_norm_module(d) for d in softdep_drivers]:
         # libkmod ignores a module's install command when the module also has a
         # softdep, so drivers hooked for binding by address get no softdep: their
         # install script loads vfio-pci itself.
-        if driver and driver not in ('vfio_pci', 'pci_stub') + tuple(override_drivers) and driver not in softdeps:
+        if driver and driver not in override_drivers and driver not in softdeps:
             softdeps.append(driver)
 
     present, absent = _kernel_args(vendor, iommu_pt, acs_override if acs_accept_risk else '',

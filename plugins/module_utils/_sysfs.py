@@ -15,8 +15,8 @@ tree to several readers shares its link cache, so each link is read once.
 
 from __future__ import annotations
 
+import fnmatch
 import os
-import posixpath
 import re
 
 __all__ = [
@@ -154,10 +154,11 @@ class SysfsTree:
             return here
         if hops >= _MAX_LINK_HOPS:
             return None
-        # ``base`` holds no symlinks, so collapsing ``..`` textually is exact;
-        # normpath of an absolute path also stops ``..`` at the root.
-        joined = target if target.startswith('/') else '/%s/%s' % (base, target)
-        return self.resolve(posixpath.normpath('/' + joined.lstrip('/')).lstrip('/'), hops + 1)
+        # The target's components are resolved one by one like the kernel does:
+        # a symlink before a ``..`` is followed first. ``..`` at the top stays
+        # at root (see above), so an absolute target is simply re-rooted.
+        joined = target.lstrip('/') if target.startswith('/') else (base + '/' + target if base else target)
+        return self.resolve(joined, hops + 1)
 
     def read(self, rel, resolved=False):
         """The stripped text of a file, or None when it is missing or unreadable.
@@ -302,6 +303,40 @@ def read_pci_devices(root, groups=None):
             'path': rel,
         }
     return devices
+
+
+_HOLDERS = ('vfio-pci', 'pci-stub')
+
+
+def parse_pci_aliases(text):
+    """{vendor field or '*': [(pattern, module)]} from modules.alias, PCI lines only.
+
+    Indexed by the literal vendor part (``v00008086``) so a lookup compares a
+    device with its vendor's patterns only, not with every PCI alias.
+    """
+    index = {}
+    for line in (text or '').splitlines():
+        if not line.startswith('alias pci:'):
+            continue
+        parts = line.split()
+        if len(parts) != 3:
+            continue
+        pattern, module = parts[1], normalise_module(parts[2])
+        vendor = pattern[4:13]
+        key = vendor if len(vendor) == 9 and not any(c in vendor for c in '*?[') else '*'
+        index.setdefault(key, []).append((pattern, module))
+    return index
+
+
+def modules_for_modalias(modalias, aliases):
+    """Modules whose PCI alias matches ``modalias`` (like lspci -k's "Kernel modules")."""
+    if not modalias:
+        return []
+    found = []
+    for pattern, module in aliases.get(modalias[4:13], []) + aliases.get('*', []):
+        if module not in found and module not in ('vfio_pci', 'pci_stub') and fnmatch.fnmatchcase(modalias, pattern):
+            found.append(module)
+    return found
 
 
 def read_net_interfaces(root):
@@ -570,6 +605,10 @@ def gather_iommu_facts(root, kernel_log=None, interfaces=None):
         if facts['pci_address']:
             netdevs.setdefault(facts['pci_address'], []).append(ifname)
 
+    # A device on vfio-pci (or with no driver) no longer shows which driver the
+    # host would give it; modules.alias does, as for lspci -k.
+    aliases = None
+    kernel = tree.read('proc/sys/kernel/osrelease')
     members = {number: sorted(group['devices']) for number, group in groups.items()}
     out_devices = {}
     for address in sorted(devices):
@@ -577,6 +616,12 @@ def gather_iommu_facts(root, kernel_log=None, interfaces=None):
         group = raw['iommu_group']
         peers = [a for a in members.get(group, []) if a != address] if group is not None else []
         entry = {k: v for k, v in raw.items() if k != 'path'}
+        if raw['driver'] is None or raw['driver'] in _HOLDERS:
+            if aliases is None:
+                aliases = parse_pci_aliases(tree.read('lib/modules/%s/modules.alias' % kernel) if kernel else None)
+            entry['kernel_modules'] = modules_for_modalias(tree.read(raw['path'] + '/modalias', resolved=True), aliases)
+        else:
+            entry['kernel_modules'] = [raw['driver_module'] or normalise_module(raw['driver'])]
         entry.update({
             'group_peers': peers,
             'isolated': _isolated(address, peers, devices),
@@ -595,7 +640,7 @@ def gather_iommu_facts(root, kernel_log=None, interfaces=None):
         'passthrough_mode': _passthrough_mode(groups, args, enabled),
         'acs_override': (acs[-1] or '') if acs else None,
         'cmdline': cmdline,
-        'kernel': tree.read('proc/sys/kernel/osrelease'),
+        'kernel': kernel,
         'iommu_units': units,
         'groups': {str(n): {'devices': members[n], 'type': groups[n]['type']} for n in sorted(groups)},
         'devices': out_devices,

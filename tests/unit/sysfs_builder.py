@@ -14,18 +14,26 @@ Usage::
     host.linux_bridge('vmbr0', ['eno1'])
     host.default_route('vmbr0')
 
-``intel_gpu_host``, ``amd_twin_nic_host``, ``iommu_off_host`` and
+``intel_gpu_host``, ``amd_twin_nic_host``, ``igb_mgmt_host``, ``iommu_off_host`` and
 ``generated_host`` build complete canned machines. Import with
 ``from sysfs_builder import ...`` after putting ``tests/unit`` on ``sys.path``.
+
+Molecule scenarios build the same machines on the controller (the fake root the
+role reads through ``pcie_passthrough_root``)::
+
+    python3 tests/unit/sysfs_builder.py intel_gpu_host DIR
 """
 
 from __future__ import annotations
 
+import argparse
 import os
+import sys
 from pathlib import Path
 
 __all__ = [
-    'FakeHost', 'intel_gpu_host', 'amd_twin_nic_host', 'iommu_off_host', 'generated_host',
+    'FakeHost', 'intel_gpu_host', 'amd_twin_nic_host', 'igb_mgmt_host', 'iommu_off_host', 'generated_host',
+    'CANNED_HOSTS',
 ]
 
 _ROUTE_HEADER = 'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n'
@@ -117,6 +125,14 @@ class FakeHost:
 
     def osrelease(self, text):
         self.write('proc/sys/kernel/osrelease', text + '\n')
+        self._kernel = text
+        return self
+
+    def modules_alias(self, *aliases):
+        """lib/modules/<kernel>/modules.alias with (pattern, module) lines, as depmod writes them."""
+        lines = ['# Aliases extracted from modules themselves.']
+        lines += ['alias %s %s' % (pattern, module) for pattern, module in aliases]
+        self.write('lib/modules/%s/modules.alias' % self._kernel, '\n'.join(lines) + '\n')
         return self
 
     def default_route(self, ifname, gateway='0100A8C0'):
@@ -206,6 +222,9 @@ class FakeHost:
             'vendor': '0x%s\n' % vendor, 'device': '0x%s\n' % device,
             'subsystem_vendor': '0x%s\n' % sub_vendor, 'subsystem_device': '0x%s\n' % sub_device,
             'class': '0x%s\n' % class_,
+            'modalias': 'pci:v0000%sd0000%ssv0000%ssd0000%sbc%ssc%si%s\n' % (
+                vendor.upper(), device.upper(), sub_vendor.upper(), sub_device.upper(),
+                class_[0:2].upper(), class_[2:4].upper(), class_[4:6].upper()),
         }
         if boot_vga is not None:
             files['boot_vga'] = '1\n' if boot_vga else '0\n'
@@ -413,6 +432,40 @@ def amd_twin_nic_host(root):
     return host
 
 
+def igb_mgmt_host(root):
+    """Proxmox on AMD where one driver serves both sides: the management NIC enp7s0 (i211, igb,
+    own group 4) is the port of vmbr0, which carries the default route, and two i210 NICs
+    (igb) behind two root ports share group 3. Requesting one i210, the management NIC, or a
+    blacklist of igb must each be refused."""
+    host = FakeHost(root)
+    host.cmdline('BOOT_IMAGE=/boot/vmlinuz-6.8.12-4-pve root=/dev/mapper/pve-root ro quiet')
+    host.interrupts(remapped=True).cpu_vendor('AuthenticAMD').osrelease('6.8.12-4-pve')
+    host.acpi_tables('IVRS', 'FACP')
+    host.add_device('0000:00:00.0', '1022', '1480', '060000', group=0, reset_methods=None)
+    host.add_device('0000:00:00.2', '1022', '1481', '080600', group=1, reset_methods=None)
+    host.iommu_unit('ivhd0', under='0000:00:00.2')
+    # Two chipset root ports without ACS: the kernel puts both ports and the NICs behind them
+    # in one group.
+    host.add_bridge('0000:00:02.1', group=3, vendor='1022', device='1483')
+    host.add_bridge('0000:00:02.2', group=3, vendor='1022', device='1483')
+    host.add_device('0000:05:00.0', '8086', '1533', '020000', driver='igb', group=3,
+                    parent_bridge='0000:00:02.1', netdev='enp5s0')
+    host.add_device('0000:06:00.0', '8086', '1533', '020000', driver='igb', group=3,
+                    parent_bridge='0000:00:02.2', netdev='enp6s0')
+    host.add_bridge('0000:00:03.1', group=4, vendor='1022', device='1483')
+    host.add_device('0000:07:00.0', '8086', '1539', '020000', driver='igb', group=4,
+                    parent_bridge='0000:00:03.1', netdev='enp7s0')
+    host.add_bridge('0000:00:03.2', group=5, vendor='1022', device='1483')
+    host.add_device('0000:08:00.0', '144d', 'a808', '010802', driver='nvme', group=5,
+                    parent_bridge='0000:00:03.2')
+    host.nvme_disk('0000:08:00.0', 'nvme0')
+    host.stacked_block('dm-0', ['nvme0n1p3'], dm_name='pve-root')
+    host.loopback().linux_bridge('vmbr0', ['enp7s0']).default_route('vmbr0')
+    host.address('vmbr0', '198.51.100.7/24')
+    host.mount('/dev/mapper/pve-root', '/').mount('/dev/nvme0n1p2', '/boot/efi', 'vfat')
+    return host
+
+
 def iommu_off_host(root, dmar=True):
     """A QEMU guest without an IOMMU booted with intel_iommu=on: no groups, no
     sys/class/iommu; a DMAR table only when ``dmar``. virtio NIC ens2 holds the
@@ -454,3 +507,30 @@ def generated_host(root, count, per_group=1):
     host.loopback().default_route('eth0')
     host.mount('/dev/sda1', '/')
     return host
+
+
+# Machines the command line can build: scenarios need them without importing this module.
+CANNED_HOSTS = {
+    'intel_gpu_host': intel_gpu_host,
+    # The same machine before the role ran: no iommu=pt, groups in translated (DMA-FQ) mode.
+    'intel_gpu_host_unconfigured': lambda root: intel_gpu_host(root, passthrough=False),
+    'amd_twin_nic_host': amd_twin_nic_host,
+    'igb_mgmt_host': igb_mgmt_host,
+    'iommu_off_host': iommu_off_host,
+}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description='Write a canned fake sysfs/procfs root into DIR.')
+    parser.add_argument('host', choices=sorted(CANNED_HOSTS))
+    parser.add_argument('dir', type=Path, help='an empty or missing directory')
+    args = parser.parse_args(argv)
+    # A tree left over from another machine would mix two hosts' devices.
+    if args.dir.exists() and any(args.dir.iterdir()):
+        parser.error('%s is not empty' % args.dir)
+    CANNED_HOSTS[args.host](args.dir)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

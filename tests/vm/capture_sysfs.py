@@ -15,7 +15,7 @@ import tarfile
 import time
 
 # Attribute files of a PCI device that the collection reads.
-PCI_ATTRS = ('vendor', 'device', 'subsystem_vendor', 'subsystem_device', 'class', 'boot_vga',
+PCI_ATTRS = ('vendor', 'device', 'modalias', 'subsystem_vendor', 'subsystem_device', 'class', 'boot_vga',
              'reset_method', 'sriov_totalvfs', 'sriov_numvfs', 'driver_override', 'revision')
 PROC_FILES = ('proc/cmdline', 'proc/interrupts', 'proc/net/route', 'proc/net/ipv6_route', 'proc/mounts',
               'proc/cpuinfo', 'proc/sys/kernel/osrelease')
@@ -126,6 +126,14 @@ def main():
         snap.file(real + '/dev')
         snap.file(real + '/dm/name')
         snap.links_in(real + '/slaves')
+    # Only the PCI aliases: enough to name the native driver of a device vfio-pci holds.
+    kernel = os.uname().release
+    try:
+        with open('/lib/modules/%s/modules.alias' % kernel, 'rb') as handle:
+            pci = b''.join(line for line in handle if line.startswith(b'alias pci:'))
+        snap.file('lib/modules/%s/modules.alias' % kernel, pci)
+    except OSError:
+        pass
     for name in os.listdir('/sys/firmware/acpi/tables'):
         if os.path.isfile('/sys/firmware/acpi/tables/' + name):
             snap.file('sys/firmware/acpi/tables/' + name, b'')

@@ -160,3 +160,22 @@ def test_verify_warns_about_interrupt_remapping(intel):
     plan = plan_passthrough(intel)
     live = dict(intel, interrupt_remapping=False)
     assert any('allow_unsafe_interrupts' in w for w in verify_passthrough(live, plan)['warnings'])
+
+
+def test_converged_host_keeps_its_softdeps_and_hooks(tmp_path):
+    # After the reboot the devices sit on vfio-pci; the plan must still name their
+    # native drivers (from modules.alias), or the next run would undo its own config.
+    host = sysfs_builder.iommu_off_host(tmp_path)
+    host.add_device('0000:00:05.0', '8086', '10d3', '020000', driver='e1000e', netdev='ens5')
+    host.add_device('0000:00:06.0', '10de', '1b80', '030000', driver='vfio-pci')
+    host.bind('0000:00:03.0', 'vfio-pci')
+    host.modules_alias(('pci:v00008086d000010D3sv*sd*bc*sc*i*', 'e1000e'),
+                       ('pci:v000010DEd*sv*sd*bc03sc*i*', 'nouveau'),
+                       ('vfio_pci:v*d*sv*sd*bc*sc*i*', 'vfio_pci'))
+    facts = _facts(host)
+    assert facts['devices']['0000:00:03.0']['kernel_modules'] == ['e1000e']
+    assert facts['devices']['0000:00:06.0']['kernel_modules'] == ['nouveau']
+    plan = plan_passthrough(facts, devices=['0000:00:03.0', '0000:00:06.0'], vendor='intel')
+    assert plan['errors'] == []
+    assert plan['by_address'] == ['0000:00:03.0'] and plan['override_drivers'] == ['e1000e']
+    assert plan['vfio_ids'] == ['10de:1b80'] and plan['softdeps'] == ['nouveau']
