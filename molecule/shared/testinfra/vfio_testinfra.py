@@ -14,7 +14,10 @@ the exact bytes.
 from __future__ import annotations
 
 import base64
+import json
+import os
 import shlex
+from pathlib import Path
 
 
 def file_bytes(host, path: str) -> bytes:
@@ -60,3 +63,58 @@ def call_log(host, path: str) -> list[list[str]]:
         _time, _tab, argv = line.partition('\t')
         calls.append(argv.split())
     return calls
+
+
+# Debian 12's /etc/initramfs-tools/modules (initramfs-tools 0.142), as in the
+# base image: the role must append its block and keep every one of these bytes.
+INITRAMFS_MODULES_DEBIAN = (
+    '# List of modules that you want to include in your initramfs.\n'
+    '# They will be loaded at boot time in the order below.\n'
+    '#\n'
+    '# Syntax:  module_name [args ...]\n'
+    '#\n'
+    '# You must run update-initramfs(8) to effect this change.\n'
+    '#\n'
+    '# Examples:\n'
+    '#\n'
+    '# raid1\n'
+    '# sd_mod\n'
+)
+
+VFIO_MODULES_BLOCK = (
+    '# BEGIN vfio.passthrough.vfio_modules: lines up to END are managed by Ansible\n'
+    'vfio\n'
+    'vfio_iommu_type1\n'
+    'vfio_pci\n'
+    '# END vfio.passthrough.vfio_modules\n'
+)
+
+VFIO_MODULES_LOAD = (
+    '# Managed by Ansible (vfio.passthrough.vfio_modules): manual edits will be overwritten\n'
+    'vfio\n'
+    'vfio_iommu_type1\n'
+    'vfio_pci\n'
+)
+
+
+def run_diffs(kind: str) -> list[dict]:
+    """The diffs converge.yml recorded for the ``check`` or ``converge`` run.
+
+    molecule/shared/record-run.yml writes them on the controller, in the
+    scenario's ephemeral directory, which is where these tests run too.
+    """
+    path = Path(os.environ['MOLECULE_EPHEMERAL_DIRECTORY']) / ('diffs-%s.json' % kind)
+    assert path.is_file(), '%s missing: the %s run recorded no diffs' % (path, kind)
+    return json.loads(path.read_text(encoding='utf-8'))
+
+
+def assert_check_diff_is_real_diff(host, expected_paths: set[str]) -> None:
+    """The check run predicted exactly the diffs the real run reported, for
+    exactly ``expected_paths``, and each diff's 'after' is what the file holds now."""
+    check, real = run_diffs('check'), run_diffs('converge')
+    assert real, 'the real run reported no diff'
+    assert check == real
+    paths = [d['after_header'] for d in real]
+    assert sorted(paths) == sorted(expected_paths)
+    for diff in real:
+        assert file_bytes(host, diff['after_header']).decode() == diff['after'], diff['after_header']
