@@ -47,10 +47,10 @@ options:
     default: present
   path:
     description:
-      - The modprobe.d file to write.
-      - Default C(<root>/etc/modprobe.d/vfio-passthrough-blacklist.conf), which is
-        C(/etc/modprobe.d/vfio-passthrough-blacklist.conf) with the default O(root).
+      - The modprobe.d file to write. It is not moved by O(root), which only says where
+        C(sys/) and C(proc/) are read.
     type: path
+    default: /etc/modprobe.d/vfio-passthrough-blacklist.conf
   hard:
     description:
       - Also write C(install NAME /bin/false), which stops the module from loading even
@@ -81,8 +81,8 @@ options:
   modprobe_dir:
     description:
       - Directory scanned for existing blacklists (C(*.conf)).
-      - Default C(<root>/etc/modprobe.d).
     type: path
+    default: /etc/modprobe.d
 attributes:
   check_mode:
     support: full
@@ -249,13 +249,13 @@ def main():
         argument_spec=dict(
             drivers=dict(type='list', elements='str', required=True),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
-            path=dict(type='path'),
+            path=dict(type='path', default='/etc/modprobe.d/vfio-passthrough-blacklist.conf'),
             hard=dict(type='bool', default=False),
             update_initramfs=dict(type='bool', default=True),
             force=dict(type='bool', default=False),
             protect_addresses=dict(type='list', elements='str', default=[]),
             root=dict(type='path', default='/'),
-            modprobe_dir=dict(type='path'),
+            modprobe_dir=dict(type='path', default='/etc/modprobe.d'),
         ),
         supports_check_mode=True,
     )
@@ -271,8 +271,8 @@ def main():
         module.fail_json(msg='protect_addresses: %s is neither an IP address nor a host name'
                              % ', '.join(repr(b) for b in bad))
     root = params['root']
-    modprobe_dir = params['modprobe_dir'] or os.path.join(root, 'etc/modprobe.d')
-    path = params['path'] or os.path.join(root, 'etc/modprobe.d/vfio-passthrough-blacklist.conf')
+    modprobe_dir = params['modprobe_dir']
+    path = params['path']
     present = params['state'] == 'present'
 
     before = read_text(path)

@@ -164,6 +164,12 @@ path:
   returned: always
   type: str
   sample: /etc/default/grub
+files_changed:
+  description: The files changed, or in check mode the files a real run would change.
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/default/grub]
 before:
   description: The command-line value before (null when the file or variable did not exist).
   returned: always
@@ -332,7 +338,7 @@ def run_module():
     result = dict(
         changed=changed or (stale and params['apply']),
         bootloader=detection['bootloader'], bootloader_reason=detection['reason'],
-        managed_by=detection['managed_by'], path=path, running=running, unmet=unmet,
+        managed_by=detection['managed_by'], path=path, files_changed=[path] if changed else [], running=running, unmet=unmet,
         reboot_required=bool(unmet), stale_boot_config=stale, command=None, **values)
     if module._diff:
         result['diff'] = [file_diff(path, old, new)] if changed else []

@@ -53,7 +53,8 @@ class Machine:
         fake.chmod(0o755)
 
     def run(self, drivers, check_mode=False, diff=False, **extra):
-        args = dict(drivers=drivers, root=str(self.root))
+        # root moves only what is read (sys/, proc/); where to write is said explicitly.
+        args = dict(drivers=drivers, root=str(self.root), path=str(self.path), modprobe_dir=str(self.modprobe_dir))
         args.update(extra)
         return run_module(driver_blacklist.main, args, check_mode=check_mode, diff=diff)
 
