@@ -5,7 +5,6 @@
 # their content, so a stale or half-built venv is never reused.
 #
 # Adding a stage is one line: write its target below and append it to `test`.
-# Planned: test-vm (a scenario runner under tests/vm/, not there yet).
 
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -29,12 +28,14 @@ export NO_COLOR := 1
 export ANSIBLE_NOCOLOR := 1
 endif
 
-.PHONY: help venv test test-fast test-molecule units sanity lint docs clean
+.PHONY: help venv test test-fast test-molecule test-vm demo units sanity lint docs clean
 
 help:
-	@echo 'make test       everything: test-fast + test-molecule (the one command CI runs)'
+	@echo 'make demo       boot a local VM with an emulated Intel IOMMU and run the role against it'
+	@echo 'make test       everything: test-fast + test-molecule + test-vm (the one command CI runs)'
 	@echo 'make test-fast  units + ansible-test sanity + ansible-lint + ansible-doc of every module'
 	@echo 'make test-molecule  molecule container scenarios (tools/molecule.sh; root, podman)'
+	@echo 'make test-vm    real-kernel scenarios in QEMU guests (root; builds the VM image once)'
 	@echo 'make units      pytest tests/unit'
 	@echo 'make sanity     ansible-test sanity (tools/sanity.sh)'
 	@echo 'make lint       ansible-lint --profile production'
@@ -42,7 +43,7 @@ help:
 	@echo 'make venv       (re)build .venv from requirements/*.txt'
 	@echo 'make clean      remove .venv and test output'
 
-test: test-fast test-molecule
+test: test-fast test-molecule test-vm
 
 test-fast: units sanity lint docs
 
@@ -72,6 +73,13 @@ docs: $(STAMP)
 # tools/molecule.sh installs podman & co. itself and reuses .venv.
 test-molecule: $(STAMP)
 	$(IN_VENV) $(TIMED) molecule tools/molecule.sh
+
+# QEMU guests with an emulated IOMMU; tests/vm/build-image.sh installs qemu & co. itself.
+test-vm: $(STAMP)
+	$(IN_VENV) $(TIMED) vm python -m pytest -p no:cacheprovider tests/vm/scenarios
+
+demo: $(STAMP)
+	$(IN_VENV) python tools/demo.py
 
 clean:
 	rm -rf $(VENV) tests/output .pytest_cache .hypothesis

@@ -1,0 +1,170 @@
+"""Real-kernel scenarios: boot a QEMU guest, run the real playbook over SSH, verify with raw commands.
+
+Nothing here asks the collection what happened: every check reads the guest
+directly (/proc/cmdline, sysfs links, the kernel log, boot ids), so a bug in
+iommu_facts cannot hide a failure of the role.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
+sys.path.insert(0, str(HERE.parent))
+
+import vmctl  # noqa: E402  (tests/vm is not a package)
+
+OUTPUT = ROOT / 'tests' / 'output' / 'vm'
+FIXTURES = ROOT / 'tests' / 'fixtures' / 'real'
+E1000E = '8086:10d3'
+
+
+def say(message):
+    # -s is not guaranteed; write to the terminal directly so timings are always shown.
+    sys.__stdout__.write('[vm-scenario] %s\n' % message)
+    sys.__stdout__.flush()
+
+
+class Guest:
+    """A booted VM plus the raw checks the scenarios make on it."""
+
+    def __init__(self, vm, boot_seconds):
+        self.vm = vm
+        self.boot_seconds = boot_seconds
+
+    def sh(self, command, check=True):
+        result = self.vm.ssh(command, check=False, timeout=600)
+        if check and result.returncode != 0:
+            raise AssertionError('guest command failed (rc=%d): %s\n%s%s'
+                                 % (result.returncode, command, result.stdout, result.stderr))
+        return result.stdout
+
+    def boot_id(self):
+        return self.sh('cat /proc/sys/kernel/random/boot_id').strip()
+
+    def boots(self):
+        """Boots the persistent journal has seen (enable_boot_count() must run first)."""
+        return len(self.sh('journalctl --list-boots --no-pager -q').strip().splitlines())
+
+    def enable_boot_count(self):
+        # The image keeps the journal in /run; a persistent one lists every boot,
+        # so "exactly one reboot" is counted by the guest itself.
+        self.sh('mkdir -p /var/log/journal && systemd-tmpfiles --create --prefix /var/log/journal '
+                '&& systemctl restart systemd-journald && journalctl --flush')
+
+    def pci_by_id(self, pci_id):
+        return self.sh('lspci -D -n -d %s | cut -d" " -f1' % pci_id).split()
+
+    def driver(self, address):
+        link = self.sh('readlink /sys/bus/pci/devices/%s/driver || true' % address).strip()
+        return link.rsplit('/', 1)[-1] if link else None
+
+    def default_route_dev(self):
+        return re.search(r'\bdev (\S+)', self.sh('ip route show default')).group(1)
+
+    def nic_address(self, ifname):
+        return self.sh('basename "$(readlink -f /sys/class/net/%s/device)"' % ifname).strip()
+
+    def etc_checksum(self):
+        listing = self.sh('find /etc /boot -xdev -type f -print0 | sort -z | xargs -0 sha256sum')
+        return hashlib.sha256(listing.encode()).hexdigest()
+
+    def kernel_log(self):
+        return self.sh('journalctl -k -b --no-pager -q')
+
+    def capture(self, name):
+        """Keep a real sysfs snapshot and lspci output as unit-test fixtures (VFIO_CAPTURE=1)."""
+        if os.environ.get('VFIO_CAPTURE') != '1':
+            return
+        target = FIXTURES / name
+        target.mkdir(parents=True, exist_ok=True)
+        script = (HERE.parent / 'capture_sysfs.py').read_bytes()
+        result = subprocess.run(self.vm.ssh_argv('python3 -'), input=script, capture_output=True, timeout=300,
+                                check=True)
+        (target / 'sysfs.tar.gz').write_bytes(result.stdout)
+        (target / 'lspci-Dnnk.txt').write_text(self.sh('lspci -Dnnk'))
+        say('captured %s (%d KiB)' % (target.relative_to(ROOT), len(result.stdout) // 1024))
+
+
+class PlaybookRun:
+    def __init__(self, rc, output, seconds, log):
+        self.rc, self.output, self.seconds, self.log = rc, output, seconds, log
+        recap = re.search(r'changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', output)
+        self.changed, self.unreachable, self.failed = (int(g) for g in recap.groups()) if recap else (None,) * 3
+
+    def tail(self, lines=40):
+        return '\n'.join(self.output.splitlines()[-lines:])
+
+
+@pytest.fixture(scope='session')
+def collections_path():
+    return subprocess.run([str(ROOT / 'tools' / 'collection-link.sh'), '--collections-path'], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture(scope='session')
+def base_image():
+    started = time.monotonic()
+    image = vmctl.ensure_image(build=True)
+    say('base images ready in %.1f s (%s)' % (time.monotonic() - started, image))
+    return image
+
+
+@pytest.fixture(scope='session')
+def run_playbook(collections_path):
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+
+    def run(guest, name, variables, check=False):
+        inventory = OUTPUT / ('%s.ini' % guest.vm.name)
+        inventory.write_text(vmctl.render_inventory([guest.vm]))
+        extra = OUTPUT / ('%s.vars.json' % name)
+        extra.write_text(json.dumps(dict(variables, pcie_passthrough_hosts='vfio_vms')))
+        argv = [str(Path(sys.executable).with_name('ansible-playbook')),
+                '-i', str(inventory), str(ROOT / 'playbooks' / 'passthrough.yml'), '-e', '@%s' % extra]
+        if check:
+            argv += ['--check', '--diff']
+        env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path, ANSIBLE_NOCOLOR='1',
+                   ANSIBLE_HOST_KEY_CHECKING='False', ANSIBLE_RETRY_FILES_ENABLED='False')
+        log = OUTPUT / ('%s.log' % name)
+        say('%s: ansible-playbook playbooks/passthrough.yml (log: %s)' % (name, log.relative_to(ROOT)))
+        started = time.monotonic()
+        result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=1800, check=False)
+        seconds = time.monotonic() - started
+        log.write_text(result.stdout + result.stderr)
+        run_ = PlaybookRun(result.returncode, result.stdout + result.stderr, seconds, log)
+        say('%s: rc=%d changed=%s failed=%s in %.1f s' % (name, run_.rc, run_.changed, run_.failed, seconds))
+        return run_
+
+    return run
+
+
+def boot(flavour, nics=1, name=None):
+    started = time.monotonic()
+    vm = vmctl.start(flavour, nics=nics, name=name)
+    seconds = time.monotonic() - started
+    say('%s: %s guest with %d e1000e up in %.1f s' % (vm.name, flavour, nics, seconds))
+    return Guest(vm, seconds)
+
+
+@pytest.fixture(scope='module')
+def guest_factory(base_image):
+    guests = []
+
+    def make(flavour, nics=1, name=None):
+        guest = boot(flavour, nics, name)
+        guests.append(guest)
+        return guest
+
+    yield make
+    for guest in guests:
+        guest.vm.stop(keep_logs=True)
