@@ -76,7 +76,7 @@ test-molecule: $(STAMP)
 
 # QEMU guests with an emulated IOMMU; tests/vm/build-image.sh installs qemu & co. itself.
 test-vm: $(STAMP)
-	$(IN_VENV) $(TIMED) vm python -m pytest -p no:cacheprovider tests/vm/scenarios
+	$(IN_VENV) $(TIMED) vm python -m pytest -s -p no:cacheprovider tests/vm/scenarios
 
 demo: $(STAMP)
 	$(IN_VENV) python tools/demo.py

@@ -96,24 +96,7 @@ molecule --version >&2
 step_done "venv ($venv)"
 
 log "5/5 collection path"
-if [ -x tools/collection-link.sh ]; then
-    link=$(PYTHON="$venv/bin/python" tools/collection-link.sh)
-else
-    link=$("$venv/bin/python" - "$root" <<'PY'
-import hashlib, os, sys, tempfile
-from pathlib import Path
-root = Path(sys.argv[1]).resolve()
-tag = hashlib.sha1(str(root).encode()).hexdigest()[:10]
-link = Path(tempfile.gettempdir()) / ('vfio-passthrough-' + tag) / 'ansible_collections' / 'vfio' / 'passthrough'
-if not (link.is_symlink() and link.resolve() == root):
-    link.parent.mkdir(parents=True, exist_ok=True)
-    tmp = link.with_name('.passthrough.%d' % os.getpid())
-    tmp.symlink_to(root)
-    os.replace(tmp, link)
-print(link)
-PY
-)
-fi
+link=$(PYTHON="$venv/bin/python" tools/collection-link.sh)
 [ "$(cd "$link" && pwd -P)" = "$root" ] || die "$link does not point at $root"
 collections_base=$(cd "$link/../../.." && pwd)
 

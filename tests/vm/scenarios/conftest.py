@@ -30,7 +30,7 @@ E1000E = '8086:10d3'
 
 
 def say(message):
-    # -s is not guaranteed; write to the terminal directly so timings are always shown.
+    # make test-vm runs pytest with -s, so progress and timings show as they happen.
     sys.__stdout__.write('[vm-scenario] %s\n' % message)
     sys.__stdout__.flush()
 
