@@ -27,6 +27,7 @@ import vmctl  # noqa: E402  (tests/vm is not a package)
 OUTPUT = ROOT / 'tests' / 'output' / 'vm'
 FIXTURES = ROOT / 'tests' / 'fixtures' / 'real'
 E1000E = '8086:10d3'
+_PCI_ADDRESS = re.compile(r'^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$')
 
 
 def say(message):
@@ -73,7 +74,9 @@ class Guest:
         return re.search(r'\bdev (\S+)', self.sh('ip route show default')).group(1)
 
     def nic_address(self, ifname):
-        return self.sh('basename "$(readlink -f /sys/class/net/%s/device)"' % ifname).strip()
+        # A virtio NIC's interface hangs below <pci>/virtioN/net: take the nearest PCI address.
+        path = self.sh('readlink -f /sys/class/net/%s' % ifname).strip()
+        return [part for part in path.split('/') if _PCI_ADDRESS.match(part)][-1]
 
     def etc_checksum(self):
         listing = self.sh('find /etc /boot -xdev -type f -print0 | sort -z | xargs -0 sha256sum')
