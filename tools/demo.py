@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """`make demo`: the collection's main job on a local VM with an emulated Intel IOMMU.
 
 A newcomer has no spare Proxmox host, so this boots a Debian 12 guest (real

@@ -103,7 +103,8 @@ collections_base=$(cd "$link/../../.." && pwd)
 export ANSIBLE_COLLECTIONS_PATH="$collections_base:$collections"
 export VFIO_MOLECULE_IMAGE="$image"
 # Container names are host-global: make ours unique per checkout.
-export VFIO_MOLECULE_PREFIX="vfio-$(printf '%s' "$root" | sha1sum | cut -c1-6)"
+prefix=$(printf '%s' "$root" | sha1sum | cut -c1-6)
+export VFIO_MOLECULE_PREFIX="vfio-$prefix"
 export LC_ALL=C.UTF-8 LANG=C.UTF-8
 export ANSIBLE_FORCE_COLOR=${ANSIBLE_FORCE_COLOR:-0} PY_COLORS=${PY_COLORS:-0}
 log "ANSIBLE_COLLECTIONS_PATH=$ANSIBLE_COLLECTIONS_PATH"

@@ -37,13 +37,13 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
 fi
 
 mkdir -p "$wheel_dir"
-wheel=$(ls "$wheel_dir"/ansible-"$ANSIBLE_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
+wheel=$(find "$wheel_dir" -maxdepth 1 -name "ansible-$ANSIBLE_VERSION-*.whl" -print -quit)
 if [ -z "$wheel" ]; then
     log "downloading ansible==$ANSIBLE_VERSION wheel (no deps) into $wheel_dir"
     start=$SECONDS
     "$PYTHON" -m pip download -q --no-deps --only-binary=:all: -d "$wheel_dir" \
         "ansible==$ANSIBLE_VERSION" >&2 || die "pip download ansible==$ANSIBLE_VERSION failed"
-    wheel=$(ls "$wheel_dir"/ansible-"$ANSIBLE_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
+    wheel=$(find "$wheel_dir" -maxdepth 1 -name "ansible-$ANSIBLE_VERSION-*.whl" -print -quit)
     [ -n "$wheel" ] || die "no ansible-$ANSIBLE_VERSION wheel in $wheel_dir after download"
     log "downloaded $(basename "$wheel") in $((SECONDS - start)) s"
 fi
@@ -52,7 +52,8 @@ fi
 # leaves a half-extracted collection that a later run would trust.
 tmp=$(mktemp -d "$root/.cache/collections.tmp.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
-"$PYTHON" - "$wheel" "$tmp" $COLLECTIONS <<'PY'
+read -r -a collection_names <<< "$COLLECTIONS"
+"$PYTHON" - "$wheel" "$tmp" "${collection_names[@]}" <<'PY'
 import sys
 import zipfile
 

@@ -51,8 +51,11 @@ prune_old() {
     [ "$prune" = yes ] || return 0
     local old
     for old in $(podman images --format '{{.Repository}}:{{.Tag}}' | grep -F "$IMAGE_REPO:" | grep -vxF "$image" || true); do
-        podman rmi "$old" >/dev/null 2>&1 && log "removed old image $old" \
-            || log "WARNING: could not remove old image $old (a container uses it?)"
+        if podman rmi "$old" >/dev/null 2>&1; then
+            log "removed old image $old"
+        else
+            log "WARNING: could not remove old image $old (a container uses it?)"
+        fi
     done
 }
 
@@ -93,6 +96,8 @@ log "debootstrap done in $((SECONDS - start)) s"
 log "customising rootfs (grub defaults, diverted grub-probe/update-initramfs, fake kernel $FAKE_KVER)"
 install -m 0755 "$here/stubs/grub-probe" "$rootfs/usr/local/share/grub-probe.stub"
 install -m 0755 "$here/stubs/update-initramfs" "$rootfs/usr/local/share/update-initramfs.stub"
+# The script's variables are the chroot shell's, not ours: single quotes on purpose.
+# shellcheck disable=SC2016
 chroot "$rootfs" /bin/sh -eu -c '
     # A minbase rootfs has no /etc/default/grub; the package ships the default here.
     cp /usr/share/grub/default/grub /etc/default/grub

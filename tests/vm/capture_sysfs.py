@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Snapshot the parts of a live guest's sysfs/procfs that iommu_facts reads, as a tar on stdout.
 
 Runs INSIDE a booted guest (piped over SSH, standard library only). GNU tar cannot

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Throw-away QEMU VMs with an emulated Intel or AMD IOMMU, for proof on a real kernel.
 
 CLI (also importable: ``start()``, ``get()``, ``VM.ssh()``, ``VM.reboot()``, ``VM.stop()``)::
@@ -191,7 +190,7 @@ class VM:
             capture: bool = True) -> subprocess.CompletedProcess:
         """Run a shell command in the guest. check=True raises VMError on a non-zero exit."""
         res = subprocess.run(self.ssh_argv(command), capture_output=capture, text=True,
-                             timeout=timeout, stdin=subprocess.DEVNULL)
+                             timeout=timeout, stdin=subprocess.DEVNULL, check=False)
         if check and res.returncode != 0:
             raise VMError(f"{self.name}: `{command}` exited {res.returncode}: "
                           f"{(res.stderr or '').strip()}")
@@ -383,7 +382,7 @@ def start(flavour: str, nics: int = 1, name: str | None = None,
             argv = qemu_argv(vm)
             (run_dir / "qemu.cmdline").write_text(" ".join(argv) + "\n")
             with open(vm.qemu_log, "w") as qlog:
-                res = subprocess.run(argv, stdout=qlog, stderr=subprocess.STDOUT)
+                res = subprocess.run(argv, stdout=qlog, stderr=subprocess.STDOUT, check=False)
             if res.returncode == 0:
                 break
             err = vm.qemu_log.read_text()
@@ -428,7 +427,7 @@ def all_vms() -> list[VM]:
 # --- CLI -------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="vmctl.py", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="vmctl.py", description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("build", help="build or verify the cached base images")
     p = sub.add_parser("start", help="boot a throw-away VM and wait for SSH")
@@ -479,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
             argv = vm.ssh_argv(" ".join(cmd) if cmd else None)
             if not cmd:
                 argv.insert(1, "-t")
-            return subprocess.run(argv).returncode
+            return subprocess.run(argv, check=False).returncode
         elif args.cmd == "wait-ssh":
             get(args.name).wait_ssh(args.timeout)
         elif args.cmd == "boot-id":
