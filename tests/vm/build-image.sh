@@ -90,8 +90,8 @@ if ((${#need[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     # Other engineers' scripts may hold the dpkg lock: wait for it instead of failing.
     apt-get -o DPkg::Lock::Timeout=600 update -qq
-    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends \
-        $(printf '%s\n' "${need[@]}" | sort -u) >/dev/null
+    mapfile -t packages < <(printf '%s\n' "${need[@]}" | sort -u)
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
 fi
 
 # --- build ---------------------------------------------------------------------------------
@@ -108,6 +108,7 @@ chroot_umount() {
     return 0
 }
 
+# shellcheck disable=SC2317  # reached through the EXIT trap
 cleanup() {
     local rc=$?
     set +e
@@ -116,7 +117,7 @@ cleanup() {
     if [[ -n $LOOP ]]; then partx -d "$LOOP" 2>/dev/null; losetup -d "$LOOP"; fi
     [[ -d $WORK ]] && rm -rf -- "$WORK"
     ((rc)) && echo "[build-image] FAILED (exit $rc); partial build removed" >&2
-    exit $rc
+    exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -237,7 +238,7 @@ t0=$SECONDS
 log "rebuilding initramfs with MODULES=dep"
 in_chroot update-initramfs -u -k all >"$WORK/initramfs.log" 2>&1 \
     || { tail -n 30 "$WORK/initramfs.log" >&2; die "update-initramfs failed"; }
-KVER=$(ls "$MNT/lib/modules" | sort -V | tail -n1)
+KVER=$(find "$MNT/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n1)
 INITRD_SIZE=$(stat -c %s "$MNT/boot/initrd.img-$KVER")
 # Listing to a variable first: grep -q closing the pipe early would trip pipefail.
 initrd_files=$(in_chroot lsinitramfs "/boot/initrd.img-$KVER")

@@ -1,0 +1,82 @@
+"""iommu_facts on sysfs trees captured from real Debian 12 kernels (tests/vm, VFIO_CAPTURE=1),
+checked against lspci -Dnnk captured from the same boot."""
+
+from __future__ import annotations
+
+import re
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.vfio.passthrough.plugins.modules import iommu_facts
+from module_runner import run_module
+
+REAL = Path(__file__).resolve().parents[3] / 'fixtures' / 'real'
+CAPTURES = sorted(p.name for p in REAL.iterdir() if (p / 'sysfs.tar.gz').exists()) if REAL.is_dir() else []
+_DEVICE = re.compile(r'^(?P<addr>[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]) .*?\[(?P<cls>[0-9a-f]{4})\]: '
+                     r'.*\[(?P<vendor>[0-9a-f]{4}):(?P<device>[0-9a-f]{4})\]')
+
+
+def parse_lspci(text):
+    devices, current = {}, None
+    for line in text.splitlines():
+        match = _DEVICE.match(line)
+        if match:
+            current = match.group('addr')
+            devices[current] = {'class': match.group('cls'), 'id': '%s:%s' % (match.group('vendor'),
+                                                                              match.group('device')),
+                                'driver': None}
+        elif current and line.strip().startswith('Kernel driver in use:'):
+            devices[current]['driver'] = line.split(':', 1)[1].strip()
+    return devices
+
+
+@pytest.fixture(params=CAPTURES)
+def capture(request, tmp_path):
+    with tarfile.open(REAL / request.param / 'sysfs.tar.gz') as tar:
+        tar.extractall(tmp_path, filter='tar')
+    result = run_module(iommu_facts.main, {'root': str(tmp_path)})
+    assert not result.get('failed'), result
+    return request.param, result['ansible_facts']['iommu'], parse_lspci((REAL / request.param / 'lspci-Dnnk.txt').read_text())
+
+
+def test_real_captures_exist():
+    # The VM scenarios produce them; losing them would silently drop this whole check.
+    assert {'intel-before', 'intel-after', 'amd-after'} <= set(CAPTURES), CAPTURES
+
+
+def test_devices_match_lspci(capture):
+    _name, facts, lspci = capture
+    assert set(facts['devices']) == set(lspci)
+    for address, seen in lspci.items():
+        device = facts['devices'][address]
+        assert '%s:%s' % (device['vendor_id'], device['device_id']) == seen['id'], address
+        assert device['class'][:4] == seen['class'], address
+        assert device['driver'] == seen['driver'], address
+
+
+def test_iommu_state_matches_the_boot(capture):
+    name, facts, lspci = capture
+    flavour, phase = name.split('-', 1)
+    e1000e = [a for a, d in lspci.items() if d['id'] == '8086:10d3']
+    if flavour in ('intel', 'amd'):
+        assert facts['vendor'] == flavour and facts['firmware_support'] is True
+    if phase == 'before':
+        assert facts['enabled'] is False and facts['groups'] == {} and facts['vfio_bound'] == []
+    else:
+        assert facts['enabled'] is True and facts['passthrough_mode'] is True
+        assert facts['interrupt_remapping'] is True
+        assert e1000e[0] in facts['vfio_bound']
+        assert facts['devices'][e1000e[0]]['kernel_modules'] == ['e1000e']
+        # Every function is in a group except an IOMMU's own (class 0806, the AMD IOMMU).
+        assert [a for a in lspci if facts['devices'][a]['iommu_group'] is None] == \
+            [a for a in lspci if lspci[a]['class'] == '0806']
+    # The management NIC (virtio) carries the IPv4 default route in every capture.
+    ipv4 = [a for a, d in facts['devices'].items() if any(r.endswith('carries the default route') for r in d['host_critical'])]
+    assert [lspci[a]['driver'] for a in ipv4] == ['virtio-pci']
+    # An interface that is up takes QEMU's IPv6 router advertisement: only then is it critical too.
+    for address in e1000e:
+        device = facts['devices'][address]
+        allowed = [[]] + [['NIC %s carries the IPv6 default route' % n] for n in device['netdevs']]
+        assert device['host_critical'] in allowed, (address, device['host_critical'])
