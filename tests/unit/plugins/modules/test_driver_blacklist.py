@@ -18,6 +18,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from module_runner import run_module  # noqa: E402
+from tree_snapshot import tree_snapshot  # noqa: E402
 from sysfs_builder import amd_twin_nic_host, intel_gpu_host, iommu_off_host  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'modprobe'
@@ -59,12 +60,7 @@ class Machine:
         return run_module(driver_blacklist.main, args, check_mode=check_mode, diff=diff)
 
     def snapshot(self):
-        result = {}
-        for path in sorted((self.root / 'etc').rglob('*')):
-            if path.is_file():
-                st_ = path.stat()
-                result[str(path)] = (path.read_bytes(), st_.st_ino, st_.st_mtime_ns, stat.S_IMODE(st_.st_mode))
-        return result
+        return tree_snapshot(self.root / 'etc')
 
     def update_calls(self):
         return self.log.read_text().splitlines() if self.log.exists() else []

@@ -11,6 +11,7 @@ import pytest
 
 from ansible_collections.vfio.passthrough.plugins.modules import kernel_cmdline
 from module_runner import run_module
+from tree_snapshot import tree_snapshot
 
 FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'grub'
 INTEL = {'present': ['intel_iommu=on', 'iommu=pt'], 'absent': ['intel_iommu=off', 'amd_iommu=off']}
@@ -57,9 +58,7 @@ class Host:
         return args
 
     def snapshot(self):
-        """Every file under the fake root with its bytes, mode and inode."""
-        return {str(p.relative_to(self.root)): (p.read_bytes(), p.stat().st_mode, p.stat().st_ino, p.stat().st_mtime_ns)
-                for p in sorted(self.root.rglob('*')) if p.is_file() and p.parent != self.bin}
+        return tree_snapshot(self.root, skip=[self.bin])
 
 
 @pytest.fixture

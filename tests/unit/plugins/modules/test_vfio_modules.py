@@ -16,6 +16,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from module_runner import run_module  # noqa: E402
+from tree_snapshot import tree_snapshot  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'modprobe'
 BEGIN, END = block_markers('vfio_modules')
@@ -67,13 +68,7 @@ class Host:
         return run_module(vfio_modules.main, self.args(**extra), check_mode=check_mode, diff=diff)
 
     def snapshot(self):
-        """Bytes, inode and mtime of every file under etc/, to prove what was (not) touched."""
-        result = {}
-        for path in sorted((self.root / 'etc').rglob('*')):
-            if path.is_file():
-                st_ = path.stat()
-                result[str(path)] = (path.read_bytes(), st_.st_ino, st_.st_mtime_ns, stat.S_IMODE(st_.st_mode))
-        return result
+        return tree_snapshot(self.root / 'etc')
 
     def update_calls(self):
         return self.log.read_text().splitlines() if self.log.exists() else []
