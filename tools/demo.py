@@ -34,7 +34,7 @@ def playbook(name, inventory, *extra):
                ANSIBLE_RETRY_FILES_ENABLED='False')
     argv = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', str(inventory),
             str(ROOT / 'playbooks' / name), '-e', 'pcie_passthrough_hosts=vfio_vms', *extra]
-    print('$ ' + ' '.join(argv[1:]), flush=True)
+    print('$ ansible-playbook ' + ' '.join(argv[1:]), flush=True)
     return subprocess.run(argv, env=env, check=False).returncode
 
 
