@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from ansible.module_utils.common import warnings as ansible_warnings
 
 from ansible_collections.vfio.passthrough.plugins.modules import driver_blacklist
 from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import block_markers
@@ -64,14 +63,6 @@ class Machine:
 
     def update_calls(self):
         return self.log.read_text().splitlines() if self.log.exists() else []
-
-
-@pytest.fixture(autouse=True)
-def fresh_warnings(monkeypatch):
-    # AnsibleModule collects warnings in module-level state that outlives an
-    # in-process run; a real module process starts clean, so each test does too.
-    monkeypatch.setattr(ansible_warnings, '_global_warnings', {})
-    monkeypatch.setattr(ansible_warnings, '_global_deprecations', {})
 
 
 def warning_texts(result):
