@@ -28,24 +28,25 @@ export NO_COLOR := 1
 export ANSIBLE_NOCOLOR := 1
 endif
 
-.PHONY: help venv test test-fast test-molecule test-vm demo units sanity lint docs clean
+.PHONY: help venv test test-fast test-molecule test-vm demo units sanity lint docs package clean
 
 help:
 	@echo 'make demo       boot a local VM with an emulated Intel IOMMU and run the role against it'
 	@echo 'make test       everything: test-fast + test-molecule + test-vm (the one command CI runs)'
-	@echo 'make test-fast  units + ansible-test sanity + ansible-lint + ansible-doc of every module'
+	@echo 'make test-fast  units + ansible-test sanity + ansible-lint + ansible-doc of every module + package'
 	@echo 'make test-molecule  molecule container scenarios (tools/molecule.sh; root, podman)'
 	@echo 'make test-vm    real-kernel scenarios in QEMU guests (root; builds the VM image once)'
 	@echo 'make units      pytest tests/unit'
 	@echo 'make sanity     ansible-test sanity (tools/sanity.sh)'
 	@echo 'make lint       ansible-lint --profile production'
 	@echo 'make docs       ansible-doc renders for every module'
+	@echo 'make package    galaxy build+install, ansible-builder create, antsibull-changelog (tests/packaging)'
 	@echo 'make venv       (re)build .venv from requirements/*.txt'
 	@echo 'make clean      remove .venv and test output'
 
 test: test-fast test-molecule test-vm
 
-test-fast: units sanity lint docs
+test-fast: units sanity lint docs package
 
 venv: $(STAMP)
 
@@ -69,6 +70,14 @@ lint: $(STAMP)
 
 docs: $(STAMP)
 	$(IN_VENV) $(TIMED) docs tools/check-docs.sh
+
+# The tarball ansible-galaxy builds, installed into an empty collections path
+# (ansible-doc of every module, the report playbook in check mode),
+# `ansible-builder create` of execution-environment.yml, and
+# `antsibull-changelog lint` plus a CHANGELOG.md regenerated in a temp copy.
+# Writes only under the temp directory, never into the checkout.
+package: $(STAMP)
+	$(IN_VENV) $(TIMED) package python -m pytest -p no:cacheprovider tests/packaging
 
 # tools/molecule.sh installs podman & co. itself and reuses .venv.
 test-molecule: $(STAMP)
