@@ -94,3 +94,4 @@ def test_report_playbook_in_check_mode_from_the_installed_copy(installed, tmp_pa
     missing = [a for a in addresses if a not in result.stdout]
     assert not missing, 'the report run does not mention %s' % missing
     assert snapshot(root) == before, 'the read-only report changed the host tree'
+    assert not (tmp_path / 'reports').exists(), 'the report wrote files under --check'

@@ -1,0 +1,94 @@
+"""README.md claims that can drift from the code: the troubleshooting mapping, versions, tarball names."""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from packaging_support import ROOT, galaxy_meta
+
+README = (ROOT / 'README.md').read_text()
+
+# The Issue column of the Troubleshooting table in the guide Proxmox admins
+# follow (shared/seed/pci-passthrough-guide.txt), in its order.
+GUIDE_ROWS = [
+    'IOMMU not enabled',
+    'Devices not isolated',
+    'NIC still bound to host',
+    "VM won't start with passthrough",
+    'Poor throughput',
+    'Proxmox UI missing devices',
+    'Network drops on bridge',
+    'ACS override ignored',
+    'ZFS boot ignoring args',
+    'IOMMU groups still large',
+    "VM doesn't see device",
+    'Host hangs on boot',
+]
+
+
+def _norm(text):
+    return ' '.join(text.replace('\u2019', "'").split())
+
+
+@functools.lru_cache(maxsize=None)
+def _code_text():
+    """Everything the role and its plugins can print, with adjacent Python string literals joined."""
+    parts = []
+    for pattern in ('plugins/**/*.py', 'plugins/**/*.yml', 'roles/**/*.yml', 'roles/**/*.j2', 'playbooks/*.yml'):
+        for path in sorted(ROOT.glob(pattern)):
+            parts.append(re.sub(r"""(['"])\s*\n\s*\1""", '', path.read_text()))
+    return _norm('\n'.join(parts))
+
+
+def _mapping_rows():
+    start = README.index("### The guide's troubleshooting table, as the role reports it")
+    rows = {}
+    for line in README[start:].splitlines()[1:]:
+        if line.startswith('#'):
+            break
+        cells = [c.strip() for c in line.strip().strip('|').split('|')] if line.startswith('|') else []
+        if len(cells) == 2 and cells[0] not in ('guide row', '---'):
+            rows[_norm(cells[0])] = cells[1]
+    return rows
+
+
+def test_every_guide_row_is_mapped_once():
+    rows = list(_mapping_rows())
+    matched = [g for g in GUIDE_ROWS for r in rows if r == _norm(g) or r.startswith(_norm(g) + ' (')]
+    assert sorted(matched) == sorted(GUIDE_ROWS), 'rows: %s' % rows
+    assert len(rows) == len(GUIDE_ROWS), 'rows not from the guide: %s' % rows
+
+
+QUOTES = [(row, quote) for row, text in _mapping_rows().items() for quote in re.findall(r'"([^"]+)"', text)]
+
+
+def test_the_mapping_quotes_the_role():
+    assert len(QUOTES) >= len(GUIDE_ROWS)
+
+
+@pytest.mark.parametrize('row, quote', QUOTES, ids=['%s: %s' % q for q in QUOTES])
+def test_each_quoted_message_is_in_the_code(row, quote):
+    assert _norm(quote) in _code_text(), 'README row %r quotes %r, which the role does not print' % (row, quote)
+
+
+def test_tarball_names_carry_the_galaxy_version():
+    version = galaxy_meta()['version']
+    names = re.findall(r'vfio-passthrough-(\d[^\s/`]*?)\.tar\.gz', README)
+    assert names, 'README names no collection tarball'
+    assert set(names) == {version}
+
+
+def test_compatibility_matrix_states_the_tested_versions():
+    start = README.index('## Compatibility')
+    section = README[start:README.index('\n## ', start + 1)]
+    pin = re.search(r'^ansible-core==(\S+)$', (ROOT / 'requirements' / 'base.txt').read_text(), re.M).group(1)
+    requires = yaml.safe_load((ROOT / 'meta' / 'runtime.yml').read_text())['requires_ansible']
+    assert pin in section, 'the matrix must name the ansible-core the tests run (%s)' % pin
+    assert requires.lstrip('>=') in section, 'the matrix must name the lowest declared ansible-core (%s)' % requires
+    for claim in ('Debian 12', 'Proxmox VE 8', '6.2', '6.8', 'VT-d', 'AMD-Vi', 'GRUB', 'proxmox-boot-tool'):
+        assert claim in section, claim
