@@ -89,8 +89,8 @@ def render_table(spec):
         description = option.get('description', '')
         if isinstance(description, list):
             description = ' '.join(description)
-        lines.append('| `%s` | %s | %s | %s |' % (name, _cell(render_type(option)), _cell(render_default(option)),
-                                                   _cell(markdown(description))))
+        cells = (name, render_type(option), render_default(option), markdown(description))
+        lines.append('| `%s` | %s | %s | %s |' % tuple(_cell(c) for c in cells))
     return '\n'.join(lines) + '\n'
 
 

@@ -79,13 +79,13 @@ def planted_tarball(tmp_path_factory):
         if source.is_file():
             (copy / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, copy / name)
-    for name, _ in PLANTED:
+    for name, _absent in PLANTED:
         (copy / name).parent.mkdir(parents=True, exist_ok=True)
         (copy / name).write_bytes(b'planted by tests/packaging\n')
     return build(copy, tmp_path_factory.mktemp('planted-build'))
 
 
-@pytest.mark.parametrize('planted, absent', PLANTED, ids=[p for p, _ in PLANTED])
+@pytest.mark.parametrize('planted, absent', PLANTED, ids=[p[0] for p in PLANTED])
 def test_planted_developer_state_is_left_out(planted_tarball, planted, absent):
     names = members(planted_tarball)
     leaked = sorted(n for n in names if n == absent or n.startswith(absent + '/'))
@@ -93,7 +93,7 @@ def test_planted_developer_state_is_left_out(planted_tarball, planted, absent):
 
 
 @pytest.mark.parametrize('which', ['checkout', 'planted copy'])
-@pytest.mark.parametrize('what, rule', FORBIDDEN, ids=[w for w, _ in FORBIDDEN])
+@pytest.mark.parametrize('what, rule', FORBIDDEN, ids=[f[0] for f in FORBIDDEN])
 def test_no_build_carries_forbidden_content(tarball, planted_tarball, which, what, rule):
     names = members(tarball if which == 'checkout' else planted_tarball)
     bad = sorted(n for n in names if rule(n))

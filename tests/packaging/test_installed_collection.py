@@ -51,7 +51,7 @@ def test_collection_list_sees_only_the_installed_copy(installed):
 def test_an_empty_collections_path_finds_nothing(tmp_path):
     # The control for the tests below: confined to an empty path, ansible-doc
     # must not find the module in the checkout, site-packages or ~/.ansible.
-    doc, _ = _doc(tmp_path, 'vfio.passthrough.' + MODULES[0], tmp_path)
+    doc, _stderr = _doc(tmp_path, 'vfio.passthrough.' + MODULES[0], tmp_path)
     assert doc == {}
 
 
