@@ -62,6 +62,10 @@ _BASE_CLASS_NAMES = {
     '13': 'Non-Essential Instrumentation', '40': 'Coprocessor', 'ff': 'Unassigned class',
 }
 
+# The kernel prints modalias from the same fields as the vendor, device,
+# subsystem_* and class files: one read instead of five.
+_MODALIAS = re.compile(r'^pci:v0000([0-9A-Fa-f]{4})d0000([0-9A-Fa-f]{4})sv0000([0-9A-Fa-f]{4})'
+                       r'sd0000([0-9A-Fa-f]{4})bc([0-9A-Fa-f]{2})sc([0-9A-Fa-f]{2})i([0-9A-Fa-f]{2})$')
 _IR_CHIP = re.compile(r'\sIR-[A-Z]')
 _PLAIN_CHIP = re.compile(r'\s(?:IO-APIC|PCI-MSI|PCI-MSIX)\b')
 _CPU_VENDORS = {'GenuineIntel': 'intel', 'AuthenticAMD': 'amd', 'HygonGenuine': 'amd'}
@@ -89,6 +93,8 @@ class SysfsTree:
         self._links = {}     # relative path -> link target text, or None for "not a link"
         self._resolved = {}  # relative path -> physical relative path (None: link loop)
         self._entries = {}   # physical directory -> frozenset of names
+        self._symlinks = {}  # physical directory -> frozenset of the names that are symlinks
+        self.interfaces = None  # read_net_interfaces() of this tree, read once
 
     def path(self, rel):
         return self._prefix + '/' + rel if rel else self.root
@@ -99,11 +105,20 @@ class SysfsTree:
             return self._entries[rel]
         except KeyError:
             pass
+        names, links = [], []
         try:
-            found = frozenset(os.listdir(self.path(rel)))
+            # scandir tells links from the rest without a syscall per name (d_type),
+            # so readlink() need not ask the kernel about plain files and directories.
+            with os.scandir(self.path(rel)) as listing:
+                for entry in listing:
+                    names.append(entry.name)
+                    if _maybe_link(entry):
+                        links.append(entry.name)
         except OSError:
-            found = frozenset()
+            names, links = [], []
+        found = frozenset(names)
         self._entries[rel] = found
+        self._symlinks[rel] = frozenset(links)
         return found
 
     def readlink(self, rel):
@@ -113,10 +128,10 @@ class SysfsTree:
         except KeyError:
             pass
         head, _sep, tail = rel.rpartition('/')
-        known = self._entries.get(head)
+        links = self._symlinks.get(head)
         target = None
-        # a directory already listed tells which names exist: no syscall for the others
-        if known is None or tail in known:
+        # a directory already listed tells which names are links: no syscall for the others
+        if links is None or tail in links:
             try:
                 target = os.readlink(self.path(rel))
             except OSError:
@@ -124,7 +139,7 @@ class SysfsTree:
         self._links[rel] = target
         return target
 
-    def resolve(self, rel, _hops=0):
+    def resolve(self, rel):
         """Resolve every symlink in ``rel`` inside root; return the physical relative path.
 
         Returns None for a link loop. A missing component resolves to itself,
@@ -135,30 +150,54 @@ class SysfsTree:
             return self._resolved[rel]
         except KeyError:
             pass
-        result = self._resolve(rel, _hops)
+        head, _sep, tail = rel.strip('/').rpartition('/')
+        base = self.resolve(head) if head else ''
+        result = None if base is None else self._step(base, tail, [0])
         self._resolved[rel] = result
         return result
 
-    def _resolve(self, rel, hops):
-        head, _sep, tail = rel.strip('/').rpartition('/')
-        base = self.resolve(head, hops) if head else ''
-        if base is None:
-            return None
-        if tail in ('', '.'):
+    def _step(self, base, name, hops):
+        """The physical path of ``name`` in the physical directory ``base`` (None: link loop)."""
+        if name in ('', '.'):
             return base
-        if tail == '..':
+        if name == '..':
             return base.rpartition('/')[0]
-        here = base + '/' + tail if base else tail
+        here = base + '/' + name if base else name
         target = self.readlink(here)
         if target is None:
             return here
-        if hops >= _MAX_LINK_HOPS:
+        return self._follow(base, target, hops)
+
+    def _follow(self, base, target, hops):
+        """Walk link ``target`` from the link's physical directory ``base`` (from root when absolute).
+
+        Components are taken one by one, as the kernel does: a symlink before
+        a ``..`` is followed first, and ``..`` of a physical path is its parent,
+        stopping at root. ``hops`` counts the links one lookup follows, against
+        the kernel's own limit. Nothing is cached per target text: thousands of
+        devices have distinct ``../../..`` targets, each walked in a few steps.
+        """
+        hops[0] += 1
+        if hops[0] > _MAX_LINK_HOPS:
             return None
-        # The target's components are resolved one by one like the kernel does:
-        # a symlink before a ``..`` is followed first. ``..`` at the top stays
-        # at root (see above), so an absolute target is simply re-rooted.
-        joined = target.lstrip('/') if target.startswith('/') else (base + '/' + target if base else target)
-        return self.resolve(joined, hops + 1)
+        if target.startswith('/'):
+            base = ''
+        links = self._links
+        for part in target.split('/'):
+            if part in ('', '.'):
+                continue
+            if part == '..':
+                base = base.rpartition('/')[0]
+                continue
+            here = base + '/' + part if base else part
+            nested = links[here] if here in links else self.readlink(here)
+            if nested is None:
+                base = here
+                continue
+            base = self._follow(base, nested, hops)
+            if base is None:
+                return None
+        return base
 
     def read(self, rel, resolved=False):
         """The stripped text of a file, or None when it is missing or unreadable.
@@ -198,6 +237,14 @@ class SysfsTree:
     def exists(self, rel):
         resolved = self.resolve(rel)
         return resolved is not None and os.path.lexists(self.path(resolved))
+
+
+def _maybe_link(entry):
+    """False only when the directory entry is known not to be a symlink."""
+    try:
+        return entry.is_symlink()
+    except OSError:
+        return True
 
 
 def _tree(root):
@@ -252,17 +299,28 @@ def read_iommu_groups(root):
     return groups
 
 
+def _group_types(tree):
+    """{group number: default domain type or None} for every IOMMU group."""
+    types = {}
+    for name in tree.listdir('sys/kernel/iommu_groups'):
+        if name.isdigit():
+            base = tree.resolve('sys/kernel/iommu_groups/' + name)
+            types[int(name)] = tree.read(base + '/type', resolved=True) if base is not None else None
+    return types
+
+
 def read_pci_devices(root, groups=None):
     """{address: raw facts} for every PCI function in sys/bus/pci/devices.
+
+    ``groups`` is read_iommu_groups() output; without it, each device's group
+    comes from its own ``iommu_group`` link (the kernel makes both links).
 
     Raw facts: vendor_id, device_id, subsystem_vendor_id, subsystem_device_id,
     class, class_name, driver, driver_module, iommu_group, reset_methods,
     sriov_totalvfs, sriov_numvfs, boot_vga, path (physical path below root).
     """
     tree = _tree(root)
-    if groups is None:
-        groups = read_iommu_groups(tree)
-    group_of = {addr: number for number, group in groups.items() for addr in group['devices']}
+    group_of = {addr: number for number, group in (groups or {}).items() for addr in group['devices']}
     modules = _driver_modules(tree, 'pci')
     devices = {}
     for address in tree.listdir('sys/bus/pci/devices', resolved=True):
@@ -271,26 +329,33 @@ def read_pci_devices(root, groups=None):
         rel = tree.resolve('sys/bus/pci/devices/' + address)
         if rel is None:
             continue
-        entries = tree.entries(rel)
 
-        def attr(name, rel=rel, entries=entries):
-            return tree.read(rel + '/' + name, resolved=True) if name in entries else None
+        # No listing of the device directory (dozens of entries on a real
+        # host): a missing attribute or link costs one failed syscall instead.
+        def attr(name, rel=rel):
+            return tree.read(rel + '/' + name, resolved=True)
 
-        driver = None
-        if 'driver' in entries:
-            target = tree.readlink(rel + '/driver')
-            driver = target.rstrip('/').rsplit('/', 1)[-1] if target else None
+        target = tree.readlink(rel + '/driver')
+        driver = target.rstrip('/').rsplit('/', 1)[-1] if target else None
         group = group_of.get(address)
-        if group is None and 'iommu_group' in entries:
+        if group is None:
             target = tree.readlink(rel + '/iommu_group')
             group = _int_or_none(target.rstrip('/').rsplit('/', 1)[-1]) if target else None
-        class_ = (_hex_id(attr('class')) or '').rjust(6, '0')
+        modalias = attr('modalias')
+        match = _MODALIAS.match(modalias) if modalias else None
+        if match:
+            vendor, device, sub_vendor, sub_device = (g.lower() for g in match.group(1, 2, 3, 4))
+            class_ = ''.join(match.group(5, 6, 7)).lower()
+        else:
+            vendor, device = _hex_id(attr('vendor')), _hex_id(attr('device'))
+            sub_vendor, sub_device = _hex_id(attr('subsystem_vendor')), _hex_id(attr('subsystem_device'))
+            class_ = (_hex_id(attr('class')) or '').rjust(6, '0')
         reset = attr('reset_method')
         devices[address] = {
-            'vendor_id': _hex_id(attr('vendor')),
-            'device_id': _hex_id(attr('device')),
-            'subsystem_vendor_id': _hex_id(attr('subsystem_vendor')),
-            'subsystem_device_id': _hex_id(attr('subsystem_device')),
+            'vendor_id': vendor,
+            'device_id': device,
+            'subsystem_vendor_id': sub_vendor,
+            'subsystem_device_id': sub_device,
             'class': class_,
             'class_name': class_name(class_),
             'driver': driver,
@@ -348,6 +413,8 @@ def read_net_interfaces(root):
     ports (bridge ports), slaves (bond slaves), kind (bridge/bond/stacked/device/virtual).
     """
     tree = _tree(root)
+    if tree.interfaces is not None:
+        return tree.interfaces
     result = {}
     for name in tree.listdir('sys/class/net', resolved=True):
         rel = tree.resolve('sys/class/net/' + name)
@@ -382,6 +449,7 @@ def read_net_interfaces(root):
             'pci_address': address, 'driver_module': module, 'lower': lower,
             'ports': ports, 'slaves': slaves, 'kind': kind,
         }
+    tree.interfaces = result
     return result
 
 
@@ -570,8 +638,13 @@ def gather_iommu_facts(root, kernel_log=None, interfaces=None):
 
     cmdline = tree.read('proc/cmdline') or ''
     args = parse_cmdline(cmdline)
-    groups = read_iommu_groups(tree)
-    devices = read_pci_devices(tree, groups)
+    # Members from each device's iommu_group link rather than a listing of
+    # every group's devices/ directory: one readlink instead of a directory read.
+    devices = read_pci_devices(tree)
+    groups = {number: {'devices': [], 'type': type_} for number, type_ in _group_types(tree).items()}
+    for address in sorted(devices):
+        if devices[address]['iommu_group'] in groups:
+            groups[devices[address]['iommu_group']]['devices'].append(address)
     if interfaces is None:
         interfaces = read_net_interfaces(tree)
     units = tree.listdir('sys/class/iommu')

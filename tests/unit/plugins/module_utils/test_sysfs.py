@@ -20,7 +20,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import (
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from sysfs_builder import (  # noqa: E402
-    FakeHost, amd_twin_nic_host, generated_host, intel_gpu_host, iommu_off_host,
+    FakeHost, amd_twin_nic_host, generated_host, igb_mgmt_host, intel_gpu_host, iommu_off_host,
 )
 
 
@@ -152,6 +152,25 @@ def test_read_iommu_groups_members_and_type(tmp_path):
     groups = read_iommu_groups(str(tmp_path))
     assert groups[1] == {'devices': ['0000:00:01.0', '0000:01:00.0', '0000:01:00.1'], 'type': 'DMA-FQ'}
     assert sorted(groups) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize('build', [intel_gpu_host, amd_twin_nic_host, iommu_off_host, igb_mgmt_host])
+def test_ids_from_modalias_equal_the_separate_files(tmp_path, build):
+    """modalias is read instead of five files; without it the files still answer, identically."""
+    build(tmp_path)
+    with_modalias = read_pci_devices(str(tmp_path))
+    for path in tmp_path.glob('sys/devices/**/modalias'):
+        path.unlink()
+    assert read_pci_devices(str(tmp_path)) == with_modalias
+
+
+@pytest.mark.parametrize('build', [intel_gpu_host, amd_twin_nic_host, iommu_off_host, igb_mgmt_host])
+def test_gathered_groups_equal_the_group_directories(tmp_path, build):
+    """gather_iommu_facts takes members from each device's iommu_group link: same as listing the groups."""
+    build(tmp_path)
+    listed = read_iommu_groups(str(tmp_path))
+    gathered = gather_iommu_facts(str(tmp_path))['groups']
+    assert gathered == {str(n): {'devices': sorted(g['devices']), 'type': g['type']} for n, g in listed.items()}
 
 
 @pytest.mark.parametrize('code, name', [
