@@ -58,10 +58,12 @@ if result.get('failed'):
 PY
 
 mkdir -p "$(dirname "$output")"
-# --virtual-time-budget lets layout settle before the shot; there is nothing to load.
+# Under load headless Chromium can shoot before every tile is painted (grey patches):
+# the virtual time budget and running all compositor stages first make it wait.
 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
     --disable-background-networking --disable-component-update --disable-sync \
     --disable-extensions --hide-scrollbars --force-device-scale-factor=1 \
+    --run-all-compositor-stages-before-draw \
     --user-data-dir="$work/profile" --virtual-time-budget=2000 \
     --screenshot="$work/shot.png" --window-size=1280,900 "file://$work/iommu.html" \
     >"$work/chromium.log" 2>&1 || { cat "$work/chromium.log" >&2; exit 1; }

@@ -246,7 +246,7 @@ def _host_rows(facts):
         ('IOMMU', '%s (%s)' % ('on' if facts.get('enabled') else 'OFF', facts.get('vendor') or 'vendor unknown')),
         ('Firmware table (DMAR/IVRS)', _yes_no(facts.get('firmware_support'), 'present', 'MISSING')),
         ('Interrupt remapping', _yes_no(facts.get('interrupt_remapping'))),
-        ('Passthrough mode (iommu=pt)', _yes_no(facts.get('passthrough_mode'))),
+        ('Passthrough (iommu=pt)', _yes_no(facts.get('passthrough_mode'))),
         ('ACS override', 'pcie_acs_override=%s' % acs if acs is not None else 'none'),
         ('Kernel', facts.get('kernel') or 'unknown'),
         ('Command line', facts.get('cmdline') or ''),
@@ -320,8 +320,8 @@ def render_markdown(facts, host=''):
     out += ['| | |', '| --- | --- |']
     for name, value in _host_rows(facts):
         out.append('| %s | %s |' % (name, _md_code(value) if name == 'Command line' else _md(value)))
-    out += ['', '%d devices in %d IOMMU groups: %s.' % (summary['devices'], summary['groups'],
-                                                          _md(_count_line(summary['counts']))), '']
+    counts = _md(_count_line(summary['counts']))
+    out += ['', '%d devices in %d IOMMU groups: %s.' % (summary['devices'], summary['groups'], counts), '']
 
     out += ['## IOMMU groups', '', '| group | type | verdict | devices |', '| --- | --- | --- | --- |']
     for name, members, type_, verdict in _groups(facts, verdicts):
@@ -367,12 +367,12 @@ body { margin: 0; padding: 20px 28px 40px; font: 14px/1.45 system-ui, -apple-sys
 h1 { font-size: 22px; margin: 0 0 4px; }
 h2 { font-size: 17px; margin: 28px 0 10px; }
 .sub { color: #5a6472; margin: 0 0 14px; }
-.facts { display: grid; grid-template-columns: repeat(auto-fill, minmax(220px, 1fr)); gap: 8px; margin: 0; }
+.facts { display: grid; grid-template-columns: repeat(auto-fill, minmax(180px, 1fr)); gap: 8px; margin: 0; }
 .facts div { background: #fff; border: 1px solid #dde1e6; border-radius: 6px; padding: 6px 10px; }
 .facts dt { font-size: 12px; color: #5a6472; }
 .facts dd { margin: 0; font-weight: 600; overflow-wrap: anywhere; }
 .facts .wide { grid-column: 1 / -1; }
-.facts .wide dd { font: 12px/1.4 ui-monospace, "DejaVu Sans Mono", monospace; font-weight: 400; }
+.facts .wide dd, .facts dd.code { font: 12px/1.4 ui-monospace, "DejaVu Sans Mono", monospace; font-weight: 400; }
 .bad { color: #c0392b; }
 .counts { display: flex; flex-wrap: wrap; gap: 6px; margin: 12px 0 0; padding: 0; list-style: none; }
 .badge { display: inline-block; border-radius: 10px; padding: 1px 9px; font-size: 12px; font-weight: 600;
@@ -522,8 +522,9 @@ def render_html(facts, host=''):
         bad = ((label == 'IOMMU' and not facts.get('enabled'))
                or (label.startswith('Firmware') and facts.get('firmware_support') is False)
                or (label == 'Interrupt remapping' and facts.get('interrupt_remapping') is False))
+        classes = ' '.join(c for c, on in (('bad', bad), ('code', label == 'ACS override' and value != 'none')) if on)
         body.append('<div%s><dt>%s</dt><dd%s>%s</dd></div>' % (
-            ' class="wide"' if label == 'Command line' else '', _h(label), ' class="bad"' if bad else '',
+            ' class="wide"' if label == 'Command line' else '', _h(label), ' class="%s"' % classes if classes else '',
             _h(value) or '&nbsp;'))
     body.append('</dl>')
     body.append('<ul class="counts">%s</ul></header>' % ''.join(
