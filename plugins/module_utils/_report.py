@@ -24,7 +24,7 @@ __all__ = [
 ]
 
 # (key, label, stroke colour, fill colour, meaning), ordered worst first: a group
-# takes the first of these that any member has (infrastructure last, since a
+# takes the first of these that any member has (platform devices last, since a
 # bridge says nothing about what can be passed through).
 VERDICTS = (
     ('host-critical', 'host-critical', '#c0392b', '#fbe3e0',
@@ -47,7 +47,7 @@ VERDICTS = (
      'Alone in its IOMMU group (bridges aside) with a function-level reset: ready for passthrough.'),
     ('vfio', 'on vfio-pci', '#1f5fbf', '#dce8fa',
      'Bound to vfio-pci: held for a VM.'),
-    ('infrastructure', 'platform', '#7f8c8d', '#eef0f1',
+    ('platform', 'platform', '#7f8c8d', '#eef0f1',
      'A host bridge, PCI bridge, ISA bridge or the IOMMU itself: part of the platform, never passed '
      'through. Bridges in a group do not stop the devices behind them from being passed through.'),
 )
@@ -110,7 +110,7 @@ def device_verdict(address, devices, iommu_enabled=True):
     device = devices[address]
     group = device.get('iommu_group')
     endpoints = [p for p in device.get('group_peers') or []
-                 if not (devices.get(p) or {}).get('class', '').startswith(_BRIDGE_CLASS)]
+                 if not ((devices.get(p) or {}).get('class') or '').startswith(_BRIDGE_CLASS)]
     same_card = [p for p in endpoints if p in devices and _slot(p) == _slot(address)]
     foreign = [p for p in endpoints if p not in same_card]
     notes = []
@@ -121,7 +121,8 @@ def device_verdict(address, devices, iommu_enabled=True):
     if device.get('driver') == _VFIO:
         verdict = 'vfio'
         reason = 'bound to vfio-pci, held for a VM'
-        held = [p for p in endpoints if (devices.get(p) or {}).get('driver') not in (None, _VFIO)]
+        # vfio accepts a group whose other endpoints have no driver, vfio-pci or pci-stub.
+        held = [p for p in endpoints if (devices.get(p) or {}).get('driver') not in (None, _VFIO, 'pci-stub')]
         if held:
             notes.append('%s in IOMMU group %s %s still on the host: the VM does not start until %s on vfio-pci too'
                          % (', '.join(_describe(p, devices) for p in held), group,
@@ -130,7 +131,7 @@ def device_verdict(address, devices, iommu_enabled=True):
         verdict = 'host-critical'
         reason = 'the host needs it: %s' % '; '.join(device['host_critical'])
     elif _is_platform(device):
-        verdict = 'infrastructure'
+        verdict = 'platform'
         reason = '%s: part of the platform, not passed through' % (device.get('class_name') or 'bridge')
     elif group is None:
         verdict = 'iommu-off'
@@ -172,8 +173,8 @@ def device_verdicts(facts):
 
 def group_verdict(verdicts):
     """The worst of the members' verdict keys; platform devices count only when nothing else is there."""
-    keys = [v for v in verdicts if v != 'infrastructure'] or list(verdicts)
-    return min(keys, key=_RANK.__getitem__) if keys else 'infrastructure'
+    keys = [v for v in verdicts if v != 'platform'] or list(verdicts)
+    return min(keys, key=_RANK.__getitem__) if keys else 'platform'
 
 
 def _devices(facts):
@@ -260,7 +261,7 @@ def _sriov(device):
     return '%s of %s VFs' % (device.get('sriov_numvfs') or 0, total)
 
 
-def _isolation(device, devices):
+def _isolation(device):
     if device.get('iommu_group') is None:
         return 'no group'
     peers = device.get('group_peers') or []
@@ -340,7 +341,7 @@ def render_markdown(facts, host=''):
         out.append('| %s |' % ' | '.join([
             _md(address), _md(_id(device)), _md(device.get('class_name')), _md(device.get('driver') or '-'),
             '-' if group is None else _md(group), _md(' '.join(device.get('reset_methods') or []) or '-'),
-            _md(_sriov(device)), _md(_isolation(device, devices)), _md(_vfio_state(device)),
+            _md(_sriov(device)), _md(_isolation(device)), _md(_vfio_state(device)),
             '**%s**: %s' % (_md(verdict['label']), _md(_verdict_text(verdict))),
         ]))
     out += ['', '## Verdicts', '']
@@ -556,7 +557,7 @@ def render_html(facts, host=''):
             '<td class="why">%s %s%s</td></tr>' % (
                 _h(address), _h(address), _h(_id(device)), _h(device.get('class_name')), _h(device.get('driver') or '-'),
                 '-' if group is None else _h(group), _h(' '.join(device.get('reset_methods') or []) or '-'),
-                _h(_sriov(device)), _h(_isolation(device, devices)), _h(_vfio_state(device)),
+                _h(_sriov(device)), _h(_isolation(device)), _h(_vfio_state(device)),
                 _badge(verdict['verdict']), _h(verdict['reason']), '<ul>%s</ul>' % notes if notes else ''))
     body.append('</tbody></table></section>')
 
@@ -598,7 +599,7 @@ def _totals(entries):
     totals = {key: 0 for key in _KEYS}
     for _host, summary in entries:
         for key in _KEYS:
-            totals[key] += (summary or {}).get('counts', {}).get(key, 0) if summary else 0
+            totals[key] += summary['counts'].get(key, 0) if summary else 0
     return totals
 
 

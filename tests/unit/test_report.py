@@ -179,9 +179,13 @@ A, A1, B, BR = '0000:03:00.0', '0000:03:00.1', '0000:04:00.0', '0000:00:01.0'
     ('on vfio-pci', {A: _dev(driver='vfio-pci')}, True, 'vfio', ['vfio-pci'], []),
     ('on vfio-pci, a peer still on the host', {A: _dev(driver='vfio-pci', peers=[B]), B: _dev(peers=[A])}, True,
      'vfio', [], [B, 'does not start']),
+    ('on vfio-pci, peers without a driver or on pci-stub are fine',
+     {A: _dev(driver='vfio-pci', peers=[B, A1]), B: _dev(driver=None, peers=[A, A1]),
+      A1: _dev(driver='pci-stub', peers=[A, B])}, True, 'vfio', [], []),
+    ('a peer without a class is not a bridge', {A: _dev(peers=[B]), B: {'iommu_group': 1}}, True, 'needs-acs', [B], []),
     ('on vfio-pci without FLR', {A: _dev(driver='vfio-pci', resets=('pm',))}, True, 'vfio', [], ['pm']),
-    ('PCI bridge is platform', {BR: _dev(cls='060400', driver='pcieport')}, True, 'infrastructure', ['platform'], []),
-    ('the IOMMU itself, in no group', {A: _dev(cls='080600', driver=None, group=None)}, True, 'infrastructure', [], []),
+    ('PCI bridge is platform', {BR: _dev(cls='060400', driver='pcieport')}, True, 'platform', ['platform'], []),
+    ('the IOMMU itself, in no group', {A: _dev(cls='080600', driver=None, group=None)}, True, 'platform', [], []),
     ('IOMMU off', {A: _dev(group=None)}, False, 'iommu-off', ['IOMMU is off'], []),
     ('no group although the IOMMU is on', {A: _dev(group=None)}, True, 'iommu-off', ['no IOMMU group'], []),
     ('boot VGA noted', {A: _dev(cls='030000', boot_vga=True)}, True, 'ready', [], ['boot VGA', 'sysfb_init']),
@@ -202,12 +206,12 @@ def test_device_verdict(name, devices, enabled, verdict, reason_has, notes_have)
 
 
 @pytest.mark.parametrize('members, expected', [
-    ([], 'infrastructure'),
-    (['infrastructure'], 'infrastructure'),
-    (['infrastructure', 'ready'], 'ready'),
+    ([], 'platform'),
+    (['platform'], 'platform'),
+    (['platform', 'ready'], 'ready'),
     (['ready', 'no-flr'], 'no-flr'),
     (['vfio', 'ready'], 'ready'),
-    (['vfio', 'infrastructure'], 'vfio'),
+    (['vfio', 'platform'], 'vfio'),
     (['shares-group', 'host-critical', 'ready'], 'host-critical'),
     (['shares-group', 'needs-acs'], 'needs-acs'),
     (['iommu-off', 'needs-acs'], 'iommu-off'),
@@ -218,7 +222,7 @@ def test_group_verdict_is_the_worst_member(members, expected):
 
 # -- canned hosts ---------------------------------------------------------------------------
 
-_PLATFORM = 'infrastructure'
+_PLATFORM = 'platform'
 CANNED = {
     'intel_gpu_host': (intel_gpu_host, {
         '0000:00:00.0': _PLATFORM, '0000:00:01.0': _PLATFORM, '0000:00:14.0': 'ready', '0000:00:17.0': 'host-critical',
@@ -303,7 +307,7 @@ def test_generated_host_summary_and_page(tmp_path):
     summary = report_summary(facts)
     # eth0 carries the default route; every other NIC sits alone in its group; 7 root ports.
     assert summary['devices'] == 207 and summary['groups'] == 207
-    assert {k: v for k, v in summary['counts'].items() if v} == {'ready': 199, 'host-critical': 1, 'infrastructure': 7}
+    assert {k: v for k, v in summary['counts'].items() if v} == {'ready': 199, 'host-critical': 1, 'platform': 7}
     _page, svg = check_page(render_html(facts, 'big'), facts)
     boxes = group_boxes(svg)
     assert boxes['group-0'][0] == STROKE['host-critical'] and boxes['group-199'][0] == STROKE['ready']
@@ -483,10 +487,9 @@ def test_property_generated_machines_render_valid_pages(slots, enabled, cmdline,
     assert sum(report_summary(facts)['counts'].values()) == len(facts['devices'])
     for number, group in facts['groups'].items():
         members = [verdicts[a]['verdict'] for a in group['devices']]
-        assert group_verdict(members) in members or (not members and group_verdict(members) == 'infrastructure')
+        assert group_verdict(members) in members or (not members and group_verdict(members) == 'platform')
     md = render_markdown(facts, 'gen')
     rows = _md_rows(md, 'Devices')
     assert [_cells(r)[0].strip() for r in rows] == sorted(facts['devices'])
     assert all(len(_cells(r)) == 10 for r in rows)
     assert render_html(facts, 'gen') == text
-
