@@ -21,6 +21,8 @@ sys.path.insert(0, str(ROOT / 'tests' / 'vm'))
 import vmctl  # noqa: E402
 
 STARTED = time.monotonic()
+# Pages to open in a browser afterwards (ignored by git and by the galaxy build).
+REPORTS = ROOT / 'reports' / 'demo'
 
 
 def step(message):
@@ -53,7 +55,7 @@ def main():
         print('passthrough candidate: %s (e1000e), management NIC: virtio-net' % nic)
 
         step('BEFORE: the report playbook (read-only)')
-        if playbook('report.yml', inventory) != 0:
+        if playbook('report.yml', inventory, '-e', 'pcie_passthrough_report_dir=%s' % (REPORTS / 'before')) != 0:
             raise SystemExit('the report playbook failed')
 
         step('Running the role: kernel args in GRUB, VFIO modules, initramfs, one reboot, verify '
@@ -64,7 +66,9 @@ def main():
             raise SystemExit('the passthrough playbook failed (rc=%d)' % rc)
 
         step('AFTER: the report playbook (read-only)')
-        playbook('report.yml', inventory)
+        playbook('report.yml', inventory, '-e', 'pcie_passthrough_report_dir=%s' % (REPORTS / 'after'))
+        for page in sorted(REPORTS.glob('*/*/iommu.html')):
+            print('report page: %s' % page.relative_to(ROOT))
 
         step('Raw proof from the guest')
         print(vm.ssh('echo "cmdline:  $(cat /proc/cmdline)"; '
