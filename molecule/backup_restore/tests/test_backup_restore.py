@@ -12,6 +12,7 @@ import hashlib
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -78,12 +79,12 @@ def _snapshot_etc(host) -> list[str]:
     return _etc_lines(out.stdout)
 
 
-def _restore(*args: str) -> subprocess.CompletedProcess:
+def _restore(*args: str, backup_dir: str = 'backups') -> subprocess.CompletedProcess:
     """Run the restore playbook as an administrator would, from the directory holding backups/."""
     playbook = Path(sys.executable).with_name('ansible-playbook')
     cmd = [str(playbook) if playbook.exists() else 'ansible-playbook',
            '-i', str(Path(os.environ['MOLECULE_INVENTORY_FILE']).parent), 'vfio.passthrough.restore',
-           '-e', 'pcie_passthrough_backup_dir=backups', *args]
+           '-e', 'pcie_passthrough_backup_dir=%s' % backup_dir, *args]
     return subprocess.run(cmd, cwd=EPHEMERAL, capture_output=True, text=True, check=False, timeout=600)
 
 
@@ -152,6 +153,31 @@ def test_restore_refuses_a_missing_or_bad_bundle_and_changes_nothing(host, backu
     assert run.returncode != 0
     output = run.stdout + run.stderr
     assert message in ' '.join(output.split()), output
+    assert _snapshot_etc(host) == before
+
+
+def _tamper_altered(bundle: Path) -> None:
+    grub = bundle / 'etc/default/grub'
+    grub.write_bytes(grub.read_bytes() + b'GRUB_TIMEOUT=0\n')
+
+
+def _tamper_incomplete(bundle: Path) -> None:
+    (bundle / 'manifest.yml').unlink()
+
+
+@pytest.mark.parametrize('tamper, message', [
+    (_tamper_altered, 'does not match its manifest, nothing restored: {bundle}/etc/default/grub has another sha256'),
+    (_tamper_incomplete, '{bundle}/manifest.yml does not exist (the bundle is incomplete'),
+], ids=['altered', 'incomplete'])
+def test_restore_refuses_a_damaged_bundle_and_changes_nothing(host, tmp_path, tamper, message):
+    bundle = tmp_path / HOST / _bundle().name
+    shutil.copytree(_bundle(), bundle, symlinks=True)
+    tamper(bundle)
+    before = _snapshot_etc(host)
+    run = _restore('-e', 'pcie_passthrough_backup_id=%s' % bundle.name, backup_dir=str(tmp_path))
+    assert run.returncode != 0
+    output = ' '.join((run.stdout + run.stderr).split())
+    assert message.format(bundle=bundle) in output, output
     assert _snapshot_etc(host) == before
 
 
