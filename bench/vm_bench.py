@@ -6,7 +6,8 @@ the run a oneshot unit appends /proc/sys/kernel/random/boot_id to a log at every
 reboots are counted by the guest (distinct boot ids - 1), not from the playbook's tasks;
 the persistent journal's `--list-boots` cross-checks it. After the run the live state is
 read raw: /proc/cmdline, the driver of the e1000e, the number of IOMMU groups.
-Then, on the same guest, converged runs of the role and of guide_handlers.
+Then, on the same guest, converged runs of the role and of guide_handlers. Every run keeps
+profile_tasks' per-task seconds ("profile"), so a slow figure comes with where it went.
 
     python bench/vm_bench.py [--quick] [--tools role,guide_handlers] [--out bench/out/vm.json]
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import secrets
 import statistics
 import subprocess
@@ -47,8 +49,21 @@ PLAYBOOKS = {
     'guide_handlers': HERE / 'peers' / 'guide_handlers.yml',
 }
 PEER_VARS = HERE / 'peers' / 'vars' / 'vm_intel.yml'
-# One setting for all three tools, so SSH costs them the same.
-ANSIBLE_ENV = {'ANSIBLE_PIPELINING': 'True'}
+# One setting for all three tools, so SSH costs them the same. ServerAlive: across a guest
+# reboot QEMU's user network can keep the host side of an SSH master open with nobody
+# behind it, and ansible.builtin.reboot's boot_id probe then hangs on it for good (seen
+# with guide_literal's second reboot); Ansible's default ssh_args plus keepalives.
+ANSIBLE_ENV = {
+    'ANSIBLE_PIPELINING': 'True',
+    'ANSIBLE_SSH_ARGS': '-C -o ControlMaster=auto -o ControlPersist=60s -o ServerAliveInterval=5 '
+                        '-o ServerAliveCountMax=3',
+}
+# Per-task seconds for every run, both tools alike (a timestamp per task on the controller):
+# where a tool spends its time is part of the result.
+PROFILE_ENV = {'ANSIBLE_CALLBACKS_ENABLED': 'ansible.posix.profile_tasks',
+               'PROFILE_TASKS_TASK_OUTPUT_LIMIT': '100', 'PROFILE_TASKS_SUMMARY_ONLY': 'True'}
+# profile_tasks' summary: "Role : Task name ------------ 1.23s".
+_PROFILE_LINE = re.compile(r'^(?P<task>\S.*?) -{3,} (?P<seconds>\d+\.\d+)s$')
 BOOT_LOG = '/var/log/bench-boot-ids'
 BOOT_UNIT = """[Unit]
 Description=Bench: log the id of every boot
@@ -121,14 +136,20 @@ def end_state_ok(state, flavour_arg='intel_iommu=on'):
             and state['driver_after'] != HOST_DRIVER)
 
 
+def task_profile(output):
+    """[[task, seconds], ...] from profile_tasks' summary, slowest first."""
+    return [[m.group('task'), float(m.group('seconds'))]
+            for m in map(_PROFILE_LINE.match, output.splitlines()) if m]
+
+
 def run_tool(tool, guest, log):
     extra = {'pcie_passthrough_hosts': GROUP, 'pcie_passthrough_devices': [DEVICE]}
     args = ()
     if tool != 'role':
         extra = {'guide_hosts': GROUP}
         args = ('-e', '@%s' % PEER_VARS)
-    return _ansible.run_playbook(PLAYBOOKS[tool], guest.vm.inventory_path, extra_vars=extra, env=ANSIBLE_ENV,
-                                 args=args, log=log, timeout=3600)
+    return _ansible.run_playbook(PLAYBOOKS[tool], guest.vm.inventory_path, extra_vars=extra,
+                                 env=dict(ANSIBLE_ENV, **PROFILE_ENV), args=args, log=log, timeout=3600)
 
 
 def fresh(tool, guest, logs):
@@ -148,6 +169,7 @@ def fresh(tool, guest, logs):
         'recap': run.recap,
         'reboots_journal': guest.journal_boots() - journal_before,
         'boot_log_current': ids[-1] == current,
+        'profile': task_profile(run.output),
     }
     result['end_state_ok'] = end_state_ok(result)
     if result['reboots_journal'] != result['reboots'] or not result['boot_log_current']:
@@ -165,7 +187,7 @@ def noop(tool, guest, runs, logs):
     """Converged runs on the guest the tool itself converged; a reboot in them is counted."""
     guest.settle()
     before = len(guest.boot_ids())
-    out = {'seconds': [], 'tasks': [], 'changed': [], 'skipped': [], 'rc': []}
+    out = {'seconds': [], 'tasks': [], 'changed': [], 'skipped': [], 'rc': [], 'profile': []}
     for i in range(1, runs + 1):
         run = run_tool(tool, guest, logs / ('vm-%s-noop-%d.log' % (tool, i)))
         counts = run.host() if run.recap else dict.fromkeys(('tasks', 'changed', 'skipped'), None)
@@ -173,6 +195,7 @@ def noop(tool, guest, runs, logs):
         for key in ('tasks', 'changed', 'skipped'):
             out[key].append(counts[key])
         out['rc'].append(run.rc)
+        out['profile'].append(task_profile(run.output))
         say('%s: no-op %d/%d rc=%d %.1f s, %s tasks, %s changed, %s skipped'
             % (tool, i, runs, run.rc, run.seconds, counts['tasks'], counts['changed'], counts['skipped']))
         if run.rc != 0:
@@ -205,8 +228,8 @@ def main(argv=None):
     if others:
         say('NOTE: other guests are running (%s): timings will be slower' % ', '.join(others))
     data = {'flavour': FLAVOUR, 'kernel': None, 'qemu': versions(), 'accel': '%s (%s)' % vmctl.choose_accel(),
-            'device': DEVICE, 'ansible_env': ANSIBLE_ENV, 'noop_runs': runs, 'other_vms_running': others,
-            'fresh': {}, 'noop': {}, 'errors': {}, 'notes': []}
+            'device': DEVICE, 'ansible_env': dict(ANSIBLE_ENV, **PROFILE_ENV), 'noop_runs': runs,
+            'other_vms_running': others, 'fresh': {}, 'noop': {}, 'errors': {}, 'notes': []}
     started = time.monotonic()
     vmctl.ensure_image(build=True)
     for tool in tools:
