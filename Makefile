@@ -28,10 +28,11 @@ export NO_COLOR := 1
 export ANSIBLE_NOCOLOR := 1
 endif
 
-.PHONY: help venv test test-fast test-molecule test-vm demo units sanity lint docs package clean
+.PHONY: help venv test test-fast test-molecule test-vm demo bench units sanity lint docs package clean
 
 help:
 	@echo 'make demo       boot a local VM with an emulated Intel IOMMU and run the role against it'
+	@echo 'make bench      benchmark against the guide'"'"'s playbooks -> bench/results.md (root, ~35 min; BENCH_ARGS=--quick)'
 	@echo 'make test       everything: test-fast + test-molecule + test-vm (the one command CI runs)'
 	@echo 'make test-fast  units + ansible-test sanity + ansible-lint + ansible-doc of every module + package'
 	@echo 'make test-molecule  molecule container scenarios (tools/molecule.sh; root, podman)'
@@ -89,6 +90,13 @@ test-vm: $(STAMP)
 
 demo: $(STAMP)
 	$(IN_VENV) python tools/demo.py
+
+# bench/requirements.txt (matplotlib, for the plot) goes into .venv here only: it is
+# not in requirements/, so the venv's stamp, and with it the test venv, stays as it is.
+BENCH_ARGS ?=
+bench: $(STAMP)
+	$(VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	$(IN_VENV) $(TIMED) bench python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) tests/output .pytest_cache .hypothesis
