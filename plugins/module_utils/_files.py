@@ -11,10 +11,11 @@ an optional backup, and diffs with file headers.
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 
-__all__ = ['read_text', 'file_diff', 'atomic_write', 'restore']
+__all__ = ['read_text', 'file_diff', 'atomic_write', 'restore', 'initramfs_lag']
 
 
 def read_text(path):
@@ -77,3 +78,21 @@ def restore(module, path, previous):
             os.unlink(path)
         return
     atomic_write(module, path, previous)
+
+
+def initramfs_lag(paths, images_glob):
+    """How the initramfs images compare with the files that go into them.
+
+    Returns dict(stale, newer, images, present): ``newer`` are the files in
+    ``paths`` modified after the oldest image (a rebuild is owed, also when the
+    run that wrote them died before rebuilding); ``present`` are the ``paths``
+    that exist, a dangling symlink too, in their given order. Without any image
+    (a container, a chroot before its first kernel) nothing is owed.
+    """
+    images = sorted(glob.glob(images_glob))
+    present = [path for path in paths if os.path.lexists(path)]
+    newer = []
+    if images:
+        oldest = min(os.path.getmtime(image) for image in images)
+        newer = [path for path in present if os.path.exists(path) and os.path.getmtime(path) > oldest]
+    return {'stale': bool(newer), 'newer': newer, 'images': images, 'present': present}

@@ -73,12 +73,18 @@ images:
   type: list
   elements: str
   sample: [/boot/initrd.img-6.8.12-4-pve]
+present:
+  description:
+    - The files in O(paths) that exist (a dangling symlink too), in the given order.
+    - Lets a caller skip removing files that are already gone without asking the host again.
+  returned: always
+  type: list
+  elements: str
+  sample: [/etc/modprobe.d/vfio-passthrough.conf, /etc/initramfs-tools/modules]
 '''
 
-import glob
-import os
-
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.vfio.passthrough.plugins.module_utils._files import initramfs_lag
 
 
 def main():
@@ -89,12 +95,7 @@ def main():
         ),
         supports_check_mode=True,
     )
-    images = sorted(glob.glob(module.params['images']))
-    newer = []
-    if images:
-        oldest = min(os.path.getmtime(image) for image in images)
-        newer = [path for path in module.params['paths'] if os.path.exists(path) and os.path.getmtime(path) > oldest]
-    module.exit_json(changed=False, stale=bool(newer), newer=newer, images=images)
+    module.exit_json(changed=False, **initramfs_lag(module.params['paths'], module.params['images']))
 
 
 if __name__ == '__main__':

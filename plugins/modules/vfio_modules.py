@@ -86,6 +86,19 @@ options:
     description: Run C(update-initramfs -u -k all) after a change (never in check mode).
     type: bool
     default: true
+  initramfs_inputs:
+    description:
+      - Other files whose content goes into the initramfs (blacklists, hooks), compared with the
+        images together with O(initramfs_modules_file) and O(modprobe_file) for RV(initramfs).
+      - Only reported; a caller that also decides about the rebuild learns in the same call
+        whether an earlier run left the initramfs behind its configuration.
+    type: list
+    elements: path
+    default: []
+  initramfs_images:
+    description: Shell glob of the initramfs images for RV(initramfs).
+    type: str
+    default: /boot/initrd.img-*
 attributes:
   check_mode:
     support: full
@@ -161,6 +174,33 @@ command:
   type: list
   elements: str
   sample: [/usr/sbin/update-initramfs, -u, -k, all]
+initramfs:
+  description:
+    - How the initramfs images compared, before this run wrote anything, with the files that go into them
+      (O(initramfs_modules_file), O(modprobe_file) and O(initramfs_inputs)), as M(vfio.passthrough.initramfs_status)
+      reports it.
+  returned: always
+  type: dict
+  contains:
+    stale:
+      description: A file is newer than the oldest image, so C(update-initramfs -u -k all) is owed.
+      type: bool
+      sample: false
+    newer:
+      description: The files newer than the oldest image.
+      type: list
+      elements: str
+      sample: []
+    images:
+      description: The images found (none in a container or a chroot without kernel).
+      type: list
+      elements: str
+      sample: [/boot/initrd.img-6.8.12-4-pve]
+    present:
+      description: The compared files that exist (a dangling symlink too), own files first, then O(initramfs_inputs).
+      type: list
+      elements: str
+      sample: [/etc/initramfs-tools/modules, /etc/modprobe.d/vfio-passthrough.conf]
 diff:
   description: Before/after text of each changed file.
   returned: when diff mode is on
@@ -172,7 +212,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vfio.passthrough.plugins.module_utils._files import (
-    atomic_write, file_diff, read_text, restore,
+    atomic_write, file_diff, initramfs_lag, read_text, restore,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import (
     check_module_names, check_pci_ids, modprobe_keys, modules_load_keys, plan_file,
@@ -301,11 +341,18 @@ def main():
             modprobe_file=dict(type='path', default='/etc/modprobe.d/vfio-passthrough.conf'),
             state=dict(type='str', choices=['present', 'absent'], default='present'),
             update_initramfs=dict(type='bool', default=True),
+            initramfs_inputs=dict(type='list', elements='path', default=[]),
+            initramfs_images=dict(type='str', default='/boot/initrd.img-*'),
         ),
         supports_check_mode=True,
     )
     modules, ids, softdeps, modprobe_lines = wanted_lines(module)
     changes = plan(module, modules, modprobe_lines)
+    params = module.params
+    compared = [params['initramfs_modules_file'], params['modprobe_file']]
+    compared += [path for path in params['initramfs_inputs'] if path not in compared]
+    # Taken before any write: what this run writes, its own rebuild (or the caller's) covers.
+    initramfs = initramfs_lag(compared, params['initramfs_images'])
 
     command, updated = None, False
     if changes and not module.check_mode:
@@ -321,6 +368,7 @@ def main():
         initramfs_updated=updated,
         reboot_required=bool(changes),
         command=command,
+        initramfs=initramfs,
     )
     if module._diff:
         result['diff'] = [file_diff(path, before, after) for path, before, after in changes]

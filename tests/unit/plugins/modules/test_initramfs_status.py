@@ -30,3 +30,14 @@ def test_stale(tmp_path, image_times, file_time, stale):
     assert result['stale'] is stale
     assert result['newer'] == ([str(conf)] if stale else [])
     assert len(result['images']) == len(image_times)
+    assert result['present'] == [str(conf)]   # the missing file is not listed
+
+
+def test_present_lists_existing_paths_in_order_with_dangling_links(tmp_path):
+    hook, conf, dangling = tmp_path / 'hook', tmp_path / 'a.conf', tmp_path / 'bind'
+    hook.write_text('#!/bin/sh\n')
+    conf.write_text('options vfio-pci ids=8086:10d3\n')
+    os.symlink(tmp_path / 'gone', dangling)
+    paths = [str(conf), str(tmp_path / 'missing.conf'), str(dangling), str(hook)]
+    result = run_module(initramfs_status.main, {'paths': paths, 'images': str(tmp_path / 'initrd.img-*')})
+    assert result['present'] == [str(conf), str(dangling), str(hook)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import stat
 import sys
@@ -314,3 +315,45 @@ def test_property_module_twice_equals_once_and_absent_restores(host, admin, ids)
         assert not host.initramfs_file.exists()
     for path in (host.modules_file, host.modprobe_file):
         assert not path.exists()
+
+
+@pytest.mark.parametrize('image_time, blacklist_time, stale_names', [
+    (None, 300, []),                                            # no image (container): nothing owed
+    (200, 100, ['modprobe.d/vfio-passthrough.conf']),           # own file newer than the image
+    (400, 500, ['modprobe.d/blacklist.conf']),                  # only an extra input is newer
+    (400, 100, []),                                             # everything older: the image is current
+])
+def test_initramfs_lag_is_reported_as_found_before_any_write(host, image_time, blacklist_time, stale_names):
+    host.run(**GPU)                                             # converged: own files exist
+    os.utime(host.initramfs_file, (100, 100))
+    os.utime(host.modprobe_file, (300, 300))
+    blacklist = host.root / 'etc/modprobe.d/blacklist.conf'
+    blacklist.write_text('blacklist nouveau\n')
+    os.utime(blacklist, (blacklist_time, blacklist_time))
+    (host.root / 'boot').mkdir()
+    if image_time is not None:
+        image = host.root / 'boot/initrd.img-6.8.12-4-pve'
+        image.write_bytes(b'')
+        os.utime(image, (image_time, image_time))
+    missing = host.root / 'etc/initramfs-tools/hooks/vfio-passthrough'
+    before = host.snapshot()
+    result = host.run(check_mode=True, initramfs_images=str(host.root / 'boot/initrd.img-*'),
+                      initramfs_inputs=[str(blacklist), str(host.modprobe_file), str(missing)], **GPU)
+    lag = result['initramfs']
+    assert lag['stale'] is bool(stale_names)
+    assert lag['newer'] == [str(host.root / 'etc' / name) for name in stale_names]
+    # own files first, a duplicate input once, a missing input left out
+    assert lag['present'] == [str(host.initramfs_file), str(host.modprobe_file), str(blacklist)]
+    assert len(lag['images']) == (image_time is not None)
+    assert result['changed'] is False and host.snapshot() == before
+
+
+def test_initramfs_lag_predates_this_runs_writes(host):
+    (host.root / 'boot').mkdir()
+    (host.root / 'boot/initrd.img-6.8.12-4-pve').write_bytes(b'')
+    os.utime(host.root / 'boot/initrd.img-6.8.12-4-pve', (100, 100))
+    host.modprobe_file.unlink(missing_ok=True)
+    result = host.run(initramfs_images=str(host.root / 'boot/initrd.img-*'), **GPU)
+    assert result['changed'] is True                            # it wrote the modprobe file just now...
+    assert str(host.modprobe_file) not in result['initramfs']['present']   # ...which did not exist before
+    assert str(host.modprobe_file) not in result['initramfs']['newer']
