@@ -123,9 +123,9 @@ def main(argv=None):
             child = subprocess.run([sys.executable, '-c', BREAKDOWN, str(trees[size])], capture_output=True, text=True,
                                    env=dict(os.environ, PYTHONPATH=pythonpath), check=True)
             breakdown[str(size)] = json.loads(child.stdout)
-        print('[facts] best of 3 in-process: %s' % '  '.join(
-            '%s: read %.0f + result %.0f ms' % (s, b['read_ms'], b['result_ms']) for s, b in breakdown.items()),
-              flush=True)
+        split = '  '.join('%s: read %.0f + result %.0f ms' % (s, b['read_ms'], b['result_ms'])
+                          for s, b in breakdown.items())
+        print('[facts] best of 3 in-process: %s' % split, flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
