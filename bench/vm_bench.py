@@ -142,6 +142,12 @@ def task_profile(output):
             for m in map(_PROFILE_LINE.match, output.splitlines()) if m]
 
 
+def verified(output):
+    """The role judged the live state: its verify task ran (ok, not skipped) and no reboot is owed."""
+    match = re.search(r'^TASK \[vfio\.passthrough\.pcie_passthrough : Judge the live state\].*\n(\w+):', output, re.M)
+    return bool(match) and match.group(1) == 'ok' and 'REBOOT REQUIRED' not in output
+
+
 def run_tool(tool, guest, log):
     extra = {'pcie_passthrough_hosts': GROUP, 'pcie_passthrough_devices': [DEVICE]}
     args = ()
@@ -187,7 +193,7 @@ def noop(tool, guest, runs, logs):
     """Converged runs on the guest the tool itself converged; a reboot in them is counted."""
     guest.settle()
     before = len(guest.boot_ids())
-    out = {'seconds': [], 'tasks': [], 'changed': [], 'skipped': [], 'rc': [], 'profile': []}
+    out = {'seconds': [], 'tasks': [], 'changed': [], 'skipped': [], 'rc': [], 'verified': [], 'profile': []}
     for i in range(1, runs + 1):
         run = run_tool(tool, guest, logs / ('vm-%s-noop-%d.log' % (tool, i)))
         counts = run.host() if run.recap else dict.fromkeys(('tasks', 'changed', 'skipped'), None)
@@ -196,6 +202,7 @@ def noop(tool, guest, runs, logs):
             out[key].append(counts[key])
         out['rc'].append(run.rc)
         out['profile'].append(task_profile(run.output))
+        out['verified'].append(tool == 'role' and verified(run.output))
         say('%s: no-op %d/%d rc=%d %.1f s, %s tasks, %s changed, %s skipped'
             % (tool, i, runs, run.rc, run.seconds, counts['tasks'], counts['changed'], counts['skipped']))
         if run.rc != 0:
