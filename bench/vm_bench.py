@@ -91,8 +91,8 @@ class Guest:
     def sh(self, command):
         result = self.vm.ssh(command, check=False, timeout=600)
         if result.returncode != 0:
-            raise vmctl.VMError('%s: `%s` exited %d: %s%s' % (self.vm.name, command, result.returncode,
-                                                               result.stdout, result.stderr))
+            raise vmctl.VMError('%s: `%s` exited %d: %s%s'
+                                % (self.vm.name, command, result.returncode, result.stdout, result.stderr))
         return result.stdout
 
     def install_boot_log(self):
