@@ -22,6 +22,7 @@ import argparse
 import json
 import re
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -237,6 +238,9 @@ def main(argv=None):
     data = {'flavour': FLAVOUR, 'kernel': None, 'qemu': versions(), 'accel': '%s (%s)' % vmctl.choose_accel(),
             'device': DEVICE, 'ansible_env': dict(ANSIBLE_ENV, **PROFILE_ENV), 'noop_runs': runs,
             'other_vms_running': others, 'fresh': {}, 'noop': {}, 'errors': {}, 'notes': []}
+    # A SIGTERM (a timeout in the orchestrator) unwinds like Ctrl-C, so the finally below still
+    # stops the guest instead of leaving QEMU on both cores.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     started = time.monotonic()
     vmctl.ensure_image(build=True)
     for tool in tools:
@@ -258,7 +262,7 @@ def main(argv=None):
                     data['notes'].append('%s: no converged runs, its fresh run failed (rc %d)'
                                          % (tool, data['fresh'][tool]['rc']))
                     say(data['notes'][-1])
-        except (vmctl.VMError, subprocess.SubprocessError, OSError) as exc:
+        except (vmctl.VMError, subprocess.SubprocessError, OSError, ValueError, KeyError) as exc:
             data['errors'][tool] = str(exc)
             say('%s: ERROR %s' % (tool, exc))
         finally:
