@@ -25,6 +25,13 @@ RESULTS_JSON = HERE / 'results.json'
 FLEET_PNG = HERE / 'fleet.png'
 
 NOOP_GOAL = 0.5          # role / guide_handlers wall time of a converged run
+GOALS = {
+    'reboots': 'VM, fresh to end state: the role reboots once, no more than either peer',
+    'noop_vm': 'VM, converged run: role <= 0.5x guide_handlers, 0 changed, 0 reboots',
+    'noop_containers': 'containers, converged run: role <= 0.5x guide_handlers, 0 changed, 0 reboots',
+    'facts': 'iommu_facts: gathering <= 100 ms at 1,000 devices',
+    'fleet_changed_0': 'fleet: converged runs change nothing',
+}
 FACTS_GOAL_MS = 100.0    # gathering cost at 1,000 devices
 FACTS_GOAL_SIZE = '1000'
 
@@ -324,7 +331,7 @@ def main():
                                                                 v['podman'] or 'podman -'), '']
     goals = results['goals']
     if goals:
-        head += table(['goal', 'result'], [[name, verdict(ok)] for name, ok in goals.items()]) + ['']
+        head += table(['goal', 'result'], [[GOALS.get(name, name), verdict(ok)] for name, ok in goals.items()]) + ['']
     text = '\n'.join(head + body).rstrip() + '\n'
     RESULTS_MD.write_text(text)
     RESULTS_JSON.write_text(json.dumps(results, indent=1, sort_keys=True) + '\n')
