@@ -40,8 +40,13 @@ def load(name):
     path = OUT / ('%s.json' % name)
     if not path.exists():
         return None, None
+    data = json.loads(path.read_text())
+    # A part says when it ran; the file's mtime is only a fallback, since copying
+    # a kept result back into bench/out/ resets it.
+    if data.get('measured'):
+        return data, data['measured']
     stamp = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
-    return json.loads(path.read_text()), stamp.strftime('%Y-%m-%d %H:%M UTC')
+    return data, stamp.strftime('%Y-%m-%d %H:%M UTC')
 
 
 def median(values):
@@ -119,6 +124,7 @@ def reboots_section(vm, stamp, results):
               'record, cross-checked with `journalctl --list-boots`). End state read raw from the guest: '
               '/proc/cmdline, the device\'s driver link, /sys/kernel/iommu_groups. Measured %s.'
               % (vm.get('flavour'), vm.get('kernel'), vm.get('accel', ''), vm.get('device', ''), stamp), '']
+    lines += ['Note: %s' % note for note in vm.get('notes', [])] + ([''] if vm.get('notes') else [])
     rows = []
     for tool in ('role', 'guide_literal', 'guide_handlers'):
         fresh = vm['fresh'].get(tool)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import secrets
 import signal
@@ -235,6 +236,8 @@ def main(argv=None):
     others = [vm.name for vm in vmctl.all_vms() if vm.running()]
     if others:
         say('NOTE: other guests are running (%s): timings will be slower' % ', '.join(others))
+    started_at = time.strftime('%Y-%m-%d %H:%M', time.gmtime())
+    load_at_start = ' '.join('%.2f' % x for x in os.getloadavg())
     data = {'flavour': FLAVOUR, 'kernel': None, 'qemu': versions(), 'accel': '%s (%s)' % vmctl.choose_accel(),
             'device': DEVICE, 'ansible_env': dict(ANSIBLE_ENV, **PROFILE_ENV), 'noop_runs': runs,
             'other_vms_running': others, 'fresh': {}, 'noop': {}, 'errors': {}, 'notes': []}
@@ -273,6 +276,8 @@ def main(argv=None):
                     data['errors']['stop-%s' % name] = str(exc)
                     say('%s: could not stop: %s' % (name, exc))
     data['seconds_total'] = round(time.monotonic() - started, 1)
+    data['measured'] = '%s - %s UTC (load average at the start: %s)' % (
+        started_at, time.strftime('%Y-%m-%d %H:%M', time.gmtime()), load_at_start)
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix('.tmp')
