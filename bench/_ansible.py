@@ -28,11 +28,15 @@ RECAP_KEYS = ('ok', 'changed', 'unreachable', 'failed', 'skipped', 'rescued', 'i
 _RECAP_LINE = re.compile(r'^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$')
 
 
+def collection_link_parent():
+    """The directory holding ansible_collections/vfio/passthrough -> this checkout."""
+    return subprocess.run([str(ROOT / 'tools' / 'collection-link.sh'), '--collections-path'], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
 def collections_path():
     """ANSIBLE_COLLECTIONS_PATH: this checkout's collection link, then vendored ones (containers.podman, ansible.posix)."""
-    link = subprocess.run([str(ROOT / 'tools' / 'collection-link.sh'), '--collections-path'], check=True,
-                          capture_output=True, text=True).stdout.strip()
-    return os.pathsep.join([link, str(VENDORED)])
+    return os.pathsep.join([collection_link_parent(), str(VENDORED)])
 
 
 def ansible_playbook():

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / 'tests' / 'unit'))
 sys.path.insert(0, str(HERE))
 
 from sysfs_builder import generated_host  # noqa: E402
+from _ansible import collection_link_parent  # noqa: E402
 
 SIZES = (0, 100, 1000, 5000)
 MODULE = 'ansible_collections.vfio.passthrough.plugins.modules.iommu_facts'
@@ -53,11 +54,6 @@ for _ in range(3):
     best = [min(best[0], read - started), min(best[1], done - read)]
 print(json.dumps({'read_ms': round(best[0] * 1000, 1), 'result_ms': round(best[1] * 1000, 1)}))
 '''
-
-
-def collection_parent():
-    return subprocess.run([str(ROOT / 'tools' / 'collection-link.sh'), '--collections-path'], check=True,
-                          capture_output=True, text=True).stdout.strip()
 
 
 def run_once(tree, work, pythonpath):
@@ -93,7 +89,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     runs = 3 if args.quick else args.runs
 
-    pythonpath = collection_parent()
+    pythonpath = collection_link_parent()
     work = Path(tempfile.mkdtemp(prefix='vfio-facts-bench-'))
     try:
         trees = {}
