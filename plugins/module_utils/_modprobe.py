@@ -26,7 +26,8 @@ import re
 
 __all__ = [
     'Directive', 'header', 'normalize_module', 'check_module_names', 'check_pci_ids',
-    'parse_modprobe', 'modprobe_keys', 'modules_load_keys', 'render_owned', 'is_owned',
+    'parse_modprobe', 'modprobe_keys', 'modules_load_keys', 'dead_module_lines', 'initramfs_modules_keys',
+    'render_owned', 'is_owned', 'MODPROBE_DIRS', 'conf_read_order', 'vfio_ids_settings', 'competing_vfio_ids',
     'block_markers', 'outside_block', 'set_block', 'plan_file',
 ]
 
@@ -149,15 +150,47 @@ def modprobe_keys(text):
 
 
 def modules_load_keys(text):
-    """The set of module names listed in modules-load.d or initramfs-tools ``text``.
+    """The set of module names systemd-modules-load loads from ``text`` (modules-load.d, /etc/modules).
 
-    The module is the first word of a line that is not blank and not a
-    ``#``/``;`` comment, so ``vfio_pci   # GPU`` counts as ``vfio_pci``.
+    systemd strips a line's surrounding whitespace, skips it when it is empty
+    or starts with ``#`` or ``;``, and takes the WHOLE rest as the module name:
+    ``vfio_pci   # GPU`` asks for a module of that name, which does not exist,
+    so it loads nothing and does not count.
     """
     keys = set()
     for line in _lines(text):
-        words = line.split('#', 1)[0].split()
-        if words and not words[0].startswith(';'):
+        name = line.strip(' \t\r\n')
+        if name and name[0] not in '#;' and _MODULE_RE.match(name):
+            keys.add(normalize_module(name))
+    return keys
+
+
+def dead_module_lines(text):
+    """[(line number, line)] of modules-load.d ``text`` that systemd-modules-load cannot load.
+
+    A line holding more than one word (a trailing comment, module parameters)
+    is taken whole as one module name that no module has.
+    """
+    result = []
+    for number, line in enumerate(_lines(text), 1):
+        name = line.strip(' \t\r\n')
+        if name and name[0] not in '#;' and not _MODULE_RE.match(name):
+            result.append((number, name))
+    return result
+
+
+def initramfs_modules_keys(text):
+    """The set of module names initramfs-tools loads from ``/etc/initramfs-tools/modules`` text.
+
+    Its boot script runs ``modprobe $line``: the first word is the module and
+    the rest are parameters (the kernel ignores ones it does not know, so
+    ``vfio_pci   # GPU`` loads vfio_pci). Lines whose first word starts with
+    ``#`` are skipped; a ``;`` line makes modprobe fail.
+    """
+    keys = set()
+    for line in _lines(text):
+        words = line.split()
+        if words and not words[0].startswith(('#', ';')):
             keys.add(normalize_module(words[0]))
     return keys
 
@@ -259,3 +292,66 @@ def plan_file(current, owner, lines, keys, shared_only=False, path='<text>'):
         # Nothing but our block was ever in it: leave no empty file behind.
         return None
     return new
+
+
+# kmod reads *.conf from these directories; a file name found in an earlier one
+# hides the same name in the later ones (Debian's /lib is /usr/lib, which this rule covers too).
+MODPROBE_DIRS = ('/etc/modprobe.d', '/run/modprobe.d', '/usr/local/lib/modprobe.d',
+                 '/usr/lib/modprobe.d', '/lib/modprobe.d')
+
+
+def conf_read_order(listings):
+    """The paths modprobe reads, in its order, from ``[(directory, [file names])]`` in precedence order.
+
+    Only names ending in ``.conf`` count; the first directory holding a name
+    wins it; the winners are read sorted by file name, whatever their directory.
+    """
+    chosen = {}
+    for directory, names in listings:
+        for name in names:
+            if name.endswith('.conf') and name not in chosen:
+                chosen[name] = directory.rstrip('/') + '/' + name
+    return [chosen[name] for name in sorted(chosen)]
+
+
+def vfio_ids_settings(text):
+    """[(line number, [ids], line)] for each ``options vfio-pci ... ids=...`` line of modprobe.d ``text``.
+
+    ``vfio-pci`` and ``vfio_pci`` are one module; a line's last ``ids=`` is
+    the one the kernel keeps.
+    """
+    result = []
+    logical = dict(_logical_lines(text))
+    for directive in parse_modprobe(text):
+        if directive.kind != 'options' or directive.module != 'vfio_pci':
+            continue
+        ids = None
+        for word in directive.args:
+            if word.startswith('#'):
+                break
+            if word.startswith('ids='):
+                ids = [i for i in word[4:].strip('"\'').lower().split(',') if i]
+        if ids is not None:
+            result.append((directive.lineno, ids, logical[directive.lineno].strip()))
+    return result
+
+
+def competing_vfio_ids(sources, ids):
+    """Why other modprobe files' ``ids=`` compete with the ``ids`` this run writes; empty when none do.
+
+    ``sources`` holds (path, text) of the files modprobe reads besides ours
+    (the administrator's part of a shared file included). modprobe joins all
+    ``options vfio-pci`` lines in file-name order and the kernel keeps the
+    last ``ids=``, so any other list than exactly ours overrides ours or is
+    overridden by it.
+    """
+    wanted = {i.lower() for i in ids}
+    problems = []
+    for path, text in sources:
+        for lineno, found, line in vfio_ids_settings(text or ''):
+            if set(found) != wanted:
+                problems.append('%s line %d sets %r, which competes with the ids=%s this run writes '
+                                '(modprobe joins the options lines of all files in file-name order and the '
+                                'last ids= wins): remove that line or make it list exactly these IDs'
+                                % (path, lineno, line, ','.join(ids)))
+    return problems

@@ -24,8 +24,10 @@ description:
   - "Any other file, and always O(initramfs_modules_file), is shared with the administrator:
     the module manages only the lines between
     C(# BEGIN vfio.passthrough.vfio_modules) and C(# END vfio.passthrough.vfio_modules),
-    adds there only what is not already listed elsewhere in the file (trailing
-    comments and spacing ignored, C(-) and C(_) equal), and never touches a line outside it.
+    adds there only what is not already listed elsewhere in the file (spacing ignored, C(-) and C(_) equal),
+    and never touches a line outside it. In O(modules_file) a line counts only as systemd-modules-load reads
+    it, whole: C(vfio_pci  # GPU) names no module, so it loads nothing, does not count and is warned about;
+    in O(initramfs_modules_file) the first word is the module and the rest are its parameters.
     O(state=absent) removes only that block. A trailing marker comment on each line
     is not used because initramfs-tools passes trailing words to modprobe as module
     parameters and systemd-modules-load reads the whole line as the module name."
@@ -99,6 +101,16 @@ options:
     description: Shell glob of the initramfs images for RV(initramfs).
     type: str
     default: /boot/initrd.img-*
+  modprobe_dirs:
+    description:
+      - The directories modprobe reads C(*.conf) files from, in kmod's precedence order (a file name in an
+        earlier directory hides the same name in a later one). With O(ids), any of those files (or the
+        administrator's part of O(modprobe_file)) that sets C(options vfio-pci ids=) to another list than
+        exactly O(ids) is refused, naming the file and line, before anything is written: modprobe joins
+        the options lines of all files in file-name order and the last C(ids=) wins.
+    type: list
+    elements: path
+    default: [/etc/modprobe.d, /run/modprobe.d, /usr/local/lib/modprobe.d, /usr/lib/modprobe.d, /lib/modprobe.d]
 attributes:
   check_mode:
     support: full
@@ -215,7 +227,8 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._files import (
     atomic_write, file_diff, initramfs_lag, read_text, restore,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import (
-    check_module_names, check_pci_ids, modprobe_keys, modules_load_keys, plan_file,
+    MODPROBE_DIRS, check_module_names, check_pci_ids, competing_vfio_ids, conf_read_order, dead_module_lines,
+    initramfs_modules_keys, is_owned, modprobe_keys, modules_load_keys, outside_block, plan_file,
 )
 
 OWNER = 'vfio_modules'
@@ -272,7 +285,7 @@ def plan(module, modules, modprobe_lines):
     absent = params['state'] == 'absent'
     targets = [
         (params['modules_file'], [] if absent else modules, modules_load_keys, False),
-        (params['initramfs_modules_file'], [] if absent else modules, modules_load_keys, True),
+        (params['initramfs_modules_file'], [] if absent else modules, initramfs_modules_keys, True),
         (params['modprobe_file'], [] if absent else modprobe_lines, modprobe_keys, False),
     ]
     real = [os.path.realpath(path) for path, _l, _k, _s in targets]
@@ -292,6 +305,49 @@ def plan(module, modules, modprobe_lines):
                                      % (path, os.path.dirname(path)))
             changes.append((path, before, after))
     return changes
+
+
+def other_modprobe_sources(module):
+    """(path, text) of every modprobe.d file modprobe reads, in its order, but this module's own lines."""
+    own = module.params['modprobe_file']
+    own_real = os.path.realpath(own)
+    listings = []
+    for directory in module.params['modprobe_dirs']:
+        try:
+            names = os.listdir(directory)
+        except OSError:
+            names = []
+        listings.append((directory, [n for n in names if os.path.isfile(os.path.join(directory, n))]))
+    sources = []
+    for path in conf_read_order(listings):
+        text = read_text(path)
+        if os.path.realpath(path) == own_real:
+            if text is None or is_owned(text, OWNER):
+                continue
+            try:
+                text = outside_block(text, OWNER, path)
+            except ValueError as exc:
+                module.fail_json(msg=str(exc))
+        sources.append((path, text))
+    return sources
+
+
+def refuse_competing_ids(module, ids):
+    """Fail, before any write, when another modprobe file sets other vfio-pci IDs than ``ids``."""
+    problems = competing_vfio_ids(other_modprobe_sources(module), ids)
+    if problems:
+        module.fail_json(msg='refusing to write vfio-pci IDs: %s' % ' | '.join(problems))
+
+
+def warn_dead_lines(module):
+    """Say which lines of a shared modules-load file load nothing (systemd reads each line whole)."""
+    path = module.params['modules_file']
+    text = read_text(path)
+    if text is None or is_owned(text, OWNER):
+        return
+    for number, line in dead_module_lines(text):
+        module.warn('%s line %d %r loads nothing: systemd-modules-load takes the whole line as one module '
+                    'name (no trailing comments or parameters there)' % (path, number, line))
 
 
 def apply(module, changes):
@@ -343,11 +399,16 @@ def main():
             update_initramfs=dict(type='bool', default=True),
             initramfs_inputs=dict(type='list', elements='path', default=[]),
             initramfs_images=dict(type='str', default='/boot/initrd.img-*'),
+            modprobe_dirs=dict(type='list', elements='path', default=list(MODPROBE_DIRS)),
         ),
         supports_check_mode=True,
     )
     modules, ids, softdeps, modprobe_lines = wanted_lines(module)
+    if module.params['state'] == 'present' and ids:
+        refuse_competing_ids(module, ids)
     changes = plan(module, modules, modprobe_lines)
+    if module.params['state'] == 'present':
+        warn_dead_lines(module)
     params = module.params
     compared = [params['initramfs_modules_file'], params['modprobe_file']]
     compared += [path for path in params['initramfs_inputs'] if path not in compared]

@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import (
-    Directive, block_markers, check_module_names, check_pci_ids, header, is_owned,
-    modprobe_keys, modules_load_keys, normalize_module, outside_block, parse_modprobe,
-    plan_file, render_owned, set_block,
+    Directive, block_markers, check_module_names, check_pci_ids, competing_vfio_ids, conf_read_order,
+    dead_module_lines, header, initramfs_modules_keys, is_owned, modprobe_keys, modules_load_keys, normalize_module,
+    outside_block, parse_modprobe, plan_file, render_owned, set_block, vfio_ids_settings,
 )
 
 FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'modprobe'
@@ -106,13 +106,83 @@ def test_modprobe_keys_ignore_spelling_variations(a, b, same):
     assert (modprobe_keys(a) == modprobe_keys(b)) is same
 
 
-@pytest.mark.parametrize('text, expected', [
-    (fixture('initramfs-modules.debian12'), set()),
-    ('vfio_pci   # GPU\n  vfio-iommu-type1\n; vfio\n#vfio\nvfio_virqfd opt=1',
-     {'vfio_pci', 'vfio_iommu_type1', 'vfio_virqfd'}),
+_SAMPLE = 'vfio_pci   # GPU\n  vfio-iommu-type1\n; vfio\n#vfio\nvfio_virqfd opt=1'
+
+
+@pytest.mark.parametrize('keys, text, expected', [
+    # initramfs-tools runs `modprobe $line`: first word the module, the rest its parameters
+    (initramfs_modules_keys, fixture('initramfs-modules.debian12'), set()),
+    (initramfs_modules_keys, _SAMPLE, {'vfio_pci', 'vfio_iommu_type1', 'vfio_virqfd'}),
+    (initramfs_modules_keys, '; vfio\n  # vfio_pci\nvfio_pci#x\n', {'vfio_pci#x'}),
+    # systemd-modules-load takes the whole stripped line: a trailing comment or a parameter names no module
+    (modules_load_keys, fixture('modules.debian12'), set()),
+    (modules_load_keys, _SAMPLE, {'vfio_iommu_type1'}),
+    (modules_load_keys, 'vfio_pci  # GPU\n', set()),
+    (modules_load_keys, '\tvfio-pci \r\n;vfio\n#vfio_iommu_type1\n', {'vfio_pci'}),
+    (modules_load_keys, 'vfio_pci\tvfio\n', set()),
 ])
-def test_modules_load_keys(text, expected):
-    assert modules_load_keys(text) == expected
+def test_module_list_keys(keys, text, expected):
+    assert keys(text) == expected
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('vfio_pci  # GPU\nvfio\n# vfio_pci x\n; y z\n', [(1, 'vfio_pci  # GPU')]),
+    ('  kvm_intel nested=1 \n\n', [(1, 'kvm_intel nested=1')]),
+    (fixture('modules.debian12'), []),
+])
+def test_dead_module_lines_are_the_ones_systemd_cannot_load(text, expected):
+    assert dead_module_lines(text) == expected
+
+
+def test_a_commented_line_in_etc_modules_does_not_count_so_the_module_is_written():
+    before = 'vfio_pci  # GPU\n'
+    after = plan_file(before, OWNER, ['vfio_pci'], modules_load_keys, path='/etc/modules')
+    assert after == before + BEGIN + '\nvfio_pci\n' + END + '\n'
+    assert modules_load_keys(after) == {'vfio_pci'}
+
+
+# --- competing vfio-pci ids= -------------------------------------------------
+
+@pytest.mark.parametrize('listings, expected', [
+    # /etc hides /lib's file of the same name; the winners are read in file-name order
+    ([('/etc/modprobe.d', ['vfio.conf', 'a.conf']), ('/lib/modprobe.d', ['vfio.conf', 'aliases.conf'])],
+     ['/etc/modprobe.d/a.conf', '/lib/modprobe.d/aliases.conf', '/etc/modprobe.d/vfio.conf']),
+    ([('/etc/modprobe.d', ['README', 'x.conf.dpkg-old']), ('/run/modprobe.d/', ['x.conf'])], ['/run/modprobe.d/x.conf']),
+    # "-" sorts before ".": this collection's file is read before a wiki's vfio.conf, which then wins
+    ([('/etc/modprobe.d', ['vfio.conf', 'vfio-passthrough.conf'])],
+     ['/etc/modprobe.d/vfio-passthrough.conf', '/etc/modprobe.d/vfio.conf']),
+    ([], []),
+])
+def test_conf_read_order_follows_kmod(listings, expected):
+    assert conf_read_order(listings) == expected
+
+
+@pytest.mark.parametrize('text, expected', [
+    (fixture('wiki-vfio.conf'), [(2, ['10de:1b80', '10de:10f0'], 'options vfio-pci ids=10de:1b80,10de:10f0 disable_vga=1')]),
+    ('options vfio_pci ids="10DE:1B80" # GPU\n', [(1, ['10de:1b80'], 'options vfio_pci ids="10DE:1B80" # GPU')]),
+    ('options vfio-pci disable_vga=1\noptions vfio_iommu_type1 ids=1:2\n# options vfio-pci ids=1:2\n', []),
+    ('options vfio-pci ids=1:2 ids=3:4\n', [(1, ['3:4'], 'options vfio-pci ids=1:2 ids=3:4')]),
+    ('options vfio-pci \\\n  ids=10de:1b80\n', [(1, ['10de:1b80'], 'options vfio-pci   ids=10de:1b80')]),
+])
+def test_vfio_ids_settings(text, expected):
+    assert vfio_ids_settings(text) == expected
+
+
+@pytest.mark.parametrize('ids, refused', [
+    (['10de:1b80', '10de:10f0'], False),
+    (['10DE:10F0', '10de:1b80'], False),     # the same set, other order and case
+    (['10de:1b80'], True),
+    (['10de:1b80', '10de:10f0', '8086:1533'], True),
+])
+def test_competing_vfio_ids_refuses_any_other_list_naming_file_and_line(ids, refused):
+    problems = competing_vfio_ids([('/etc/modprobe.d/pve-blacklist.conf', fixture('pve-blacklist.conf')),
+                                   ('/etc/modprobe.d/vfio.conf', fixture('wiki-vfio.conf'))], ids)
+    assert bool(problems) is refused
+    if refused:
+        assert problems == ["/etc/modprobe.d/vfio.conf line 2 sets 'options vfio-pci ids=10de:1b80,10de:10f0 "
+                            "disable_vga=1', which competes with the ids=%s this run writes (modprobe joins the "
+                            "options lines of all files in file-name order and the last ids= wins): remove that "
+                            "line or make it list exactly these IDs" % ','.join(ids)]
 
 
 # --- owned files ------------------------------------------------------------
@@ -158,7 +228,7 @@ def test_existing_file_without_header_is_treated_as_shared():
 
 def test_line_already_present_is_not_added_twice():
     before = 'loop\nvfio-pci   # added by hand\n  vfio\n'
-    after = plan_file(before, OWNER, VFIO, modules_load_keys, shared_only=True)
+    after = plan_file(before, OWNER, VFIO, initramfs_modules_keys, shared_only=True)
     assert after == before + BEGIN + '\nvfio_iommu_type1\n' + END + '\n'
 
 

@@ -61,7 +61,9 @@ class Host:
 
     def args(self, **extra):
         args = dict(modules_dir=str(self.root / 'lib/modules'), modules_file=str(self.modules_file),
-                    initramfs_modules_file=str(self.initramfs_file), modprobe_file=str(self.modprobe_file))
+                    initramfs_modules_file=str(self.initramfs_file), modprobe_file=str(self.modprobe_file),
+                    # never the test machine's own modprobe.d
+                    modprobe_dirs=[str(self.root / d) for d in ('etc/modprobe.d', 'run/modprobe.d', 'lib/modprobe.d')])
         args.update(extra)
         return args
 
@@ -357,3 +359,64 @@ def test_initramfs_lag_predates_this_runs_writes(host):
     assert result['changed'] is True                            # it wrote the modprobe file just now...
     assert str(host.modprobe_file) not in result['initramfs']['present']   # ...which did not exist before
     assert str(host.modprobe_file) not in result['initramfs']['newer']
+
+
+# --- what the boot really reads (issue 12, class 8) ----------------------------
+
+def test_a_trailing_comment_in_etc_modules_loads_nothing_so_the_module_writes_its_own_line(host):
+    etc_modules = host.root / 'etc/modules'
+    etc_modules.write_bytes(golden('modules.debian12') + b'vfio_pci  # GPU\nvfio\n')
+    result = host.run(modules_file=str(etc_modules))
+    assert etc_modules.read_bytes() == (golden('modules.debian12') + b'vfio_pci  # GPU\nvfio\n'
+                                        + (BEGIN + '\nvfio_iommu_type1\nvfio_pci\n' + END + '\n').encode())
+    warnings = [w if isinstance(w, str) else w['event']['msg'] for w in result.get('warnings', [])]
+    assert warnings == ["%s line 7 'vfio_pci  # GPU' loads nothing: systemd-modules-load takes the whole line as "
+                        "one module name (no trailing comments or parameters there)" % etc_modules]
+    # initramfs-tools passes the rest of the line to modprobe as parameters: there it counts
+    host.initramfs_file.write_bytes(b'vfio_pci  # GPU\nvfio\nvfio_iommu_type1\n')
+    assert str(host.initramfs_file) not in host.run(modules_file=str(etc_modules))['files_changed']
+
+
+def _place(host, rel, text):
+    path = host.root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text)
+    return path
+
+
+@pytest.mark.parametrize('rel', ['etc/modprobe.d/vfio.conf', 'run/modprobe.d/vfio.conf', 'lib/modprobe.d/vfio.conf',
+                                 'etc/modprobe.d/zz-gpu.conf'])
+def test_another_files_vfio_pci_ids_are_refused_before_any_write(host, rel):
+    path = _place(host, rel, golden('wiki-vfio.conf'))
+    before = host.snapshot()
+    result = host.run(ids=['10de:1b80'])
+    assert result['failed'] is True
+    assert "%s line 2 sets 'options vfio-pci ids=10de:1b80,10de:10f0 disable_vga=1'" % path in result['msg']
+    assert 'ids=10de:1b80 this run writes' in result['msg']
+    assert host.snapshot() == before
+    assert host.update_calls() == []
+
+
+@pytest.mark.parametrize('setup, ids', [
+    ({'etc/modprobe.d/vfio.conf': b'options vfio_pci ids=10DE:10F0,10de:1b80\n'}, ['10de:1b80', '10de:10f0']),
+    # /etc's file of the same name hides /lib's
+    ({'lib/modprobe.d/vfio.conf': golden('wiki-vfio.conf'), 'etc/modprobe.d/vfio.conf': b'# emptied\n'},
+     ['8086:1533']),
+    ({'etc/modprobe.d/vfio.conf.disabled': golden('wiki-vfio.conf')}, ['8086:1533']),
+    ({'etc/modprobe.d/vfio.conf': golden('wiki-vfio.conf')}, []),   # this run writes no ids= at all
+])
+def test_no_competition_is_not_refused(host, setup, ids):
+    for rel, text in setup.items():
+        _place(host, rel, text)
+    result = host.run(ids=ids)
+    assert not result.get('failed'), result.get('msg')
+
+
+def test_own_old_ids_and_absent_are_not_competition_but_the_admins_part_of_a_shared_file_is(host):
+    host.run(ids=['10de:1b80'])
+    assert not host.run(ids=['8086:1533']).get('failed')
+    _place(host, 'etc/modprobe.d/wiki-and-ours.conf', golden('wiki-vfio.conf'))
+    assert not host.run(state='absent', modprobe_file=str(host.root / 'etc/modprobe.d/wiki-and-ours.conf')).get('failed')
+    result = host.run(ids=['8086:1533'], modprobe_file=str(host.root / 'etc/modprobe.d/wiki-and-ours.conf'))
+    assert result['failed'] is True
+    assert 'wiki-and-ours.conf line 2' in result['msg']
