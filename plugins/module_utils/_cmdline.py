@@ -15,11 +15,19 @@ import re
 __all__ = [
     'CmdlineError', 'DEFAULT_MERGE', 'ArgRequest', 'validate_request', 'split_args',
     'arg_name', 'arg_value', 'same_name', 'edit_args', 'unmet_args', 'strip_boot_args',
+    'kernel_tokens', 'kernel_args', 'last_value', 'effective_items', 'cmdline_vfio_ids',
+    'check_balanced_quotes', 'INIT_SEPARATOR',
 ]
 
 # Everything a kernel argument for IOMMU/VFIO work needs, and nothing a shell
 # gives meaning to: /etc/default/grub is sourced as root by grub-mkconfig.
-_SAFE_ARG = re.compile(r'^[A-Za-z0-9_.,:/=+@%-]+$')
+# Always fullmatch: '$' would let a trailing newline through.
+_SAFE_ARG = re.compile(r'[A-Za-z0-9_.,:/=+@%-]+')
+_PARAM_NAME = re.compile(r'[A-Za-z0-9_-]+')
+_CONTROL = re.compile(r'[\x00-\x1f\x7f]')
+
+# The kernel's parse_args() stops at the first bare '--': what follows goes to init.
+INIT_SEPARATOR = '--'
 
 DEFAULT_MERGE = ('intel_iommu', 'pcie_acs_override')
 
@@ -65,7 +73,12 @@ class ArgRequest:
 def _check_arg(arg, option):
     if not isinstance(arg, str) or not arg:
         raise CmdlineError('%s: empty kernel argument %r' % (option, arg))
-    if not _SAFE_ARG.match(arg):
+    if _CONTROL.search(arg):
+        raise CmdlineError('%s: kernel argument %r contains a character that is a control character '
+                           '(newline, tab, ...); a command line is one line of printable text' % (option, arg))
+    if arg == INIT_SEPARATOR:
+        raise CmdlineError('%s: %r is not a kernel argument: everything after it goes to init' % (option, arg))
+    if not _SAFE_ARG.fullmatch(arg):
         raise CmdlineError(
             '%s: kernel argument %r contains a character outside [A-Za-z0-9_.,:/=+@%%-]; '
             'quotes, $, backticks, ;, whitespace and newlines are refused because '
@@ -80,7 +93,7 @@ def validate_request(present, absent, merge=DEFAULT_MERGE):
         for arg in args:
             _check_arg(arg, option)
     for name in merge:
-        if not re.match(r'^[A-Za-z0-9_-]+$', name or ''):
+        if not isinstance(name, str) or not _PARAM_NAME.fullmatch(name):
             raise CmdlineError('merge: %r is not a kernel parameter name' % (name,))
     request = ArgRequest(present, absent, merge)
 
@@ -109,6 +122,16 @@ def validate_request(present, absent, merge=DEFAULT_MERGE):
     return request
 
 
+def _blank_at(text, i):
+    """Length of the separator at ``i``: whitespace, or a shell line continuation
+    (backslash-newline, which sh removes inside a double-quoted GRUB value)."""
+    if text[i].isspace():
+        return 1
+    if text.startswith('\\\n', i):
+        return 2
+    return 0
+
+
 def split_args(text):
     """Split like the kernel's next_arg(): whitespace separates, double quotes group.
 
@@ -118,18 +141,98 @@ def split_args(text):
     i, n = 0, len(text)
     while True:
         start = i
-        while i < n and text[i].isspace():
-            i += 1
+        while i < n and _blank_at(text, i):
+            i += _blank_at(text, i)
         if i >= n:
             return pairs, text[start:]
         lead = text[start:i]
         tok_start = i
         in_quote = False
-        while i < n and (in_quote or not text[i].isspace()):
+        while i < n and (in_quote or not _blank_at(text, i)):
             if text[i] == '"':
                 in_quote = not in_quote
             i += 1
         pairs.append([lead, text[tok_start:i]])
+
+
+def check_balanced_quotes(text, where):
+    """Refuse a command line with an odd number of double quotes.
+
+    The kernel would read everything after the lone quote, including any
+    argument appended to the line, as one quoted value.
+    """
+    if text.count('"') % 2:
+        raise CmdlineError('%s: unbalanced double quote in %r: an argument appended to it would become part '
+                           'of a quoted value; fix the quoting by hand first' % (where, text))
+
+
+def _kernel_end(pairs):
+    """Index of the first bare '--' (the start of init's arguments), else len(pairs)."""
+    for index, (_lead, token) in enumerate(pairs):
+        if token == INIT_SEPARATOR:
+            return index
+    return len(pairs)
+
+
+def kernel_tokens(text):
+    """The tokens the kernel itself parses: everything before the first bare '--'."""
+    pairs, _trailing = split_args(text or '')
+    return [token for _lead, token in pairs[:_kernel_end(pairs)]]
+
+
+def kernel_args(text):
+    """The kernel part of a command line as a list of (name, value-or-None), in order."""
+    return [(arg_name(token), arg_value(token)) for token in kernel_tokens(text)]
+
+
+def last_value(text, name):
+    """The value the kernel keeps for ``name`` (its last occurrence), '' for a bare
+    flag, None when the kernel part does not name it."""
+    same = [token for token in kernel_tokens(text) if same_name(token, name)]
+    if not same:
+        return None
+    value = arg_value(same[-1])
+    return '' if value is None else value
+
+
+def _exclusive_key(item):
+    # on/off, sm_on/sm_off: the later of a pair undoes the earlier one, while
+    # other items of a list-valued parameter accumulate (intel_iommu_setup()
+    # runs for every occurrence and each item sets its own flag).
+    for suffix in ('on', 'off'):
+        if item == suffix:
+            return ''
+        if item.endswith('_' + suffix):
+            return item[:-len(suffix) - 1]
+    return None
+
+
+def _effective(items):
+    """The items in force after applying ``items`` in order (later on/off wins)."""
+    kept = []
+    for item in items:
+        key = _exclusive_key(item)
+        if key is not None:
+            kept = [k for k in kept if _exclusive_key(k) != key]
+        if item not in kept:
+            kept.append(item)
+    return kept
+
+
+def effective_items(text, name):
+    """The items of a list-valued parameter (intel_iommu) in force after every
+    occurrence in the kernel part: ``intel_iommu=on intel_iommu=off`` is off."""
+    return _effective([item for token in kernel_tokens(text) if same_name(token, name)
+                       for item in _items(arg_value(token))])
+
+
+def cmdline_vfio_ids(text):
+    """The IDs ``vfio-pci.ids=`` on a command line hands to vfio-pci (its last
+    occurrence, as for any module parameter), lowercased; None when absent."""
+    value = last_value(text, 'vfio_pci.ids')
+    if value is None:
+        return None
+    return [item.strip('"').lower() for item in _items(value.strip('"'))]
 
 
 def _render(pairs, trailing, separator=' '):
@@ -150,18 +253,34 @@ def _drop(pairs, index):
         pairs[0][0] = lead
 
 
+def _positions(pairs, name, with_value=False):
+    """Indexes of the kernel-part tokens named ``name``."""
+    return [i for i, (_lead, tok) in enumerate(pairs[:_kernel_end(pairs)])
+            if same_name(tok, name) and (not with_value or arg_value(tok) is not None)]
+
+
+def _append(pairs, token):
+    # Before '--', so the kernel and not init receives it.
+    pairs.insert(_kernel_end(pairs), ['', token])
+
+
 def _edit_merge(pairs, name, add_items, remove_items):
-    positions = [i for i, (_lead, tok) in enumerate(pairs) if same_name(tok, name) and arg_value(tok) is not None]
+    positions = _positions(pairs, name, with_value=True)
     if not positions:
         if add_items:
-            pairs.append(['', '%s=%s' % (name, ','.join(add_items))])
+            _append(pairs, '%s=%s' % (name, ','.join(add_items)))
         return
-    have = [item for i in positions for item in _items(arg_value(pairs[i][1]))]
+    # An added 'on' takes out every 'off' (and sm_on every sm_off): the last one
+    # would win otherwise.
+    add_keys = {_exclusive_key(item) for item in add_items} - {None}
+    remove = set(remove_items) | {item for i in positions for item in _items(arg_value(pairs[i][1]))
+                                  if _exclusive_key(item) in add_keys and item not in add_items}
+    have = [item for i in positions for item in _items(arg_value(pairs[i][1])) if item not in remove]
     missing = [item for item in add_items if item not in have and item not in remove_items]
     for count, index in enumerate(positions):
         token = pairs[index][1]
         items = _items(arg_value(token))
-        kept = [item for item in items if item not in remove_items]
+        kept = [item for item in items if item not in remove]
         if count == 0:
             kept += [item for item in missing if item not in kept]
         if kept != items:
@@ -174,7 +293,9 @@ def _edit_merge(pairs, name, add_items, remove_items):
 def edit_args(text, request):
     """Apply ``request`` to a command-line string; return the new string.
 
-    Text that needs no change comes back identical, so callers can compare.
+    Only the kernel part (before a bare '--') is edited; init's arguments after
+    it stay as they are. Text that needs no change comes back identical, so
+    callers can compare.
     """
     pairs, trailing = split_args(text)
 
@@ -190,9 +311,8 @@ def edit_args(text, request):
         name, value = arg_name(gone), arg_value(gone)
         if value is not None and request.is_merge(name):
             continue
-        for index in reversed(range(len(pairs))):
-            token = pairs[index][1]
-            if same_name(token, name) and (value is None or arg_value(token) == value):
+        for index in reversed(_positions(pairs, name)):
+            if value is None or arg_value(pairs[index][1]) == value:
                 _drop(pairs, index)
 
     for _key, (name, add_items, remove_items) in merge_names.items():
@@ -201,17 +321,17 @@ def edit_args(text, request):
     for arg in request.present:
         name, value = arg_name(arg), arg_value(arg)
         if value is None:
-            if not any(tok == arg or (same_name(tok, name) and arg_value(tok) is None) for _lead, tok in pairs):
-                pairs.append(['', arg])
+            if not any(arg_value(pairs[i][1]) is None for i in _positions(pairs, name)):
+                _append(pairs, arg)
             continue
         if request.is_merge(name):
             continue
-        positions = [i for i, (_lead, tok) in enumerate(pairs) if same_name(tok, name)]
+        positions = _positions(pairs, name)
         if not positions:
-            pairs.append(['', arg])
+            _append(pairs, arg)
             continue
         first = positions[0]
-        if not (same_name(pairs[first][1], name) and arg_value(pairs[first][1]) == value):
+        if arg_value(pairs[first][1]) != value:
             pairs[first][1] = arg
         for index in reversed(positions[1:]):
             _drop(pairs, index)
@@ -220,8 +340,11 @@ def edit_args(text, request):
 
 
 def unmet_args(text, request):
-    """What a command line still lacks or still has: a list of human-readable strings."""
-    tokens = [tok for _lead, tok in split_args(text)[0]]
+    """What a command line still lacks or still has: a list of human-readable strings.
+
+    Only the kernel part counts: an argument after '--' goes to init.
+    """
+    tokens = kernel_tokens(text)
     unmet = []
     for arg in request.present:
         name, value = arg_name(arg), arg_value(arg)
@@ -229,8 +352,7 @@ def unmet_args(text, request):
         if value is None:
             ok = any(arg_value(tok) is None for tok in same)
         elif request.is_merge(name):
-            have = {item for tok in same for item in _items(arg_value(tok))}
-            ok = set(_items(value)) <= have
+            ok = set(_items(value)) <= set(effective_items(text, name))
         else:
             # The kernel lets the last occurrence win for most parameters.
             ok = bool(same) and arg_value(same[-1]) == value
@@ -242,8 +364,7 @@ def unmet_args(text, request):
         if value is None:
             hit = bool(same)
         elif request.is_merge(name):
-            have = {item for tok in same for item in _items(arg_value(tok))}
-            hit = bool(set(_items(value)) & have)
+            hit = bool(set(_items(value)) & set(effective_items(text, name)))
         else:
             hit = any(arg_value(tok) == value for tok in same)
         if hit:
@@ -254,5 +375,7 @@ def unmet_args(text, request):
 def strip_boot_args(text):
     """Drop what the boot loader adds itself (BOOT_IMAGE=, initrd=) from a /proc/cmdline."""
     pairs, _trailing = split_args(text)
-    kept = [tok for _lead, tok in pairs if arg_name(tok) not in ('BOOT_IMAGE', 'initrd')]
+    end = _kernel_end(pairs)
+    kept = [tok for index, (_lead, tok) in enumerate(pairs)
+            if index >= end or arg_name(tok) not in ('BOOT_IMAGE', 'initrd')]
     return ' '.join(kept)

@@ -9,7 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import (
-    CmdlineError, edit_args, split_args, strip_boot_args, unmet_args, validate_request,
+    CmdlineError, check_balanced_quotes, cmdline_vfio_ids, edit_args, effective_items, kernel_args, last_value,
+    split_args, strip_boot_args, unmet_args, validate_request,
 )
 
 INTEL = (['intel_iommu=on', 'iommu=pt'], ['intel_iommu=off', 'amd_iommu=off'])
@@ -84,6 +85,161 @@ def test_validate_refuses_bad_merge_name():
         validate_request([], [], merge=['a=b'])
 
 
+# A whole-value match: '$' in a regex accepts 'x\n', fullmatch does not.
+@pytest.mark.parametrize('present, absent, merge, message', [
+    (['iommu=pt\n'], [], None, "present: kernel argument 'iommu=pt\\n' contains a character that is a control"),
+    ([], ['intel_iommu=off\n'], None, "absent: kernel argument 'intel_iommu=off\\n' contains a character"),
+    (['iommu=pt\r'], [], None, "'iommu=pt\\r' contains a character that is a control"),
+    (['iommu=pt\x00'], [], None, "'iommu=pt\\x00' contains a character that is a control"),
+    (['iommu=\tpt'], [], None, "'iommu=\\tpt' contains a character that is a control"),
+    (['iommu=pt\x7f'], [], None, "'iommu=pt\\x7f' contains a character that is a control"),
+    ([], [], ['intel_iommu\n'], "merge: 'intel_iommu\\n' is not a kernel parameter name"),
+    ([], [], ['intel_iommu\x1b'], "merge: 'intel_iommu\\x1b' is not a kernel parameter name"),
+    (['--'], [], None, "present: '--' is not a kernel argument: everything after it goes to init"),
+    ([], ['--'], None, "absent: '--' is not a kernel argument"),
+])
+def test_validate_refuses_control_characters_everywhere(present, absent, merge, message):
+    with pytest.raises(CmdlineError) as exc:
+        validate_request(present, absent, *([merge] if merge is not None else []))
+    assert message in str(exc.value)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=0x7f), max_size=6),
+       st.sampled_from([chr(c) for c in list(range(0x20)) + [0x7f]]),
+       st.text(alphabet=st.characters(max_codepoint=0x7f), max_size=6),
+       st.sampled_from(['present', 'absent', 'merge']))
+def test_any_control_character_is_refused_in_every_option(head, control, tail, option):
+    value = 'iommu%s%s%s' % (head, control, tail)
+    args = {'present': [], 'absent': [], 'merge': ['intel_iommu']}
+    args[option] = args[option] + [value]
+    with pytest.raises(CmdlineError) as exc:
+        validate_request(args['present'], args['absent'], args['merge'])
+    assert str(exc.value).startswith(option + ':')
+    assert repr(value) in str(exc.value)
+
+
+# Class 3: a bare '--' ends the kernel's arguments; init gets the rest.
+@pytest.mark.parametrize('text, present, absent, expected', [
+    ('quiet -- single', *INTEL, 'quiet intel_iommu=on iommu=pt -- single'),
+    ('quiet  --  single', *INTEL, 'quiet intel_iommu=on iommu=pt  --  single'),
+    ('-- single', *INTEL, 'intel_iommu=on iommu=pt -- single'),
+    ('quiet --', ['iommu=pt'], [], 'quiet iommu=pt --'),
+    # Only after '--': not set, so it is added before '--'; init's copy stays.
+    ('quiet -- iommu=pt', ['iommu=pt'], [], 'quiet iommu=pt -- iommu=pt'),
+    ('quiet -- intel_iommu=on', ['intel_iommu=on'], [], 'quiet intel_iommu=on -- intel_iommu=on'),
+    ('quiet -- quiet', ['quiet'], [], 'quiet -- quiet'),
+    ('ro -- quiet', ['quiet'], [], 'ro quiet -- quiet'),
+    # absent removes from the kernel part only.
+    ('intel_iommu=off -- intel_iommu=off', *INTEL, 'intel_iommu=on iommu=pt -- intel_iommu=off'),
+    ('a=1 -- a=1', [], ['a'], '-- a=1'),
+    ('x a=1 -- a=2 a', [], ['a'], 'x -- a=2 a'),
+    ('iommu=soft -- iommu=soft', ['iommu=pt'], [], 'iommu=pt -- iommu=soft'),
+    # A second '--' belongs to init.
+    ('quiet -- a -- b', ['iommu=pt'], [], 'quiet iommu=pt -- a -- b'),
+    # '--x' and 'x=--' are ordinary tokens.
+    ('--x quiet', ['iommu=pt'], [], '--x quiet iommu=pt'),
+])
+def test_edit_args_before_init_separator(text, present, absent, expected):
+    assert edit_args(text, validate_request(present, absent)) == expected
+
+
+@pytest.mark.parametrize('text, present, absent, unmet', [
+    ('ro -- intel_iommu=on iommu=pt', *INTEL, ['missing intel_iommu=on', 'missing iommu=pt']),
+    ('ro intel_iommu=on iommu=pt -- intel_iommu=off', *INTEL, []),
+    ('ro intel_iommu=on -- iommu=pt', *INTEL, ['missing iommu=pt']),
+    ('ro -- quiet', ['quiet'], [], ['missing quiet']),
+    ('ro -- quiet', [], ['quiet'], []),
+    ('ro quiet -- quiet', [], ['quiet'], ['still has quiet']),
+])
+def test_unmet_counts_the_kernel_part_only(text, present, absent, unmet):
+    assert unmet_args(text, validate_request(present, absent)) == unmet
+
+
+# Class 8: intel_iommu=on followed by intel_iommu=off is off (intel_iommu_setup() runs for every
+# occurrence; on/off undo each other, other items accumulate).
+@pytest.mark.parametrize('text, present, absent, unmet', [
+    ('intel_iommu=on intel_iommu=off', ['intel_iommu=on'], [], ['missing intel_iommu=on']),
+    ('intel_iommu=on intel_iommu=off', [], ['intel_iommu=off'], ['still has intel_iommu=off']),
+    ('intel_iommu=off intel_iommu=on', ['intel_iommu=on'], ['intel_iommu=off'], []),
+    ('intel_iommu=on,off', ['intel_iommu=on'], [], ['missing intel_iommu=on']),
+    ('intel_iommu=off,on', ['intel_iommu=on'], ['intel_iommu=off'], []),
+    ('intel_iommu=on,igfx_off intel_iommu=sm_on', ['intel_iommu=on,igfx_off'], [], []),
+    ('intel_iommu=sm_on intel_iommu=sm_off', ['intel_iommu=sm_on'], [], ['missing intel_iommu=sm_on']),
+    ('intel_iommu=on -- intel_iommu=off', ['intel_iommu=on'], ['intel_iommu=off'], []),
+])
+def test_unmet_last_of_on_and_off_wins(text, present, absent, unmet):
+    assert unmet_args(text, validate_request(present, absent)) == unmet
+
+
+@pytest.mark.parametrize('text, present, expected', [
+    # Without intel_iommu=off in absent the request still ends up on: the later off goes.
+    ('quiet intel_iommu=on intel_iommu=off', ['intel_iommu=on'], 'quiet intel_iommu=on'),
+    ('intel_iommu=on,igfx_off intel_iommu=off', ['intel_iommu=on'], 'intel_iommu=on,igfx_off'),
+    ('intel_iommu=off,igfx_off', ['intel_iommu=on'], 'intel_iommu=igfx_off,on'),
+    ('intel_iommu=sm_off', ['intel_iommu=on,sm_on'], 'intel_iommu=on,sm_on'),
+])
+def test_edit_merge_takes_out_the_opposite_item(text, present, expected):
+    request = validate_request(present, [])
+    assert edit_args(text, request) == expected
+    assert unmet_args(expected, request) == []
+
+
+@pytest.mark.parametrize('text, name, value, items', [
+    ('intel_iommu=on intel_iommu=off', 'intel_iommu', 'off', ['off']),
+    ('intel-iommu=off intel_iommu=on,igfx_off', 'intel_iommu', 'on,igfx_off', ['on', 'igfx_off']),
+    ('pcie_acs_override=downstream pcie_acs_override=multifunction -- pcie_acs_override=id:1',
+     'pcie_acs_override', 'multifunction', ['downstream', 'multifunction']),
+    ('quiet -- intel_iommu=on', 'intel_iommu', None, []),
+    ('quiet nomodeset', 'nomodeset', '', []),
+])
+def test_last_value_and_effective_items(text, name, value, items):
+    assert last_value(text, name) == value
+    assert effective_items(text, name) == items
+
+
+def test_kernel_args_stop_at_init_separator():
+    assert kernel_args('BOOT_IMAGE=/vmlinuz ro dyndbg="a b" quiet -- single x=1') == [
+        ('BOOT_IMAGE', '/vmlinuz'), ('ro', None), ('dyndbg', '"a b"'), ('quiet', None)]
+
+
+@pytest.mark.parametrize('text, ids', [
+    ('quiet', None),
+    ('quiet vfio-pci.ids=10DE:1B80,10de:10f0', ['10de:1b80', '10de:10f0']),
+    ('vfio_pci.ids=8086:1533', ['8086:1533']),
+    # Last occurrence wins, as for any module parameter.
+    ('vfio-pci.ids=8086:1533 vfio-pci.ids=10de:1b80', ['10de:1b80']),
+    ('vfio-pci.ids="10de:1b80,10de:10f0"', ['10de:1b80', '10de:10f0']),
+    ('vfio-pci.ids=', []),
+    # After '--' it goes to init, not to vfio-pci.
+    ('quiet -- vfio-pci.ids=8086:1533', None),
+    ('vfio-pci.disable_vga=1', None),
+])
+def test_cmdline_vfio_ids(text, ids):
+    assert cmdline_vfio_ids(text) == ids
+
+
+@pytest.mark.parametrize('text, ok', [
+    ('quiet dyndbg="file vfio* +p"', True),
+    ('', True),
+    ('quiet acpi_osi="Windows 2020', False),
+    ('"', False),
+])
+def test_check_balanced_quotes(text, ok):
+    if ok:
+        check_balanced_quotes(text, '/etc/kernel/cmdline line 1')
+        return
+    with pytest.raises(CmdlineError) as exc:
+        check_balanced_quotes(text, '/etc/kernel/cmdline line 1')
+    assert str(exc.value).startswith('/etc/kernel/cmdline line 1: unbalanced double quote in %r' % text)
+
+
+def test_split_args_treats_a_line_continuation_as_space():
+    pairs, trailing = split_args('quiet \\\nsplash')
+    assert pairs == [['', 'quiet'], [' \\\n', 'splash']]
+    assert trailing == ''
+
+
 @pytest.mark.parametrize('present, absent', [
     (['intel_iommu=on'], ['intel_iommu=off']),
     (['iommu=pt'], ['iommu=soft']),
@@ -142,6 +298,25 @@ def _request_or_none(present, absent):
         return None
 
 
+_INIT = st.sampled_from(['', ' --', ' -- single', ' -- quiet iommu=pt', ' -- intel_iommu=off --'])
+
+
+@settings(max_examples=300, deadline=None)
+@given(_LINE, _INIT, st.lists(_ARG, max_size=4), st.lists(_ARG, max_size=3))
+def test_init_arguments_survive_and_never_count(line, init, present, absent):
+    request = _request_or_none(present, absent)
+    if request is None:
+        return
+    after = edit_args(line + init, request)
+    tokens = [tok for _lead, tok in split_args(after)[0]]
+    init_tokens = init.split()
+    assert tokens[len(tokens) - len(init_tokens):] == init_tokens
+    assert after.rstrip().endswith(init.strip())
+    assert edit_args(after, request) == after
+    assert unmet_args(after, request) == []
+    assert unmet_args(line + init, request) == unmet_args(line, request)
+
+
 @settings(max_examples=300, deadline=None)
 @given(_LINE, st.lists(_ARG, max_size=4), st.lists(_ARG, max_size=3))
 def test_applying_twice_equals_applying_once(line, present, absent):
@@ -168,7 +343,7 @@ def test_unrelated_tokens_survive_in_order(line, present, absent):
 @settings(max_examples=300, deadline=None)
 @given(st.text(min_size=1, max_size=12))
 def test_any_forbidden_character_is_refused(arg):
-    if re.fullmatch(r'[A-Za-z0-9_.,:/=+@%-]+', arg) and not arg.startswith('='):
+    if re.fullmatch(r'[A-Za-z0-9_.,:/=+@%-]+', arg) and not arg.startswith('=') and arg != '--':
         validate_request([arg], [])
         return
     with pytest.raises(CmdlineError) as exc:
