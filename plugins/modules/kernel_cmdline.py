@@ -230,6 +230,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import (
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._files import atomic_write, file_diff, read_text, restore
 from ansible_collections.vfio.passthrough.plugins.module_utils._grub_default import GrubError, edit_grub_default
+from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import regeneration
 
 _C_LOCALE = {'LC_ALL': 'C', 'LANG': 'C'}
 
@@ -290,12 +291,11 @@ def _grub_config_stale(params, managed_by):
     return os.path.getmtime(params['grub_file']) > os.path.getmtime(params['grub_cfg'])
 
 
-def _apply_command(module, detection, tool):
-    if detection['managed_by'] == 'proxmox-boot-tool':
-        return [tool, 'refresh']
-    if detection['bootloader'] == 'grub':
-        return [module.get_bin_path('update-grub', required=True)]
-    return None
+def _apply_plan(module, detection):
+    """regeneration()'s plan for a boot change, with its commands resolved to binaries."""
+    plan = regeneration(True, False, detection['bootloader'], detection['managed_by'])
+    plan['commands'] = [[module.get_bin_path(argv[0], required=True)] + argv[1:] for argv in plan['commands']]
+    return plan
 
 
 def run_module():
@@ -350,7 +350,8 @@ def run_module():
         backup_file = atomic_write(module, path, new, mode=0o644, backup=params['backup'])
         if backup_file:
             result['backup_file'] = backup_file
-    command = _apply_command(module, detection, tool) if params['apply'] else None
+    plan = _apply_plan(module, detection) if params['apply'] else None
+    command = plan['commands'][0] if plan and plan['commands'] else None
     if command:
         result['command'] = command
         rc, out, err = module.run_command(command, environ_update=_C_LOCALE)
@@ -359,7 +360,7 @@ def run_module():
                 restore(module, path, old)
             module.fail_json(msg='%s failed (rc=%d); %s restored to its previous content'
                              % (' '.join(command), rc, path), rc=rc, stdout=out, stderr=err, **result)
-    elif params['apply'] and changed:
+    elif plan and plan['unrefreshed'] and changed:
         module.warn('%s changed but no proxmox-boot-tool is present to copy it to the ESPs; '
                     'run your boot loader\'s refresh before rebooting' % path)
     module.exit_json(**result)
