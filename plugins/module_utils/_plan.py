@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci_address import normalise_address
+
 __all__ = ['plan_passthrough', 'reboot_reasons', 'verify_passthrough', 'TROUBLESHOOTING']
 
-_ADDRESS = re.compile(r'^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$')
 _PCI_ID = re.compile(r'^[0-9a-f]{4}:[0-9a-f]{4}$')
 _BRIDGE_CLASS = '0604'
 
@@ -81,11 +82,23 @@ def _kernel_args(vendor, iommu_pt, acs_override, extra_present, extra_absent):
     return present, absent
 
 
-def _validate_inputs(devices, vfio_ids, errors):
-    for address in devices:
-        if not _ADDRESS.match(address):
-            errors.append('pcie_passthrough_devices: %r is not a PCI address like 0000:03:00.0 '
-                          '(domain:bus:slot.function, lowercase hex)' % address)
+def _expand_devices(typed, known, errors, notes):
+    """The canonical addresses of the devices as typed, and {typed: [addresses]} for those rewritten."""
+    devices, normalised = [], {}
+    for value in typed:
+        try:
+            addresses, note = normalise_address(value, known)
+        except ValueError as exc:
+            errors.append('pcie_passthrough_devices: %s' % exc)
+            continue
+        if note:
+            normalised[str(value)] = addresses
+            notes.append('pcie_passthrough_devices: %s' % note)
+        devices.extend(a for a in addresses if a not in devices)
+    return devices, normalised
+
+
+def _validate_inputs(vfio_ids, errors):
     for pci_id in vfio_ids:
         if not _PCI_ID.match(pci_id):
             errors.append('pcie_passthrough_vfio_ids: %r is not a vendor:device ID like 8086:10d3' % pci_id)
@@ -104,10 +117,10 @@ def plan_passthrough(facts, devices=(), vfio_ids=(), softdep_drivers=(), vendor=
                      kernel_args=(), kernel_args_absent=()):
     """Decide everything for one host. Returns a dict; ``errors`` non-empty means refuse."""
     errors, warnings, notes = [], [], []
-    devices = [a.lower() for a in devices]
-    vfio_ids = [i.lower() for i in vfio_ids]
-    _validate_inputs(devices, vfio_ids, errors)
     known = facts.get('devices') or {}
+    devices, normalised = _expand_devices(devices, known, errors, notes)
+    vfio_ids = [i.lower() for i in vfio_ids]
+    _validate_inputs(vfio_ids, errors)
 
     if vendor == 'auto':
         vendor = facts.get('vendor')
@@ -122,7 +135,7 @@ def plan_passthrough(facts, devices=(), vfio_ids=(), softdep_drivers=(), vendor=
     if acs_override and not acs_accept_risk:
         errors.append('pcie_passthrough_acs_override=%s refused: %s' % (acs_override, ACS_RISK))
 
-    missing = [a for a in devices if _ADDRESS.match(a) and a not in known]
+    missing = [a for a in devices if a not in known]
     for address in missing:
         errors.append('pcie_passthrough_devices: %s does not exist on this host (see lspci -D)' % address)
 
@@ -206,6 +219,7 @@ def plan_passthrough(facts, devices=(), vfio_ids=(), softdep_drivers=(), vendor=
         'override_drivers': override_drivers, 'softdeps': softdeps,
         'acs_override': acs_override if acs_accept_risk else '',
         'iommu_pt': bool(iommu_pt),
+        'normalised': normalised,
     }
 
 

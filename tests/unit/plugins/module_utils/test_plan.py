@@ -116,7 +116,11 @@ def test_no_acpi_table_is_refused_unless_vendor_forced(off):
 
 @pytest.mark.parametrize('request_, fragment', [
     ({'devices': ['0000:99:00.0']}, '0000:99:00.0 does not exist'),
-    ({'devices': ['03:00.0']}, "'03:00.0' is not a PCI address"),
+    # lspci's spelling is accepted (issue 12, class 10): this host has no 03:00.0
+    ({'devices': ['03:00.0']}, '0000:03:00.0 does not exist'),
+    ({'devices': ['03:00.8']}, "pcie_passthrough_devices: '03:00.8' is not a PCI address"),
+    ({'devices': ['0000:01:00.0 ']}, "pcie_passthrough_devices: '0000:01:00.0 ' is not a PCI address"),
+    ({'devices': ['03:00']}, "'03:00' names the whole device 0000:03:00, which has no function on this host"),
     ({'vfio_ids': ['10DE-1B80']}, "'10de-1b80' is not a vendor:device ID"),
     ({'acs_override': 'downstream,multifunction'}, 'peer-to-peer DMA'),
 ])
@@ -179,3 +183,32 @@ def test_converged_host_keeps_its_softdeps_and_hooks(tmp_path):
     assert plan['errors'] == []
     assert plan['by_address'] == ['0000:00:03.0'] and plan['override_drivers'] == ['e1000e']
     assert plan['vfio_ids'] == ['10de:1b80'] and plan['softdeps'] == ['nouveau']
+
+
+@pytest.mark.parametrize('typed', [
+    ['01:00'],                          # Proxmox hostpci: the whole device
+    ['01:00.0', '01:00.1'],             # lspci
+    ['0000:01:00.0', '01:00.1'],
+    ['0000:01:00.0', '0000:01:00.1'],
+])
+def test_typed_addresses_plan_exactly_like_canonical_ones(intel, typed):
+    canonical = plan_passthrough(intel, devices=['0000:01:00.0', '0000:01:00.1'])
+    plan = plan_passthrough(intel, devices=typed)
+    assert plan['errors'] == []
+    for key in ('bind', 'vfio_ids', 'by_address', 'softdeps', 'kernel_present', 'warnings'):
+        assert plan[key] == canonical[key]
+    rewritten = [t for t in typed if not t.startswith('0000:')]
+    assert sorted(plan['normalised']) == sorted(rewritten)
+    for value in rewritten:
+        assert any(n.startswith("pcie_passthrough_devices: '%s' means" % value) for n in plan['notes']), plan['notes']
+    assert canonical['normalised'] == {}
+
+
+def test_normalisations_are_returned_and_noted(intel):
+    plan = plan_passthrough(intel, devices=['01:00', '00:1F.6'])
+    assert plan['normalised'] == {'01:00': ['0000:01:00.0', '0000:01:00.1'], '00:1F.6': ['0000:00:1f.6']}
+    assert "pcie_passthrough_devices: '01:00' means every function of device 0000:01:00: 0000:01:00.0, 0000:01:00.1" \
+        in plan['notes']
+    assert "pcie_passthrough_devices: '00:1F.6' means 0000:00:1f.6" in plan['notes']
+    # and the management NIC, however it was typed, is still refused
+    assert any(e.startswith('0000:00:1f.6 [8086:15bb]') and 'host-critical' in e for e in plan['errors'])
