@@ -18,6 +18,11 @@ VENV := .venv
 REQUIREMENTS := $(sort $(wildcard requirements/*.txt))
 REQUIREMENTS_HASH := $(shell cat $(REQUIREMENTS) | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.requirements-$(REQUIREMENTS_HASH)
+# The package stage also runs on ansible-core 2.18 (requires_ansible admits it), from a
+# second, small venv holding only what tests/packaging needs; same stamp scheme.
+VENV_218 := .venv-2.18
+REQUIREMENTS_218 := requirements/ansible-core-2.18/packaging.txt
+STAMP_218 := $(VENV_218)/.requirements-$(shell sha256sum $(REQUIREMENTS_218) | cut -c1-16)
 # Run a command with the venv first on PATH (no global export: $(PYTHON) must
 # keep naming the interpreter the venv is built from).
 IN_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
@@ -28,26 +33,27 @@ export NO_COLOR := 1
 export ANSIBLE_NOCOLOR := 1
 endif
 
-.PHONY: help venv test test-fast test-molecule test-vm demo bench units sanity lint docs package clean
+.PHONY: help venv test test-fast test-molecule test-vm demo bench units sanity lint docs package package-2.18 clean
 
 help:
-	@echo 'make demo       boot a local VM with an emulated Intel IOMMU and run the role against it'
+	@echo 'make demo       boot a local Debian 13 VM with an emulated Intel IOMMU and run the role against it (DEMO_SUITE=bookworm: Debian 12)'
 	@echo 'make bench      benchmark against the guide'"'"'s playbooks -> bench/results.md (root, ~35 min; BENCH_ARGS=--quick)'
 	@echo 'make test       everything: test-fast + test-molecule + test-vm (the one command CI runs)'
 	@echo 'make test-fast  units + ansible-test sanity + ansible-lint + ansible-doc of every module + package'
 	@echo 'make test-molecule  molecule container scenarios (tools/molecule.sh; root, podman)'
-	@echo 'make test-vm    real-kernel scenarios in QEMU guests (root; builds the VM image once)'
+	@echo 'make test-vm    real-kernel scenarios in QEMU guests, Debian 13 and 12 (root; builds the VM images once)'
 	@echo 'make units      pytest tests/unit'
 	@echo 'make sanity     ansible-test sanity (tools/sanity.sh)'
 	@echo 'make lint       ansible-lint --profile production'
 	@echo 'make docs       ansible-doc renders for every module'
 	@echo 'make package    galaxy build+install, ansible-builder create, antsibull-changelog (tests/packaging)'
+	@echo 'make package-2.18  the same tests on ansible-core 2.18 (.venv-2.18)'
 	@echo 'make venv       (re)build .venv from requirements/*.txt'
 	@echo 'make clean      remove .venv and test output'
 
 test: test-fast test-molecule test-vm
 
-test-fast: units sanity lint docs package
+test-fast: units sanity lint docs package package-2.18
 
 venv: $(STAMP)
 
@@ -55,6 +61,11 @@ $(STAMP):
 	@command -v $(PYTHON) >/dev/null || { echo "$(PYTHON) not found: install Python 3.11 or run make PYTHON=/path/to/python3.11" >&2; exit 1; }
 	rm -rf $(VENV)
 	$(TIMED) venv bash -c '$(PYTHON) -m venv $(VENV) && $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(addprefix -r ,$(REQUIREMENTS))'
+	touch $@
+
+$(STAMP_218):
+	rm -rf $(VENV_218)
+	$(TIMED) venv-2.18 bash -c '$(PYTHON) -m venv $(VENV_218) && $(VENV_218)/bin/python -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS_218)'
 	touch $@
 
 units: $(STAMP)
@@ -80,16 +91,22 @@ docs: $(STAMP)
 package: $(STAMP)
 	$(IN_VENV) $(TIMED) package python -m pytest -p no:cacheprovider tests/packaging
 
+package-2.18: $(STAMP_218)
+	PATH="$(CURDIR)/$(VENV_218)/bin:$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV_218)" \
+		$(TIMED) package-2.18 python -m pytest -p no:cacheprovider tests/packaging
+
 # tools/molecule.sh installs podman & co. itself and reuses .venv.
 test-molecule: $(STAMP)
 	$(IN_VENV) $(TIMED) molecule tools/molecule.sh
 
-# QEMU guests with an emulated IOMMU; tests/vm/build-image.sh installs qemu & co. itself.
+# QEMU guests with an emulated IOMMU, Debian 13 and 12; tests/vm/build-image.sh installs
+# qemu & co. itself. The demo is the same harness with one guest.
 test-vm: $(STAMP)
 	$(IN_VENV) $(TIMED) vm python -m pytest -s -p no:cacheprovider tests/vm/scenarios
 
+DEMO_SUITE ?= trixie
 demo: $(STAMP)
-	$(IN_VENV) python tools/demo.py
+	$(IN_VENV) python tests/vm/demo.py --suite $(DEMO_SUITE)
 
 # bench/requirements.txt (matplotlib, for the plot) goes into .venv here only: it is
 # not in requirements/, so the venv's stamp, and with it the test venv, stays as it is.
@@ -99,4 +116,4 @@ bench: $(STAMP)
 	$(IN_VENV) $(TIMED) bench python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) tests/output .pytest_cache .hypothesis
+	rm -rf $(VENV) $(VENV_218) tests/output .pytest_cache .hypothesis

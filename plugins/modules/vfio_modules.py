@@ -40,15 +40,13 @@ options:
   modules:
     description:
       - Modules to load at boot and put into the initramfs. C(-) and C(_) are equal.
-      - When not given, C(vfio), C(vfio_iommu_type1), C(vfio_pci), plus C(vfio_virqfd)
-        when any installed kernel under O(modules_dir) still ships it as a module
-        (Linux 6.2 folded it into C(vfio); Proxmox VE 8 kernels lack it, Debian 12's 6.1 has it).
+      - When not given, C(vfio), C(vfio_iommu_type1), C(vfio_pci).
+      - C(vfio_virqfd) is never listed by default. Linux 6.2 folded it into C(vfio) (Debian 13,
+        Proxmox VE 8 and 9 kernels), where listing it makes C(systemd-modules-load) log
+        C(Failed to find module); on Debian 12's 6.1 C(vfio_pci) pulls it in through modules.dep.
+        One file serves every installed kernel, so it must name only modules all of them have.
     type: list
     elements: str
-  modules_dir:
-    description: Where installed kernels keep their modules, one directory per kernel version.
-    type: path
-    default: /lib/modules
   ids:
     description:
       - PCI C(vendor:device) IDs (4 hex digits each) that C(vfio-pci) should claim.
@@ -233,25 +231,6 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import 
 
 OWNER = 'vfio_modules'
 BASE_MODULES = ['vfio', 'vfio_iommu_type1', 'vfio_pci']
-VIRQFD_FILES = ('vfio_virqfd.ko', 'vfio_virqfd.ko.xz', 'vfio_virqfd.ko.zst', 'vfio_virqfd.ko.gz')
-
-
-def kernels_with_virqfd(modules_dir):
-    """Kernel versions under ``modules_dir`` that still ship vfio_virqfd as a module."""
-    found = []
-    try:
-        versions = sorted(os.listdir(modules_dir))
-    except OSError:
-        return found
-    for version in versions:
-        top = os.path.join(modules_dir, version)
-        if not os.path.isdir(top):
-            continue
-        for _dirpath, _dirnames, filenames in os.walk(top):
-            if any(name in VIRQFD_FILES for name in filenames):
-                found.append(version)
-                break
-    return found
 
 
 def wanted_lines(module):
@@ -262,8 +241,6 @@ def wanted_lines(module):
         softdeps = check_module_names(params['softdeps'], 'softdep driver name')
         if params['modules'] is None:
             modules = list(BASE_MODULES)
-            if kernels_with_virqfd(params['modules_dir']):
-                modules.append('vfio_virqfd')
         else:
             modules = check_module_names(params['modules'])
     except ValueError as exc:
@@ -388,7 +365,6 @@ def main():
     module = AnsibleModule(
         argument_spec=dict(
             modules=dict(type='list', elements='str'),
-            modules_dir=dict(type='path', default='/lib/modules'),
             ids=dict(type='list', elements='str', default=[]),
             softdeps=dict(type='list', elements='str', default=[]),
             disable_vga=dict(type='bool', default=False),

@@ -1,45 +1,55 @@
 #!/usr/bin/env bash
-# Build the cached Debian 12 base images (intel, amd) for the QEMU test bed.
+# Build the cached Debian base images (intel, amd) for the QEMU test bed.
 #
-# Usage: tests/vm/build-image.sh [--force] [--fresh] [--prune] [--print-dir]
+# Usage: tests/vm/build-image.sh [--suite trixie|bookworm] [--force] [--fresh] [--prune] [--print-dir]
+#   --suite      Debian release: trixie (13, Proxmox VE 9's base; the default) or bookworm (12, VE 8's)
 #   --force      rebuild even if a complete image for this script's hash exists
 #   --fresh      also re-run debootstrap instead of reusing the cached root tarball
-#   --prune      delete image dirs built by other versions of this script
+#   --prune      delete image dirs of this suite built by other versions of this script
 #   --print-dir  only print the image dir this script version would produce, then exit
 #
-# Output: $VFIO_VM_CACHE/images/<key>/{intel.qcow2,amd.qcow2,id_ed25519,id_ed25519.pub,build-info.txt}
-# where <key> hashes this script, so editing the script forces a rebuild. The image dir
-# appears only through an atomic rename at the very end: if it exists, it is complete.
+# Output: $VFIO_VM_CACHE/images/<suite>-<key>/{intel.qcow2,amd.qcow2,id_ed25519,id_ed25519.pub,
+# build-info.txt} where <key> hashes this script, so editing the script forces a rebuild. The
+# image dir appears only through an atomic rename at the very end: if it exists, it is complete.
 set -euo pipefail
 
 CACHE=${VFIO_VM_CACHE:-/var/cache/vfio-passthrough-vm}
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
 KEY=$(sha256sum "$SELF" | cut -c1-16)
 IMAGES=$CACHE/images
-FINAL=$IMAGES/$KEY
-SUITE=bookworm
+SUITE=${VFIO_VM_SUITE:-trixie}
 DISK_SIZE=4G
 # Each flavour boots with its IOMMU switched off on purpose: the collection under test must
 # be what turns it on, so "before" shows an honest off state.
 declare -A FLAVOUR_ARG=([intel]="intel_iommu=off" [amd]="amd_iommu=off")
-INCLUDE=linux-image-amd64,grub-pc,openssh-server,python3,initramfs-tools,kmod,pciutils,systemd-sysv,udev,dbus,iproute2,sudo,zstd
-# debootstrap is 2-3.5 min of a build; its untouched result is kept as a tarball keyed by what
+INCLUDE=linux-image-amd64,grub-pc,openssh-server,python3,initramfs-tools,kmod,pciutils,systemd-sysv,udev,dbus,iproute2,sudo,zstd,lz4
+
+FORCE=0 PRUNE=0 FRESH=0 PRINT_DIR=0
+args=("$@")
+while (($#)); do
+    case $1 in
+        --suite) (($# >= 2)) || { echo "build-image.sh: --suite needs a value" >&2; exit 2; }; SUITE=$2; shift ;;
+        --suite=*) SUITE=${1#--suite=} ;;
+        --force) FORCE=1 ;;
+        --prune) PRUNE=1 ;;
+        --fresh) FRESH=1 FORCE=1 ;;
+        --print-dir) PRINT_DIR=1 ;;
+        -h|--help) sed -n '2,13p' "$SELF"; exit 0 ;;
+        *) echo "build-image.sh: unknown argument: $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+case $SUITE in
+    trixie|bookworm) ;;
+    *) echo "build-image.sh: --suite must be trixie or bookworm, not '$SUITE'" >&2; exit 2 ;;
+esac
+FINAL=$IMAGES/$SUITE-$KEY
+[[ $PRINT_DIR -eq 1 ]] && { echo "$FINAL"; exit 0; }
+# debootstrap is 2-5 min of a build; its untouched result is kept as a tarball keyed by what
 # debootstrap was asked for, so editing the configuration below costs seconds, not minutes.
 # Older than this, it is rebuilt so the base picks up Debian's security updates.
 ROOTFS_MAX_AGE_DAYS=${VFIO_VM_ROOTFS_MAX_AGE_DAYS:-14}
 ROOTFS_TAR=$CACHE/rootfs-$(echo "$SUITE $INCLUDE" | sha256sum | cut -c1-16).tar
-
-FORCE=0 PRUNE=0 FRESH=0
-for arg in "$@"; do
-    case $arg in
-        --force) FORCE=1 ;;
-        --prune) PRUNE=1 ;;
-        --fresh) FRESH=1 FORCE=1 ;;
-        --print-dir) echo "$FINAL"; exit 0 ;;
-        -h|--help) sed -n '2,12p' "$SELF"; exit 0 ;;
-        *) echo "build-image.sh: unknown argument: $arg" >&2; exit 2 ;;
-    esac
-done
 
 log() { printf '[build-image %4ds] %s\n' "$SECONDS" "$*"; }
 die() { printf '[build-image %4ds] ERROR: %s\n' "$SECONDS" "$*" >&2; exit 1; }
@@ -49,20 +59,22 @@ die() { printf '[build-image %4ds] ERROR: %s\n' "$SECONDS" "$*" >&2; exit 1; }
 # Mounts live in a private mount namespace: whatever happens to this script, the kernel
 # drops them when it exits, and nothing leaks into (or propagates from) the host's mounts.
 if [[ -z ${VFIO_VM_BUILD_NS:-} ]]; then
-    exec unshare --mount --propagation private env VFIO_VM_BUILD_NS=1 "$SELF" "$@"
+    exec unshare --mount --propagation private env VFIO_VM_BUILD_NS=1 "$SELF" "${args[@]}"
 fi
 
-mkdir -p "$CACHE" "$IMAGES" "$CACHE/debs"
-# Two callers (e.g. parallel pytest workers) must not build the same image at once.
-exec 9>"$CACHE/.build.lock"
+DEBS=$CACHE/debs/$SUITE
+mkdir -p "$CACHE" "$IMAGES" "$DEBS"
+# Two callers (e.g. parallel pytest workers) must not build the same image at once; the two
+# suites share nothing but the cache root, so they may build side by side.
+exec 9>"$CACHE/.build-$SUITE.lock"
 if ! flock -n 9; then
-    log "another build holds $CACHE/.build.lock; waiting"
+    log "another build holds $CACHE/.build-$SUITE.lock; waiting"
     flock 9
 fi
 
 prune() {
     local d
-    for d in "$IMAGES"/*/; do
+    for d in "$IMAGES/$SUITE"-*/; do
         d=${d%/}
         [[ $d == "$FINAL" || ! -d $d ]] && continue
         log "pruning old image dir $d"
@@ -95,7 +107,7 @@ if ((${#need[@]})); then
 fi
 
 # --- build ---------------------------------------------------------------------------------
-WORK=$CACHE/build.$KEY.$$
+WORK=$CACHE/build.$SUITE-$KEY.$$
 RAW=$WORK/root.raw
 MNT=$WORK/mnt
 LOOP="" UUID_LINK=""
@@ -122,7 +134,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log "building image $KEY in $WORK (cache $CACHE)"
+log "building $SUITE image $KEY in $WORK (cache $CACHE)"
 mkdir -p "$WORK" "$MNT"
 
 # parted and friends call `udevadm settle`; the build host has no udev, and the resulting
@@ -158,8 +170,8 @@ if [[ $FRESH -eq 0 && -f $ROOTFS_TAR && -n $(find "$ROOTFS_TAR" -mtime -"$ROOTFS
     tar -C "$MNT" --numeric-owner --xattrs --xattrs-include='*' -xpf "$ROOTFS_TAR"
     log "unpacked in $((SECONDS - t0)) s"
 else
-    log "debootstrap $SUITE (deb cache $CACHE/debs; takes 2-3.5 min)"
-    debootstrap --cache-dir="$CACHE/debs" --include="$INCLUDE" "$SUITE" "$MNT" \
+    log "debootstrap $SUITE (deb cache $DEBS; takes 2-5 min)"
+    debootstrap --cache-dir="$DEBS" --include="$INCLUDE" "$SUITE" "$MNT" \
         >"$WORK/debootstrap.log" 2>&1 || { tail -n 30 "$WORK/debootstrap.log" >&2; die "debootstrap failed"; }
     log "debootstrap done in $((SECONDS - t0)) s; caching it as $ROOTFS_TAR"
     # Written aside and renamed: a half-written tarball must never look reusable.

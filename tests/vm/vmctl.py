@@ -2,8 +2,8 @@
 
 CLI (also importable: ``start()``, ``get()``, ``VM.ssh()``, ``VM.reboot()``, ``VM.stop()``)::
 
-    vmctl.py build                                  # build/verify the cached base images
-    vmctl.py start --flavour intel|amd [--nics N] [--name NAME] [--timeout S]
+    vmctl.py build [--suite trixie|bookworm]        # build/verify the cached base images
+    vmctl.py start --flavour intel|amd [--suite trixie|bookworm] [--nics N] [--name NAME] [--timeout S]
     vmctl.py wait-ssh NAME [--timeout S]
     vmctl.py ssh NAME -- 'cat /proc/cmdline'
     vmctl.py boot-id NAME
@@ -39,10 +39,14 @@ INVENTORY_TEMPLATE = HERE / "inventory.ini.tmpl"
 CACHE = Path(os.environ.get("VFIO_VM_CACHE", "/var/cache/vfio-passthrough-vm"))
 RUNS = CACHE / "runs"
 FLAVOURS = ("intel", "amd")
+# Debian 13 is Proxmox VE 9's base and the default; Debian 12 is VE 8's.
+SUITES = ("trixie", "bookworm")
+DEFAULT_SUITE = SUITES[0]
 MEMORY_MB = 1536
 SMP = 2
-# Under TCG on 2 shared cores a boot takes 30-40 s; leave room for a loaded machine.
-DEFAULT_BOOT_TIMEOUT = 300
+# Under TCG on 2 shared cores a Debian 12 boot takes 30-40 s, a Debian 13 one about 1.5x that,
+# and 3-5x both on a loaded machine (224-253 s measured): leave room.
+DEFAULT_BOOT_TIMEOUT = 600
 SSH_OPTS = [
     "-o", "StrictHostKeyChecking=no",
     "-o", "UserKnownHostsFile=/dev/null",
@@ -64,21 +68,27 @@ def log(msg: str) -> None:
 
 # --- image -----------------------------------------------------------------------------------
 
-def image_dir() -> Path:
-    """The image dir the current build script produces (the key is a hash of the script)."""
-    out = subprocess.run([str(BUILD_SCRIPT), "--print-dir"], check=True,
-                         capture_output=True, text=True)
+def check_suite(suite: str) -> str:
+    if suite not in SUITES:
+        raise VMError(f"suite must be one of {SUITES}, not {suite!r}")
+    return suite
+
+
+def image_dir(suite: str = DEFAULT_SUITE) -> Path:
+    """The image dir the current build script produces for a suite (the key hashes the script)."""
+    out = subprocess.run([str(BUILD_SCRIPT), "--suite", check_suite(suite), "--print-dir"],
+                         check=True, capture_output=True, text=True)
     return Path(out.stdout.strip())
 
 
-def ensure_image(build: bool = True) -> Path:
-    """Return the image dir, building it first if missing (a no-op when it is up to date)."""
-    d = image_dir()
+def ensure_image(build: bool = True, suite: str = DEFAULT_SUITE) -> Path:
+    """Return the suite's image dir, building it first if missing (a no-op when up to date)."""
+    d = image_dir(suite)
     if not d.is_dir():
         if not build:
-            raise VMError(f"no base image at {d}: run {BUILD_SCRIPT}")
-        log(f"base image missing, building it with {BUILD_SCRIPT} (2-3 min cold)")
-        subprocess.run([str(BUILD_SCRIPT)], check=True)
+            raise VMError(f"no base image at {d}: run {BUILD_SCRIPT} --suite {suite}")
+        log(f"{suite} base image missing, building it with {BUILD_SCRIPT} (3-6 min cold)")
+        subprocess.run([str(BUILD_SCRIPT), "--suite", suite], check=True)
         if not d.is_dir():
             raise VMError(f"{BUILD_SCRIPT} succeeded but {d} does not exist")
     return d
@@ -126,6 +136,7 @@ class VM:
     base: Path
     nics: int
     accel: str
+    suite: str = DEFAULT_SUITE
 
     # paths inside the run dir
     @property
@@ -345,20 +356,22 @@ def qemu_argv(vm: VM) -> list[str]:
 
 
 def start(flavour: str, nics: int = 1, name: str | None = None,
-          timeout: float = DEFAULT_BOOT_TIMEOUT, build: bool = True, wait: bool = True) -> VM:
-    """Boot a throw-away VM and (by default) wait for SSH. Returns the VM handle."""
+          timeout: float = DEFAULT_BOOT_TIMEOUT, build: bool = True, wait: bool = True,
+          suite: str = DEFAULT_SUITE) -> VM:
+    """Boot a throw-away VM of a Debian suite and (by default) wait for SSH. Returns the VM handle."""
     if flavour not in FLAVOURS:
         raise VMError(f"flavour must be one of {FLAVOURS}, not {flavour!r}")
+    check_suite(suite)
     if nics < 0:
         raise VMError(f"--nics must be >= 0, not {nics}")
-    name = name or f"{flavour}-{secrets.token_hex(3)}"
+    name = name or f"{suite}-{flavour}-{secrets.token_hex(3)}"
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,40}", name):
         raise VMError(f"bad VM name {name!r}: letters, digits, . _ - only, at most 41 chars")
     for tool in ("qemu-system-x86_64", "qemu-img", "ssh"):
         if shutil.which(tool) is None:
             raise VMError(f"{tool} not found: run {BUILD_SCRIPT}, it installs the host packages")
 
-    images = ensure_image(build)
+    images = ensure_image(build, suite)
     base = images / f"{flavour}.qcow2"
     accel, why = choose_accel()
     log(f"accelerator: {accel} ({why})")
@@ -371,7 +384,7 @@ def start(flavour: str, nics: int = 1, name: str | None = None,
         raise VMError(f"run dir {run_dir} exists: VM {name!r} is running or was not "
                       f"stopped; `vmctl.py stop {name}` first") from None
     vm = VM(name=name, flavour=flavour, run_dir=run_dir, port=0, key=images / "id_ed25519",
-            base=base, nics=nics, accel=accel)
+            base=base, nics=nics, accel=accel, suite=suite)
     try:
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base),
                         "-F", "qcow2", str(vm.overlay)], check=True)
@@ -392,7 +405,7 @@ def start(flavour: str, nics: int = 1, name: str | None = None,
         else:
             raise VMError("could not find a free SSH port for QEMU after 5 tries")
         vm.inventory_path.write_text(vm.inventory_text())
-        log(f"{name}: QEMU pid {vm.pid()}, {flavour} IOMMU, {nics} e1000e, SSH on "
+        log(f"{name}: QEMU pid {vm.pid()}, Debian {suite}, {flavour} IOMMU, {nics} e1000e, SSH on "
             f"127.0.0.1:{vm.port}, serial log {vm.serial_log}")
         if wait:
             vm.wait_ssh(timeout)
@@ -429,9 +442,11 @@ def all_vms() -> list[VM]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vmctl.py", description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("build", help="build or verify the cached base images")
+    p = sub.add_parser("build", help="build or verify the cached base images")
+    p.add_argument("--suite", default=DEFAULT_SUITE, choices=SUITES)
     p = sub.add_parser("start", help="boot a throw-away VM and wait for SSH")
     p.add_argument("--flavour", required=True, choices=FLAVOURS)
+    p.add_argument("--suite", default=DEFAULT_SUITE, choices=SUITES)
     p.add_argument("--nics", type=int, default=1, help="e1000e passthrough candidates (default 1)")
     p.add_argument("--name")
     p.add_argument("--timeout", type=float, default=DEFAULT_BOOT_TIMEOUT)
@@ -462,10 +477,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.cmd == "build":
-            print(ensure_image(True))
+            print(ensure_image(True, args.suite))
         elif args.cmd == "start":
             vm = start(args.flavour, args.nics, args.name, args.timeout,
-                       build=not args.no_build, wait=not args.no_wait)
+                       build=not args.no_build, wait=not args.no_wait, suite=args.suite)
             print(vm.name)
         elif args.cmd == "stop":
             if args.all == bool(args.names):
@@ -496,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "list":
             for vm in all_vms():
                 state = f"running pid {vm.pid()}" if vm.running() else "NOT RUNNING"
-                print(f"{vm.name}\t{vm.flavour}\t127.0.0.1:{vm.port}\t{state}\t{vm.run_dir}")
+                print(f"{vm.name}\t{vm.suite}\t{vm.flavour}\t127.0.0.1:{vm.port}\t{state}\t{vm.run_dir}")
     except (VMError, subprocess.CalledProcessError) as exc:
         log(f"ERROR: {exc}")
         return 1

@@ -117,10 +117,17 @@ def collections_path():
 
 @pytest.fixture(scope='session')
 def base_image():
-    started = time.monotonic()
-    image = vmctl.ensure_image(build=True)
-    say('base images ready in %.1f s (%s)' % (time.monotonic() - started, image))
-    return image
+    """ensure(suite): build a suite's images once per session, saying how long it took."""
+    ready = {}
+
+    def ensure(suite):
+        if suite not in ready:
+            started = time.monotonic()
+            ready[suite] = vmctl.ensure_image(build=True, suite=suite)
+            say('%s base images ready in %.1f s (%s)' % (suite, time.monotonic() - started, ready[suite]))
+        return ready[suite]
+
+    return ensure
 
 
 @pytest.fixture(scope='session')
@@ -151,23 +158,85 @@ def run_playbook(collections_path):
     return run
 
 
-def boot(flavour, nics=1, name=None):
+def boot(flavour, suite, nics=1, name=None):
     started = time.monotonic()
-    vm = vmctl.start(flavour, nics=nics, name=name)
+    vm = vmctl.start(flavour, nics=nics, name=name, suite=suite)
     seconds = time.monotonic() - started
-    say('%s: %s guest with %d e1000e up in %.1f s' % (vm.name, flavour, nics, seconds))
+    say('%s: Debian %s %s guest with %d e1000e up in %.1f s' % (vm.name, suite, flavour, nics, seconds))
     return Guest(vm, seconds)
 
 
 @pytest.fixture(scope='module')
 def guest_factory(base_image):
+    """make(flavour, suite, nics): boot a guest; every guest of the module stops at its end.
+
+    The machine has 2 cores and each TCG guest wants both: a module boots its guests
+    one after the other, and fixtures that share a guest across tests ask for it once.
+    """
     guests = []
 
-    def make(flavour, nics=1, name=None):
-        guest = boot(flavour, nics, name)
+    def make(flavour, suite, nics=1, name=None):
+        base_image(suite)
+        guest = boot(flavour, suite, nics, name)
         guests.append(guest)
         return guest
 
     yield make
     for guest in guests:
         guest.vm.stop(keep_logs=True)
+
+
+# What each Debian release brings, as found in the guests (issue 13); the scenarios assert it
+# so a base image that drifts to other versions shows up as a failure, not as a silent change.
+RELEASES = {
+    'trixie': {'kernel': r'^6\.12\.\d+\+deb13-amd64$', 'python': 'Python 3.13.', 'grub': '2.12',
+               'initramfs_tools': '0.148', 'virqfd_module': False},
+    'bookworm': {'kernel': r'^6\.1\.0-\d+-amd64$', 'python': 'Python 3.11.', 'grub': '2.06',
+                 'initramfs_tools': '0.142', 'virqfd_module': True},
+}
+IOMMU_LOG = re.compile(r'DMAR|AMD-Vi|iommu|IOMMU')
+
+
+def release_facts(guest):
+    """The versions RELEASES pins, read from the guest itself."""
+    return {
+        'kernel': guest.sh('uname -r').strip(),
+        'python': guest.sh('python3 --version').strip(),
+        'grub': guest.sh("dpkg-query -W -f '${Version}' grub-pc").strip(),
+        'initramfs_tools': guest.sh("dpkg-query -W -f '${Version}' initramfs-tools").strip(),
+        'etc_modules': guest.sh('test -f /etc/modules && readlink /etc/modules-load.d/modules.conf || true').strip(),
+    }
+
+
+def assert_release(facts, suite):
+    want = RELEASES[suite]
+    assert re.match(want['kernel'], facts['kernel']), facts
+    assert facts['python'].startswith(want['python']), facts
+    assert facts['grub'].startswith(want['grub']), facts
+    assert facts['initramfs_tools'].startswith(want['initramfs_tools']), facts
+
+
+def iommu_log_lines(guest):
+    return [line for line in guest.kernel_log().splitlines() if IOMMU_LOG.search(line)]
+
+
+def assert_vfio_modules_load(guest, suite):
+    """The modules-load.d file loads cleanly on this kernel, with vfio_virqfd as the kernel has it.
+
+    vfio_virqfd is a module on 6.1 (vfio_pci pulls it in through modules.dep) and built into
+    vfio from 6.2 (CONFIG_VFIO_VIRQFD=y on 6.12): listed, it makes systemd-modules-load log
+    "Failed to find module" on Debian 13, so the role must never list it.
+    """
+    listed = guest.sh('cat /etc/modules-load.d/vfio-passthrough.conf')
+    assert 'vfio_virqfd' not in listed and 'vfio-virqfd' not in listed, listed
+    assert 'vfio_pci' in listed or 'vfio-pci' in listed, listed
+    assert guest.sh('systemctl is-active systemd-modules-load.service', check=False).strip() == 'active'
+    unit_log = guest.sh('journalctl -b -u systemd-modules-load.service --no-pager -q')
+    assert 'Failed to find module' not in unit_log, unit_log
+    for module in ('vfio', 'vfio_iommu_type1', 'vfio_pci'):
+        assert guest.sh('test -d /sys/module/%s && echo loaded || true' % module).strip() == 'loaded', module
+    virqfd = guest.sh('test -d /sys/module/vfio_virqfd && echo loaded || true').strip() == 'loaded'
+    assert virqfd == RELEASES[suite]['virqfd_module'], (suite, virqfd)
+    if not RELEASES[suite]['virqfd_module']:
+        config = guest.sh('grep -h "^CONFIG_VFIO_VIRQFD=" /boot/config-$(uname -r) || true').strip()
+        assert config == 'CONFIG_VFIO_VIRQFD=y', config

@@ -1,7 +1,9 @@
 """`make demo`: the collection's main job on a local VM with an emulated Intel IOMMU.
 
-A newcomer has no spare Proxmox host, so this boots a Debian 12 guest (real
-kernel, real GRUB) whose IOMMU is switched off by `intel_iommu=off`, shows the
+A newcomer has no spare Proxmox host, so this boots a Debian 13 guest (Proxmox
+VE 9's base; `--suite bookworm`, or `make demo DEMO_SUITE=bookworm`, boots
+Debian 12, VE 8's) with a real kernel and real GRUB, whose IOMMU is switched
+off by `intel_iommu=off`, shows the
 "before" report, runs playbooks/passthrough.yml to pass its e1000e NIC through
 (the role edits GRUB, the VFIO modules and the initramfs, reboots the guest
 once and verifies), shows the "after" report, and stops the guest.
@@ -9,16 +11,18 @@ once and verifies), shows the "after" report, and stops the guest.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / 'tests' / 'vm'))
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+sys.path.insert(0, str(HERE))
 
-import vmctl  # noqa: E402
+import vmctl  # noqa: E402  (tests/vm is not a package)
 
 STARTED = time.monotonic()
 # Pages to open in a browser afterwards (ignored by git and by the galaxy build).
@@ -40,17 +44,26 @@ def playbook(name, inventory, *extra):
     return subprocess.run(argv, env=env, check=False).returncode
 
 
-def main():
-    step('Building or reusing the Debian 12 VM images (first time: about 2-4 minutes)')
-    vmctl.ensure_image(build=True)
-    step('Booting a guest with an emulated Intel IOMMU (q35, intel-iommu) and one e1000e NIC '
-         '(about 30-60 s under TCG)')
-    vm = vmctl.start('intel', nics=1, name='demo-%d' % os.getpid())
+RELEASES = {'trixie': 'Debian 13 (Proxmox VE 9)', 'bookworm': 'Debian 12 (Proxmox VE 8)'}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n', maxsplit=1)[0])
+    parser.add_argument('--suite', choices=vmctl.SUITES, default=vmctl.DEFAULT_SUITE,
+                        help='Debian release of the guest (default: %(default)s)')
+    suite = parser.parse_args(argv).suite
+    release = RELEASES[suite]
+    step('Building or reusing the %s VM images (first time: about 3-6 minutes)' % release)
+    vmctl.ensure_image(build=True, suite=suite)
+    step('Booting a %s guest with an emulated Intel IOMMU (q35, intel-iommu) and one e1000e NIC '
+         '(about 1-4 minutes under TCG)' % release)
+    vm = vmctl.start('intel', nics=1, name='demo-%d' % os.getpid(), suite=suite)
     try:
         inventory = ROOT / 'tests' / 'output' / 'demo.ini'
         inventory.parent.mkdir(parents=True, exist_ok=True)
         inventory.write_text(vmctl.render_inventory([vm]))
         nic = vm.ssh('lspci -D -n -d 8086:10d3 | cut -d" " -f1').stdout.split()[0]
+        print('guest kernel: %s' % vm.ssh('uname -r').stdout.strip())
         print('guest kernel command line: %s' % vm.ssh('cat /proc/cmdline').stdout.strip())
         print('passthrough candidate: %s (e1000e), management NIC: virtio-net' % nic)
 
@@ -59,7 +72,7 @@ def main():
             raise SystemExit('the report playbook failed')
 
         step('Running the role: kernel args in GRUB, VFIO modules, initramfs, one reboot, verify '
-             '(about 3-5 minutes under TCG)')
+             '(about 5-12 minutes under TCG)')
         before = vm.boot_id()
         rc = playbook('passthrough.yml', inventory, '-e', '{"pcie_passthrough_devices": ["%s"]}' % nic)
         if rc != 0:
