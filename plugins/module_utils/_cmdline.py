@@ -16,7 +16,7 @@ __all__ = [
     'CmdlineError', 'DEFAULT_MERGE', 'ArgRequest', 'validate_request', 'split_args',
     'arg_name', 'arg_value', 'same_name', 'edit_args', 'unmet_args', 'strip_boot_args',
     'kernel_tokens', 'kernel_args', 'last_value', 'effective_items', 'cmdline_vfio_ids',
-    'check_balanced_quotes', 'INIT_SEPARATOR',
+    'check_balanced_quotes', 'untouched_args', 'INIT_SEPARATOR',
 ]
 
 # Everything a kernel argument for IOMMU/VFIO work needs, and nothing a shell
@@ -233,6 +233,24 @@ def cmdline_vfio_ids(text):
     if value is None:
         return None
     return [item.strip('"').lower() for item in _items(value.strip('"'))]
+
+
+def untouched_args(line, request):
+    """What of ``line`` a request must leave alone, as a list: the kernel-part tokens
+    it does not name, the items of list-valued ones it neither names nor
+    contradicts (an admin's igfx_off), and init's part after '--'."""
+    names = {normalize_name(arg_name(arg)) for arg in request.present + request.absent}
+    pairs, _trailing = split_args(line)
+    end = _kernel_end(pairs)
+    kept = [tok for _lead, tok in pairs[:end] if normalize_name(arg_name(tok)) not in names]
+    for name in sorted(names):
+        if request.is_merge(name):
+            asked = {item for arg in request.present + request.absent
+                     if normalize_name(arg_name(arg)) == name for item in _items(arg_value(arg))}
+            exclusive = {_exclusive_key(item) for item in asked} - {None}
+            kept += ['%s:%s' % (name, item) for item in effective_items(line, name)
+                     if item not in asked and _exclusive_key(item) not in exclusive]
+    return kept + [tok for _lead, tok in pairs[end:]]
 
 
 def _render(pairs, trailing, separator=' '):

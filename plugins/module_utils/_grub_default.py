@@ -15,10 +15,11 @@ from __future__ import annotations
 import re
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import (
-    ArgRequest, edit_args, unmet_args,
+    ArgRequest, CmdlineError, check_balanced_quotes, edit_args, unmet_args, untouched_args,
 )
 
-__all__ = ['GrubError', 'CMDLINE_VARIABLES', 'find_assignments', 'edit_grub_default', 'effective_cmdline']
+__all__ = ['GrubError', 'CMDLINE_VARIABLES', 'find_assignments', 'edit_grub_default', 'effective_cmdline',
+           'judge_evaluation']
 
 CMDLINE_VARIABLES = ('GRUB_CMDLINE_LINUX', 'GRUB_CMDLINE_LINUX_DEFAULT')
 
@@ -56,43 +57,64 @@ def _scan_word(text, pos):
             if pos >= n:
                 raise GrubError('unterminated double quote')
             pos += 1
-        elif char.isspace() or char in ';&|)':
+        elif char == '`':
+            close = text.find('`', pos + 1)
+            if close < 0:
+                raise GrubError('unterminated backquote')
+            pos = close + 1
+        elif text.startswith('$(', pos):
+            depth, pos = 1, pos + 2
+            while pos < n and depth:
+                depth += {'(': 1, ')': -1}.get(text[pos], 0)
+                pos += 1
+            if depth:
+                raise GrubError('unterminated $(')
+        elif char.isspace() or char in ';&|()':
             return pos
         else:
             pos += 1
     return pos
 
 
+# Words after which the shell expects a command again, so an assignment may follow.
+_COMMAND_KEYWORDS = frozenset(('then', 'else', 'elif', 'do', 'if', 'while', 'until', '!', '{', 'in'))
+
+
 def find_assignments(text, names=None):
-    """Every top-level ``NAME=value`` in ``text``, in order (comments skipped)."""
+    """Every ``NAME=value`` at the start of a simple command, in order (comments skipped).
+
+    Also after ``;``, ``&&``, ``||``, ``then``, ``do``... and several on one line
+    (``A=1 B=2``). Whether the shell runs one (an ``if`` branch, an ``&&`` list)
+    is not decided here: the module lets /bin/sh judge the edited files.
+    """
     found = []
     pos, n = 0, len(text)
+    command_start = True
     while pos < n:
-        while pos < n and text[pos] in ' \t':
+        char = text[pos]
+        if char in ' \t':
             pos += 1
-        line_no = text.count('\n', 0, pos) + 1
-        match = _ASSIGN.match(text, pos)
-        if match and (names is None or match.group(1) in names):
+        elif char in '\n;&|()':
+            command_start = True
+            pos += 1
+        elif text.startswith('\\\n', pos):
+            pos += 2
+        elif char == '#' and (pos == 0 or text[pos - 1] in ' \t\n;&|()'):
+            newline = text.find('\n', pos)
+            pos = n if newline < 0 else newline
+        else:
+            line_no = text.count('\n', 0, pos) + 1
+            match = _ASSIGN.match(text, pos) if command_start else None
             try:
-                end = _scan_word(text, match.end())
+                end = _scan_word(text, match.end() if match else pos)
             except GrubError as exc:
                 raise GrubError('line %d: %s' % (line_no, exc))
-            found.append(Assignment(match.group(1), match.end(), end, line_no))
-            pos = end
-        # Skip the rest of the statement line, honouring quotes that span lines.
-        while pos < n and text[pos] != '\n':
-            if text[pos] == '#' and (pos == 0 or text[pos - 1].isspace()):
-                newline = text.find('\n', pos)
-                pos = n if newline < 0 else newline
-                break
-            if text[pos] in '\'"\\':
-                try:
-                    pos = _scan_word(text, pos)
-                except GrubError as exc:
-                    raise GrubError('line %d: %s' % (line_no, exc))
+            if match:
+                if names is None or match.group(1) in names:
+                    found.append(Assignment(match.group(1), match.end(), end, line_no))
             else:
-                pos += 1
-        pos += 1
+                command_start = command_start and text[pos:end] in _COMMAND_KEYWORDS
+            pos = max(end, pos + 1)
     return found
 
 
@@ -200,6 +222,10 @@ def edit_grub_default(text, request, variable='GRUB_CMDLINE_LINUX_DEFAULT', labe
         where = '%s line %d' % (label, item.line)
         raw = text[item.start:item.end]
         style, inner = _unquote_for_edit(raw, where)
+        try:
+            check_balanced_quotes(inner, '%s (%s)' % (where, _line_of(text, item.line)))
+        except CmdlineError as exc:
+            raise GrubError(str(exc))
         wanted = request if (target and item is target[-1]) else _only_absent(request)
         new_inner = edit_args(inner, wanted)
         if new_inner != inner:
@@ -231,4 +257,88 @@ def edit_grub_default(text, request, variable='GRUB_CMDLINE_LINUX_DEFAULT', labe
         culprits = sorted({src for var in CMDLINE_VARIABLES for src in assigned.get(var, []) if src != label})
         raise GrubError('drop-in %s overrides %s: the kernel line would be "%s" (%s); fix or remove the drop-in'
                         % (', '.join(culprits) or '(unknown)', variable, effective, '; '.join(unmet)))
-    return {'text': new_text, 'before': before, 'after': after, 'effective': effective}
+    line = target[-1].line if target else new_text.count('\n')
+    return {'text': new_text, 'before': before, 'after': after, 'effective': effective, 'line': line}
+
+
+def _line_of(text, number):
+    lines = text.split('\n')
+    return lines[number - 1] if 0 < number <= len(lines) else ''
+
+
+_MENTION = re.compile(r'\bGRUB_CMDLINE_LINUX(?:_DEFAULT)?\b')
+
+
+def _mentions(text, skip_line=None):
+    """Line numbers that name a GRUB_CMDLINE_* variable outside a comment."""
+    return [number for number, line in enumerate((text or '').split('\n'), 1)
+            if number != skip_line and not line.lstrip().startswith('#') and _MENTION.search(line)]
+
+
+def _joined(linux, default):
+    return ' '.join(v for v in (linux, default) if v)
+
+
+def _check_complete(evaluation, errors, what):
+    if evaluation['syntax_error']:
+        raise GrubError('%s: /bin/sh -n finds a syntax error%s, so grub-mkconfig would fail there: %s'
+                        % (evaluation['syntax_error'], what, (errors or '').strip() or 'see sh -n'))
+    if not evaluation['complete']:
+        culprit = evaluation['stopped_in'] or '(before the first file)'
+        raise GrubError('%s: sourcing it as grub-mkconfig does (set -e) ends the shell early%s, so update-grub '
+                        'would fail: %s' % (culprit, what, (errors or '').strip() or 'no message'))
+
+
+def _last_changer(files):
+    """The file that set the final GRUB_CMDLINE_* values (the last one that changed them)."""
+    previous, changer = ('', ''), None
+    for path, linux, default in files:
+        if (linux, default) != previous:
+            changer = path
+        previous = (linux, default)
+    return changer
+
+
+def judge_evaluation(request, before, after, label, text, line, variable='GRUB_CMDLINE_LINUX_DEFAULT',
+                     dropins=(), errors_before='', errors_after=''):
+    """Decide from what /bin/sh computed whether the edited files do what was asked.
+
+    ``before``/``after`` are parse_eval_output() results for the files as they
+    are and with the candidate ``text`` in place of ``label``; ``line`` is the
+    line the edit went into. Returns the effective line (both variables, as
+    10_linux joins them). Raises GrubError naming the file and line when the
+    shell would not give the kernel the requested arguments, or would lose an
+    argument the request does not name.
+    """
+    _check_complete(before, errors_before, '')
+    _check_complete(after, errors_after, ' after the edit')
+    final = after['files'][-1][1:] if after['files'] else ('', '')
+    changer = _last_changer(after['files']) or label
+    for name, value in zip(CMDLINE_VARIABLES, final):
+        try:
+            check_balanced_quotes(value, '%s as /bin/sh computes it after %s' % (name, changer))
+        except CmdlineError as exc:
+            raise GrubError(str(exc))
+    effective = _joined(*final)
+    sources = dict(dropins)
+    unmet = unmet_args(effective, request)
+    if unmet:
+        if changer != label:
+            where = _mentions(sources.get(changer))
+            raise GrubError('drop-in %s%s overrides %s: /bin/sh computes the kernel line "%s" (%s); fix or remove '
+                            'the drop-in' % (changer, ' line %s' % ', '.join(map(str, where)) if where else '',
+                                             variable, effective, '; '.join(unmet)))
+        others = _mentions(text, skip_line=line)
+        raise GrubError('%s line %d: the edit of %s there does not reach the kernel: /bin/sh computes "%s" (%s)%s; '
+                        'an if/case branch, unset, && or || list, a later assignment or a computed value decides '
+                        'it: edit the file by hand'
+                        % (label, line, variable, effective, '; '.join(unmet),
+                           '; line %s also set or use GRUB_CMDLINE_*' % ', '.join(map(str, others)) if others else ''))
+    before_line = _joined(*(before['files'][-1][1:] if before['files'] else ('', '')))
+    lost = untouched_args(before_line, request)
+    kept = untouched_args(effective, request)
+    if lost != kept:
+        raise GrubError('%s line %d: after the edit /bin/sh computes "%s" from "%s": arguments the request does not '
+                        'name would change (%s -> %s); edit the file by hand'
+                        % (label, line, effective, before_line, ' '.join(lost) or '(none)', ' '.join(kept) or '(none)'))
+    return effective

@@ -226,10 +226,15 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._bootloader import BootloaderError, detect_bootloader
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import (
-    DEFAULT_MERGE, CmdlineError, edit_args, strip_boot_args, unmet_args, validate_request,
+    DEFAULT_MERGE, CmdlineError, check_balanced_quotes, edit_args, strip_boot_args, unmet_args, validate_request,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._files import atomic_write, file_diff, read_text, restore
-from ansible_collections.vfio.passthrough.plugins.module_utils._grub_default import GrubError, edit_grub_default
+from ansible_collections.vfio.passthrough.plugins.module_utils._grub_default import (
+    GrubError, edit_grub_default, judge_evaluation,
+)
+from ansible_collections.vfio.passthrough.plugins.module_utils._grub_shell import (
+    ENV, SH, build_eval_script, parse_eval_output,
+)
 from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import regeneration
 
 _C_LOCALE = {'LC_ALL': 'C', 'LANG': 'C'}
@@ -253,20 +258,48 @@ def _detect(module):
         module.fail_json(msg='cannot detect the boot loader: %s' % exc)
 
 
+def _sh_evaluate(module, default_file, label):
+    """What /bin/sh computes from ``default_file`` (standing for ``label``) and the drop-ins."""
+    script = build_eval_script(default_file, module.params['grub_file'] + '.d', label)
+    env = module.get_bin_path('env', required=True)
+    rc, out, err = module.run_command([env, '-i'] + list(ENV) + [SH, '-c', script])
+    return parse_eval_output(out), '%s (sh exit status %d)' % ((err or '').strip().replace(default_file, label), rc)
+
+
+def _candidate_copy(module, text):
+    # The candidate is judged from a copy in the module's own temporary directory:
+    # the real file is written only once the shell has accepted it.
+    path = os.path.join(module.tmpdir, 'grub.candidate')
+    with open(path, 'wb') as handle:
+        handle.write(text.encode('utf-8', 'surrogateescape'))
+    return path
+
+
 def _plan_grub(module, request):
     params = module.params
-    old = read_text(params['grub_file'])
+    path = params['grub_file']
+    old = read_text(path)
     if old is None:
-        module.fail_json(msg='%s does not exist; is GRUB installed?' % params['grub_file'])
+        module.fail_json(msg='%s does not exist; is GRUB installed?' % path)
     dropins = []
-    for path in sorted(glob.glob(params['grub_file'] + '.d/*.cfg')):
-        dropins.append((path, read_text(path) or ''))
+    for dropin in sorted(glob.glob(path + '.d/*.cfg')):
+        dropins.append((dropin, read_text(dropin) or ''))
     try:
-        result = edit_grub_default(old, request, params['grub_variable'], params['grub_file'], dropins)
+        # The drop-ins are judged by /bin/sh below, which sees their if/unset/&& forms.
+        result = edit_grub_default(old, request, params['grub_variable'], path)
+        before, errors_before = _sh_evaluate(module, path, path)
+        if result['text'] == old:
+            after, errors_after = before, errors_before
+        else:
+            after, errors_after = _sh_evaluate(module, _candidate_copy(module, result['text']), path)
+        effective = judge_evaluation(request, before, after, path, result['text'], result['line'],
+                                     params['grub_variable'], dropins, errors_before, errors_after)
     except GrubError as exc:
-        module.fail_json(msg=str(exc), path=params['grub_file'])
-    return params['grub_file'], old, result['text'], {
-        'before': result['before'], 'after': result['after'], 'effective': result['effective']}
+        module.fail_json(msg=str(exc), path=path)
+    final = after['files'][-1][1:] if after['files'] else ('', '')
+    return path, old, result['text'], {
+        'before': result['before'], 'after': result['after'], 'effective': effective,
+        'evaluated': dict(zip(('GRUB_CMDLINE_LINUX', 'GRUB_CMDLINE_LINUX_DEFAULT'), final))}
 
 
 def _plan_systemd_boot(module, request, running):
@@ -279,6 +312,10 @@ def _plan_systemd_boot(module, request, running):
     else:
         line, _newline, rest = old.partition('\n')
         before = line
+    try:
+        check_balanced_quotes(line, '%s line 1' % path)
+    except CmdlineError as exc:
+        module.fail_json(msg=str(exc), path=path)
     after = edit_args(line, request)
     if old is not None and after == line:
         return path, old, old, {'before': before, 'after': after}
