@@ -21,10 +21,17 @@ description:
     whitespace and newlines in an argument are refused.
   - For GRUB, the last uncommented assignment of O(grub_variable) is edited (the one the shell keeps),
     its quoting style kept. Arguments in O(absent) are removed from every assignment of both
-    C(GRUB_CMDLINE_LINUX) and C(GRUB_CMDLINE_LINUX_DEFAULT), because the kernel sees both. Before
-    writing, the effective line is computed as C(grub-mkconfig) would, including the drop-ins
-    C(<grub_file>.d/*.cfg); if a drop-in would undo the request, nothing is written and the
-    drop-in is named.
+    C(GRUB_CMDLINE_LINUX) and C(GRUB_CMDLINE_LINUX_DEFAULT), because the kernel sees both.
+  - The GRUB files are shell scripts, and C(/bin/sh) judges every edit. Before writing, the
+    edited text (from a temporary copy) and the drop-ins C(<grub_file>.d/*.cfg) are sourced as
+    C(grub-mkconfig) does (C(set -e), same order, clean environment, after C(sh -n) of each
+    file); unless the shell then computes the requested arguments and every other argument as
+    before, nothing is written and the file and line are named (an C(if) branch not taken,
+    C(unset), a drop-in overriding the variable, a syntax error, a command that would stop
+    C(grub-mkconfig)). RV(effective) is what the shell computed.
+  - Arguments go before a bare C(--) (everything after it is for init); an argument only after
+    C(--) does not count as set. An unbalanced double quote in the edited value is refused with
+    the line quoted.
   - If regenerating the boot configuration fails, the previous file is restored byte for byte.
 author:
   - vfio.passthrough developers (!UNKNOWN)
@@ -59,9 +66,11 @@ options:
     default: [intel_iommu, pcie_acs_override]
   bootloader:
     description:
-      - Which file to edit. V(auto) follows C(proxmox-boot-tool) - no O(uuids_file) means plain
-        GRUB; ESPs "configured with uefi" mean systemd-boot; "configured with grub" mean GRUB kept
-        in sync by C(proxmox-boot-tool).
+      - Which file to edit. V(auto) follows C(proxmox-boot-tool status) - no O(uuids_file) (or the
+        tool's exit code 2, "does not exist") means plain GRUB; ESPs "configured with uefi" mean
+        systemd-boot; "configured with grub" mean GRUB kept in sync by C(proxmox-boot-tool); ESPs
+        configured with both mean both files are edited. Installed packages, the presence of
+        C(/etc/kernel/cmdline) and C(root=ZFS) are not signals.
     type: str
     choices: [auto, grub, systemd-boot]
     default: auto
@@ -108,7 +117,10 @@ options:
 attributes:
   check_mode:
     support: full
-    details: Reads the files and, when O(bootloader=auto), runs C(proxmox-boot-tool status); writes and runs nothing else.
+    details:
+      - Reads the files and, when O(bootloader=auto), runs C(proxmox-boot-tool status); for GRUB it runs
+        C(/bin/sh) to source the default file (a candidate copy in the module's temporary directory) and
+        its drop-ins as C(grub-mkconfig) does. Writes nothing and runs nothing else.
   diff_mode:
     support: full
   platform:
@@ -149,8 +161,25 @@ bootloader:
   returned: always
   type: str
   sample: grub
+bootloaders:
+  description: Every boot loader whose file is edited (both when the ESPs hold GRUB and systemd-boot).
+  returned: always
+  type: list
+  elements: str
+  sample: [grub]
+esps:
+  description: Per ESP UUID, what C(proxmox-boot-tool status) says it is configured with (empty without the tool).
+  returned: always
+  type: dict
+  sample: {"5A1B-2C3D": [uefi]}
+edits:
+  description: Per edited file its path, C(before) and C(after), when more than one boot loader is edited.
+  returned: when bootloaders has two entries
+  type: list
+  elements: dict
+  sample: [{path: /etc/default/grub, before: quiet, after: quiet iommu=pt}]
 bootloader_reason:
-  description: Why that boot loader was chosen.
+  description: Why that boot loader was chosen (the status lines or the missing ESP list).
   returned: always
   type: str
   sample: "no /etc/kernel/proxmox-boot-uuids: plain GRUB from /boot"
@@ -181,7 +210,7 @@ after:
   type: str
   sample: quiet intel_iommu=on iommu=pt
 effective:
-  description: For GRUB, the default entry's line as grub-mkconfig computes it (both variables, drop-ins included).
+  description: For GRUB, the default entry's arguments as C(/bin/sh) computes them from the edited files the way grub-mkconfig sources them (both variables, drop-ins included).
   returned: when bootloader is grub
   type: str
   sample: console=ttyS0,115200n8 quiet intel_iommu=on iommu=pt
@@ -212,6 +241,11 @@ command:
   type: list
   elements: str
   sample: [/usr/sbin/update-grub]
+evaluated:
+  description: For GRUB, C(GRUB_CMDLINE_LINUX) and C(GRUB_CMDLINE_LINUX_DEFAULT) as C(/bin/sh) computes them after the edit.
+  returned: when bootloader is grub
+  type: dict
+  sample: {GRUB_CMDLINE_LINUX: "", GRUB_CMDLINE_LINUX_DEFAULT: quiet intel_iommu=on iommu=pt}
 backup_file:
   description: The backup made by O(backup).
   returned: when a backup was made
@@ -250,8 +284,8 @@ def _detect(module):
         status_out = out + err
     if params['bootloader'] != 'auto':
         managed = 'proxmox-boot-tool' if uuids_present and tool else None
-        return {'bootloader': params['bootloader'], 'managed_by': managed,
-                'reason': 'set by the bootloader option'}, tool
+        return {'bootloader': params['bootloader'], 'bootloaders': [params['bootloader']], 'managed_by': managed,
+                'reason': 'set by the bootloader option', 'esps': {}, 'booted': None}, tool
     try:
         return detect_bootloader(uuids_present, status_out, status_rc if tool else None), tool
     except BootloaderError as exc:
@@ -364,39 +398,44 @@ def run_module():
     running_raw = read_text(params['proc_cmdline'])
     running = running_raw.strip() if running_raw is not None else None
 
-    if detection['bootloader'] == 'grub':
-        path, old, new, values = _plan_grub(module, request)
-    else:
-        path, old, new, values = _plan_systemd_boot(module, request, running)
-
-    changed = new != old
-    stale = detection['bootloader'] == 'grub' and not changed and _grub_config_stale(params, detection['managed_by'])
+    # A host whose ESPs hold both GRUB and systemd-boot gets both files edited:
+    # whichever the firmware starts then finds the arguments.
+    plans = [_plan_grub(module, request) if loader == 'grub' else _plan_systemd_boot(module, request, running)
+             for loader in detection['bootloaders']]
+    path, _old, _new, values = plans[0]
+    changes = [(p_path, p_old, p_new) for p_path, p_old, p_new, _values in plans if p_new != p_old]
+    changed = bool(changes)
+    stale = 'grub' in detection['bootloaders'] and not changed and _grub_config_stale(params, detection['managed_by'])
     unmet = unmet_args(running, request) if running is not None else ['running command line unknown']
     result = dict(
         changed=changed or (stale and params['apply']),
-        bootloader=detection['bootloader'], bootloader_reason=detection['reason'],
-        managed_by=detection['managed_by'], path=path, files_changed=[path] if changed else [], running=running, unmet=unmet,
+        bootloader=detection['bootloader'], bootloaders=detection['bootloaders'], bootloader_reason=detection['reason'],
+        esps=detection['esps'], managed_by=detection['managed_by'], path=path,
+        files_changed=[item[0] for item in changes], running=running, unmet=unmet,
         reboot_required=bool(unmet), stale_boot_config=stale, command=None, **values)
+    if len(plans) > 1:
+        result['edits'] = [dict(path=p_path, **p_values) for p_path, _old, _new, p_values in plans]
     if module._diff:
-        result['diff'] = [file_diff(path, old, new)] if changed else []
+        result['diff'] = [file_diff(*item) for item in changes]
 
     if module.check_mode or not result['changed']:
         module.exit_json(**result)
 
-    if changed:
-        backup_file = atomic_write(module, path, new, mode=0o644, backup=params['backup'])
+    for c_path, _old, c_new in changes:
+        backup_file = atomic_write(module, c_path, c_new, mode=0o644, backup=params['backup'])
         if backup_file:
-            result['backup_file'] = backup_file
+            result.setdefault('backup_file', backup_file)
     plan = _apply_plan(module, detection) if params['apply'] else None
     command = plan['commands'][0] if plan and plan['commands'] else None
     if command:
         result['command'] = command
         rc, out, err = module.run_command(command, environ_update=_C_LOCALE)
         if rc != 0:
-            if changed:
-                restore(module, path, old)
+            for c_path, c_old, _new in changes:
+                restore(module, c_path, c_old)
             module.fail_json(msg='%s failed (rc=%d); %s restored to its previous content'
-                             % (' '.join(command), rc, path), rc=rc, stdout=out, stderr=err, **result)
+                             % (' '.join(command), rc, ', '.join(item[0] for item in changes) or path),
+                             rc=rc, stdout=out, stderr=err, **result)
     elif plan and plan['unrefreshed'] and changed:
         module.warn('%s changed but no proxmox-boot-tool is present to copy it to the ESPs; '
                     'run your boot loader\'s refresh before rebooting' % path)

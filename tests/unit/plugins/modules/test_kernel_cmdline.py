@@ -219,3 +219,75 @@ def test_diff_only_when_asked(host):
     assert 'diff' not in run_module(kernel_cmdline.main, host.args(), check_mode=True)
     assert hashlib.sha256(host.grub.read_bytes()).hexdigest() == hashlib.sha256(
         b'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n').hexdigest()
+
+
+BOTH_STATUS = ('System currently booted with uefi\n'
+               '5A1B-2C3D is configured with: uefi (versions: 6.14.8-2-pve), grub (versions: 6.14.8-2-pve)\n')
+
+
+def test_esps_with_grub_and_systemd_boot_get_both_files_edited(host):
+    host.proxmox_boot_tool(BOTH_STATUS)
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n')
+    host.cmdline.write_text('root=ZFS=rpool/ROOT/pve-1 boot=zfs\n')
+    result = run_module(kernel_cmdline.main, host.args(), diff=True)
+    assert result['bootloaders'] == ['grub', 'systemd-boot']
+    assert result['esps'] == {'5A1B-2C3D': ['uefi', 'grub']}
+    assert 'both are edited' in result['bootloader_reason']
+    assert result['files_changed'] == [str(host.grub), str(host.cmdline)]
+    assert host.grub.read_text() == 'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"\n'
+    assert host.cmdline.read_text() == 'root=ZFS=rpool/ROOT/pve-1 boot=zfs intel_iommu=on iommu=pt\n'
+    assert [d['after_header'] for d in result['diff']] == [str(host.grub), str(host.cmdline)]
+    assert host.calls() == ['proxmox-boot-tool status', 'proxmox-boot-tool refresh']
+    assert run_module(kernel_cmdline.main, host.args())['changed'] is False
+
+
+def test_failed_refresh_restores_both_files(host):
+    host.proxmox_boot_tool(BOTH_STATUS)
+    host.stub('proxmox-boot-tool', 'if [ "$1" = status ]; then cat <<"EOS"\n%sEOS\nexit 0\nfi' % BOTH_STATUS, rc=1)
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n')
+    host.cmdline.write_text('root=ZFS=rpool/ROOT/pve-1 boot=zfs\n')
+    before = {k: (v[0], v[3]) for k, v in host.snapshot().items() if k != 'calls.log'}
+    result = run_module(kernel_cmdline.main, host.args())
+    assert result['failed'] is True and 'restored' in result['msg']
+    assert {k: (v[0], v[3]) for k, v in host.snapshot().items() if k != 'calls.log'} == before
+
+
+@pytest.mark.parametrize('status, rc, bootloader', [
+    # Exit 2 "does not exist": plain GRUB, whatever /etc/kernel/cmdline says (root=ZFS is no signal).
+    ('E: /etc/kernel/proxmox-boot-uuids does not exist.\n', 2, 'grub'),
+    (UEFI_STATUS, 0, 'systemd-boot'),
+])
+def test_cmdline_file_and_root_zfs_are_no_signal(host, status, rc, bootloader):
+    host.uuids.parent.mkdir(parents=True, exist_ok=True)
+    host.uuids.write_text('5A1B-2C3D\n')
+    host.stub('proxmox-boot-tool', 'if [ "$1" = status ]; then cat >&2 <<"EOS"\n%sEOS\nexit %d\nfi' % (status, rc))
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n')
+    host.cmdline.write_text('root=ZFS=rpool/ROOT/pve-1 boot=zfs\n')
+    result = run_module(kernel_cmdline.main, host.args(), check_mode=True)
+    assert result['bootloader'] == bootloader, result
+    assert result['path'] == str(host.grub if bootloader == 'grub' else host.cmdline)
+
+
+@pytest.mark.parametrize('text', ['root=ZFS=rpool/ROOT/pve-1 acpi_osi="Windows 2020\n',
+                                  'root=/dev/sda1 "\n'])
+def test_unbalanced_quote_in_kernel_cmdline_is_refused_with_the_line(host, text):
+    host.proxmox_boot_tool(UEFI_STATUS)
+    host.cmdline.write_text(text)
+    before = {k: v for k, v in host.snapshot().items() if k != 'calls.log'}
+    result = run_module(kernel_cmdline.main, host.args())
+    assert result['failed'] is True
+    assert result['msg'].startswith('%s line 1: unbalanced double quote in %r' % (host.cmdline, text.rstrip('\n')))
+    assert {k: v for k, v in host.snapshot().items() if k != 'calls.log'} == before
+
+
+@pytest.mark.parametrize('line, expected', [
+    ('root=ZFS=rpool/ROOT/pve-1 boot=zfs -- single\n', 'root=ZFS=rpool/ROOT/pve-1 boot=zfs intel_iommu=on iommu=pt -- single\n'),
+    ('root=/dev/sda1 -- intel_iommu=on iommu=pt\n', 'root=/dev/sda1 intel_iommu=on iommu=pt -- intel_iommu=on iommu=pt\n'),
+])
+def test_systemd_boot_args_go_before_init_separator(host, line, expected):
+    host.proxmox_boot_tool(UEFI_STATUS)
+    host.cmdline.write_text(line)
+    host.proc.write_text('initrd=\\EFI\\proxmox\\6.8\\initrd.img-6.8 ' + expected.replace('intel_iommu=on iommu=pt --', '--'))
+    result = run_module(kernel_cmdline.main, host.args())
+    assert host.cmdline.read_text() == expected
+    assert 'missing intel_iommu=on' in result['unmet'] and result['reboot_required'] is True
