@@ -1,0 +1,323 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to vfio.passthrough
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Backup bundles of the pcie_passthrough role, on the controller.
+
+A bundle is ``<backup_dir>/<host>/<id>/``: every file the role may write, saved under its
+absolute path (``<id>/etc/default/grub``), and ``manifest.yml``, written last, describing
+them. ``<host>/latest`` is a symlink to the newest bundle. The role builds the manifest with
+:func:`build_manifest`; playbooks/restore.yml opens a bundle with :func:`open_bundle`, which
+refuses, before anything is restored, every bundle it cannot trust; :func:`restore_regeneration`
+turns what restore changed into commands through module_utils/_regeneration.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import posixpath
+import re
+import stat
+
+import yaml
+
+from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import regeneration
+
+# The manifest's schema, defined here only. Bump SCHEMA_VERSION when a field changes meaning;
+# restore refuses a manifest of a newer schema instead of guessing.
+SCHEMA_VERSION = 1
+MANIFEST_NAME = 'manifest.yml'
+LATEST = 'latest'
+ID_PATTERN = re.compile(r'\A[0-9]{8}T[0-9]{6}Z\Z')
+TIME_PATTERN = re.compile(r'\A([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})Z\Z')
+# absent: the file did not exist at backup time; restore deletes it (the run may create it).
+STATES = ('file', 'absent')
+# What must run after the file is put back: the boot loader's configuration, the initramfs, nothing.
+REBUILDS = ('boot', 'initramfs', 'none')
+HEADER_FIELDS = {
+    'schema': int,
+    'host': str,
+    'id': str,
+    'time': str,
+    'collection': str,
+    'version': str,
+    'due': dict,
+    'files': list,
+}
+ENTRY_FIELDS = {'path': str, 'state': str, 'rebuild': str}
+SAVED_FIELDS = {'sha256': str, 'mode': str, 'owner': (str, int), 'group': (str, int), 'size': int}
+_SHA256 = re.compile(r'\A[0-9a-f]{64}\Z')
+_MODE = re.compile(r'\A0[0-7]{3,4}\Z')
+_HOST = re.compile(r'\A[A-Za-z0-9_@:.+-]+\Z')
+_TYPE_NAMES = {str: 'a string', int: 'an integer', dict: 'a mapping', list: 'a list'}
+
+
+class BackupError(Exception):
+    """Bad input to the bundle functions; the message names the value and why."""
+
+
+def bundle_id(time):
+    """The bundle's directory name for its UTC time: 2026-01-24T10:15:00Z -> 20260124T101500Z."""
+    found = TIME_PATTERN.match(time) if isinstance(time, str) else None
+    if not found:
+        raise BackupError('backup time %r is not a UTC time like 2026-01-24T10:15:00Z' % (time,))
+    return '%s%s%sT%s%s%sZ' % found.groups()
+
+
+def collection_version(collection_root):
+    """The collection's version: MANIFEST.json of an installed copy, else galaxy.yml of a checkout."""
+    try:
+        with open(os.path.join(collection_root, 'MANIFEST.json'), encoding='utf-8') as handle:
+            version = (json.load(handle).get('collection_info') or {}).get('version')
+    except (OSError, ValueError, AttributeError):
+        version = None
+    if not version:
+        try:
+            with open(os.path.join(collection_root, 'galaxy.yml'), encoding='utf-8') as handle:
+                version = (yaml.safe_load(handle) or {}).get('version')
+        except (OSError, yaml.YAMLError, AttributeError):
+            version = None
+    return str(version) if version else 'unknown'
+
+
+def backup_candidates(boot_files, grub_dropin_dir, found_dropins, initramfs_inputs, other_files):
+    """Every file the role may write, in order, each with what restoring it regenerates.
+
+    ``found_dropins``: paths that exist below ``grub_dropin_dir`` (the role finds them); only
+    its direct ``*.cfg`` children count, as grub-mkconfig sources only those.
+    """
+    prefix = grub_dropin_dir.rstrip('/') + '/'
+    dropins = sorted(p for p in found_dropins
+                     if p.startswith(prefix) and '/' not in p[len(prefix):] and p.endswith('.cfg'))
+    kinds = [(boot_files, 'boot'), (dropins, 'boot'), (other_files, 'none'), (initramfs_inputs, 'initramfs')]
+    candidates, seen = [], set()
+    for paths, kind in kinds:
+        for path in paths:
+            if path not in seen:
+                seen.add(path)
+                candidates.append({'path': path, 'rebuild': kind})
+    return candidates
+
+
+def build_manifest(stat_results, host, time, due, version):
+    """The manifest of a bundle from the role's stat of each candidate (loop over backup_candidates).
+
+    ``stat_results``: the ``results`` of ``ansible.builtin.stat`` (sha256 checksum, following
+    symlinks as fetch does), each with its ``item`` ({path, rebuild}).
+    """
+    files = []
+    for result in stat_results:
+        item, st = result.get('item') or {}, result.get('stat') or {}
+        entry = {'path': item.get('path'), 'state': 'absent', 'rebuild': item.get('rebuild')}
+        if st.get('exists'):
+            if not st.get('isreg', True) or not st.get('checksum'):
+                raise BackupError('cannot save %s: it is not a regular file' % entry['path'])
+            entry.update(state='file', sha256=st['checksum'], mode=st['mode'],
+                         owner=st.get('pw_name') or st['uid'], group=st.get('gr_name') or st['gid'],
+                         size=st['size'])
+        files.append(entry)
+    manifest = {'schema': SCHEMA_VERSION, 'host': host, 'id': bundle_id(time), 'time': time,
+                'collection': 'vfio.passthrough', 'version': version, 'due': due, 'files': files}
+    problems = validate_manifest(manifest, host, manifest['id'])
+    if problems:
+        raise BackupError('the backup manifest for %s would be invalid: %s' % (host, '; '.join(problems)))
+    return manifest
+
+
+def _type_problem(where, value, expected):
+    types = expected if isinstance(expected, tuple) else (expected,)
+    if isinstance(value, bool) or not isinstance(value, types):
+        names = ' or '.join(_TYPE_NAMES[t] for t in types)
+        return '%s is %r, not %s' % (where, value, names)
+    return None
+
+
+def _path_problem(path):
+    if '\0' in path or not path.startswith('/') or path == '/':
+        return 'path %r is not an absolute path of a file' % path
+    # normpath folds '//', '/./' and '..': a path it changes could name another file than it reads.
+    # (It keeps a leading '//', which POSIX leaves to the implementation.)
+    if posixpath.normpath(path) != path or '//' in path or '/../' in path + '/':
+        return 'path %r is not in normal form (no .., //, ./ or trailing /)' % path
+    return None
+
+
+def _entry_problems(index, entry):
+    if not isinstance(entry, dict):
+        return ['files[%d] is %r, not a mapping' % (index, entry)]
+    where = 'files[%d] (%s)' % (index, entry.get('path', 'no path'))
+    problems = []
+    fields = dict(ENTRY_FIELDS, **SAVED_FIELDS) if entry.get('state') == 'file' else ENTRY_FIELDS
+    for field, expected in fields.items():
+        if field not in entry:
+            problems.append('%s has no field %s' % (where, field))
+            continue
+        problem = _type_problem('%s %s' % (where, field), entry[field], expected)
+        if problem:
+            problems.append(problem)
+    if problems:
+        return problems
+    path_problem = _path_problem(entry['path'])
+    if path_problem:
+        problems.append('%s: %s' % (where, path_problem))
+    if entry['state'] not in STATES:
+        problems.append('%s state %r is not one of %s' % (where, entry['state'], ', '.join(STATES)))
+    if entry['rebuild'] not in REBUILDS:
+        problems.append('%s rebuild %r is not one of %s' % (where, entry['rebuild'], ', '.join(REBUILDS)))
+    if entry['state'] == 'file':
+        if not _SHA256.match(entry['sha256']):
+            problems.append('%s sha256 %r is not 64 lowercase hex digits' % (where, entry['sha256']))
+        if not _MODE.match(entry['mode']):
+            problems.append('%s mode %r is not an octal mode like 0644' % (where, entry['mode']))
+        for field in ('owner', 'group'):
+            if entry[field] == '' or (isinstance(entry[field], int) and entry[field] < 0):
+                problems.append('%s %s %r names no %s' % (where, field, entry[field], field))
+        if entry['size'] < 0:
+            problems.append('%s size %r is negative' % (where, entry['size']))
+    return problems
+
+
+def validate_manifest(manifest, host, name):
+    """Every way ``manifest`` is not one to restore on ``host`` from the bundle directory ``name``."""
+    if not isinstance(manifest, dict):
+        return ['it is %r, not a mapping' % (type(manifest).__name__,)]
+    # Bundles of 0.1.0 carry no schema field; their layout is schema 1.
+    manifest = dict({'schema': 1}, **manifest)
+    problems = []
+    for field, expected in HEADER_FIELDS.items():
+        if field not in manifest:
+            problems.append('no field %s' % field)
+            continue
+        problem = _type_problem('field %s' % field, manifest[field], expected)
+        if problem:
+            problems.append(problem)
+    if problems:
+        return problems
+    if not 1 <= manifest['schema'] <= SCHEMA_VERSION:
+        problems.append('schema %d is not one this collection reads (1 to %d)' % (manifest['schema'], SCHEMA_VERSION))
+    if manifest['host'] != host:
+        problems.append('it was taken on host %s' % manifest['host'])
+    if manifest['id'] != name:
+        problems.append('its id %s is not the name of its bundle directory %s' % (manifest['id'], name))
+    seen = set()
+    for index, entry in enumerate(manifest['files']):
+        problems.extend(_entry_problems(index, entry))
+        path = entry.get('path') if isinstance(entry, dict) else None
+        if path in seen:
+            problems.append('files[%d] lists %s a second time' % (index, path))
+        seen.add(path)
+    return problems
+
+
+def _sha256(path):
+    digest = hashlib.sha256()
+    with open(path, 'rb') as handle:
+        for block in iter(lambda: handle.read(1 << 16), b''):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_bundle(bundle, shown, manifest):
+    """Every way the bundle directory ``bundle`` does not hold exactly its (valid) manifest's files.
+
+    ``shown`` is the bundle's path as messages name it. Nothing below the bundle is followed:
+    a symlink there could make restore read any file on the controller.
+    """
+    saved = {e['path']: e for e in manifest['files'] if e['state'] == 'file'}
+    absent = {e['path'] for e in manifest['files'] if e['state'] == 'absent'}
+    problems, found = [], set()
+    for top, dirs, names in os.walk(bundle):
+        for name in sorted(dirs + names):
+            full = os.path.join(top, name)
+            rel = '/' + os.path.relpath(full, bundle)
+            mode = os.lstat(full).st_mode
+            if stat.S_ISLNK(mode):
+                problems.append('%s%s is a symlink, not a saved file' % (shown, rel))
+            elif stat.S_ISREG(mode) and rel != '/' + MANIFEST_NAME:
+                found.add(rel)
+                if rel in absent:
+                    problems.append('%s%s is in the bundle, but the manifest marks it absent' % (shown, rel))
+                elif rel not in saved:
+                    problems.append('%s%s is not in the manifest' % (shown, rel))
+            elif not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+                problems.append('%s%s is not a regular file' % (shown, rel))
+        dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(top, d)))
+    for path, entry in saved.items():
+        if path not in found:
+            problems.append('%s%s is missing' % (shown, path))
+        elif _sha256(bundle + path) != entry['sha256']:
+            problems.append('%s%s has another sha256' % (shown, path))
+    return problems
+
+
+def open_bundle(backup_dir, host, backup_id):
+    """Find, read and check the bundle restore.yml is asked for; refuse anything it cannot trust.
+
+    Returns ``error`` (None, or the one message naming every problem found at the first stage
+    that failed) and, when None: ``bundle`` (the path as given, for messages), ``source`` (the
+    directory checked, ``latest`` resolved: restore copies from there), ``manifest``, ``saved``
+    and ``absent`` (its entries by state).
+    """
+    backup_id = str(backup_id or LATEST)
+    result = {'error': None, 'bundle': None, 'source': None, 'manifest': None, 'saved': [], 'absent': []}
+    if not backup_dir:
+        return dict(result, error='Set the controller directory holding the bundles: -e pcie_passthrough_backup_dir=DIR')
+    if not isinstance(host, str) or not _HOST.match(host) or host in ('.', '..'):
+        return dict(result, error='The inventory host name %s cannot name a bundle directory below %s'
+                    % (json.dumps(host), backup_dir))
+    if backup_id != LATEST and not ID_PATTERN.match(backup_id):
+        return dict(result, error="pcie_passthrough_backup_id=%s is neither 'latest' nor a bundle name like "
+                    '20260124T101500Z (the directory names under %s/%s/)' % (backup_id, backup_dir, host))
+    host_dir = os.path.join(os.path.realpath(os.path.expanduser(str(backup_dir))), host)
+    shown = os.path.join(host_dir, backup_id)
+    result['bundle'] = shown
+    manifest_path = os.path.join(shown, MANIFEST_NAME)
+    name = backup_id
+    if backup_id == LATEST and os.path.islink(shown):
+        name = os.readlink(shown)
+        if not ID_PATTERN.match(name):
+            return dict(result, error='%s points at %s, not at a bundle name like 20260124T101500Z' % (shown, name))
+    elif os.path.islink(shown):
+        return dict(result, error='%s is a symlink, not a bundle directory' % shown)
+    bundle = os.path.join(host_dir, name)
+    if not os.path.isfile(manifest_path):
+        why = ('no bundle directory ' + shown if not os.path.isdir(shown)
+               else 'the bundle is incomplete: the manifest is written last')
+        return dict(result, error='No backup bundle for %s: %s does not exist (%s).' % (host, manifest_path, why))
+    refused = '%s is not a restorable manifest for %s: ' % (manifest_path, host)
+    if os.path.islink(os.path.join(bundle, MANIFEST_NAME)):
+        return dict(result, error=refused + 'it is a symlink')
+    try:
+        with open(os.path.join(bundle, MANIFEST_NAME), encoding='utf-8') as handle:
+            manifest = yaml.safe_load(handle)
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        return dict(result, error=refused + 'it is not YAML (%s)' % ' '.join(str(exc).split()))
+    problems = validate_manifest(manifest, host, name)
+    if problems:
+        return dict(result, error=refused + '; '.join(problems))
+    problems = check_bundle(bundle, shown, manifest)
+    if problems:
+        return dict(result, error='Bundle %s does not match its manifest, nothing restored: %s'
+                    % (shown, ', '.join(problems)))
+    return dict(result, source=bundle, manifest=manifest,
+                saved=[e for e in manifest['files'] if e['state'] == 'file'],
+                absent=[e for e in manifest['files'] if e['state'] == 'absent'])
+
+
+def restore_regeneration(changed, detection, initramfs_stale):
+    """What to run after restore changed the files ``changed`` (their manifest entries).
+
+    ``detection``: kernel_cmdline's check-mode result (bootloader, managed_by, stale_boot_config);
+    ``initramfs_stale``: initramfs_status found the images older than an input. Returns
+    module_utils/_regeneration.py's plan, plus ``changed`` (the paths) and ``names`` (each
+    command as one string, for messages).
+    """
+    boot = bool(detection.get('stale_boot_config')) or any(e['rebuild'] == 'boot' for e in changed)
+    initramfs = bool(initramfs_stale) or any(e['rebuild'] == 'initramfs' for e in changed)
+    try:
+        plan = regeneration(boot, initramfs, detection.get('bootloader'), detection.get('managed_by'))
+    except ValueError as exc:
+        raise BackupError('cannot decide what to regenerate: %s' % exc) from exc
+    return dict(plan, changed=[e['path'] for e in changed], names=[' '.join(argv) for argv in plan['commands']],
+                boot_changed=boot)
