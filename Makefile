@@ -33,16 +33,17 @@ export NO_COLOR := 1
 export ANSIBLE_NOCOLOR := 1
 endif
 
-.PHONY: help venv test test-fast test-molecule test-vm demo bench units sanity lint docs package package-2.18 clean
+.PHONY: help venv test test-fast test-molecule test-vm demo bench units test-playbooks sanity lint docs package package-2.18 clean
 
 help:
 	@echo 'make demo       boot a local Debian 13 VM with an emulated Intel IOMMU and run the role against it (DEMO_SUITE=bookworm: Debian 12)'
 	@echo 'make bench      benchmark against the guide'"'"'s playbooks -> bench/results.md (root, ~35 min; BENCH_ARGS=--quick)'
 	@echo 'make test       everything: test-fast + test-molecule + test-vm (the one command CI runs)'
-	@echo 'make test-fast  units + ansible-test sanity + ansible-lint + ansible-doc of every module + package'
+	@echo 'make test-fast  units + playbook tests + ansible-test sanity + ansible-lint + ansible-doc of every module + package'
 	@echo 'make test-molecule  molecule container scenarios (tools/molecule.sh; root, podman)'
 	@echo 'make test-vm    real-kernel scenarios in QEMU guests, Debian 13 and 12 (root; builds the VM images once)'
 	@echo 'make units      pytest tests/unit'
+	@echo 'make test-playbooks  pytest tests/playbooks: the real ansible and ansible-playbook on the playbooks'
 	@echo 'make sanity     ansible-test sanity (tools/sanity.sh)'
 	@echo 'make lint       ansible-lint --profile production'
 	@echo 'make docs       ansible-doc renders for every module'
@@ -53,7 +54,7 @@ help:
 
 test: test-fast test-molecule test-vm
 
-test-fast: units sanity lint docs package package-2.18
+test-fast: units test-playbooks sanity lint docs package package-2.18
 
 venv: $(STAMP)
 
@@ -70,6 +71,9 @@ $(STAMP_218):
 
 units: $(STAMP)
 	$(IN_VENV) $(TIMED) units python -m pytest
+
+test-playbooks: $(STAMP)
+	$(IN_VENV) $(TIMED) test-playbooks python -m pytest tests/playbooks
 
 sanity: $(STAMP)
 	$(IN_VENV) $(TIMED) sanity tools/sanity.sh

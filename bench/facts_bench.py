@@ -39,8 +39,9 @@ BREAKDOWN = '''
 import json, sys, time
 from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.common import json as module_json
-from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import (
-    SysfsTree, gather_iommu_facts, read_net_interfaces)
+from ansible_collections.vfio.passthrough.plugins.module_utils._iommu_facts import gather_iommu_facts
+from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import read_net_interfaces
+from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
 encoder = module_json.get_module_encoder('legacy', module_json.Direction.MODULE_TO_CONTROLLER)
 best = [float('inf')] * 2
 for _ in range(3):

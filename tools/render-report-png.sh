@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Render one host's IOMMU report page (plugins/module_utils/_report.py) to a PNG
+# Render one host's IOMMU report page (plugins/plugin_utils/_report_html.py) to a PNG
 # with headless Chromium, the picture in README.md. Not part of `make test`.
 #
 # Usage: tools/render-report-png.sh [OUTPUT.png] [HOST]
@@ -37,7 +37,7 @@ import conftest  # noqa: F401,E402  (makes the checkout importable as ansible_co
 from module_runner import run_module  # noqa: E402
 from sysfs_builder import CANNED_HOSTS  # noqa: E402
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._report import render_html  # noqa: E402
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_html import render_html  # noqa: E402
 from ansible_collections.vfio.passthrough.plugins.modules import iommu_facts  # noqa: E402
 
 tree = work / 'tree'

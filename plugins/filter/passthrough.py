@@ -1,13 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to vfio.passthrough
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters through which the pcie_passthrough role asks module_utils/_plan.py what to do."""
+"""Filters through which the pcie_passthrough role asks plugin_utils/_plan.py what to do."""
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._plan import (
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._plan import (
     plan_passthrough, reboot_reasons, verify_passthrough,
 )
 

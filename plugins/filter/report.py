@@ -1,15 +1,16 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to vfio.passthrough
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters through which playbooks/report.yml renders the IOMMU readiness report (module_utils/_report.py)."""
+"""Filters through which playbooks/report.yml renders the IOMMU readiness report (plugins/plugin_utils/_report_*.py)."""
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._report import (
-    device_verdicts, render_html, render_index_html, render_index_markdown, render_markdown, report_summary,
-)
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_html import render_html
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_index import render_index_html, render_index_markdown
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_markdown import render_markdown
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts import device_verdicts, report_summary
 
 
 def _call(function, *args):

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci import normalise_module
+
 __all__ = [
     'CmdlineError', 'DEFAULT_MERGE', 'ArgRequest', 'validate_request', 'split_args',
     'arg_name', 'arg_value', 'same_name', 'edit_args', 'unmet_args', 'strip_boot_args',
@@ -36,11 +38,6 @@ class CmdlineError(ValueError):
     """A request that must not be applied; the message names the bad value."""
 
 
-def normalize_name(name):
-    # The kernel's parameq() treats '-' and '_' in parameter names as equal.
-    return name.replace('-', '_')
-
-
 def arg_name(token):
     return token.split('=', 1)[0]
 
@@ -51,7 +48,7 @@ def arg_value(token):
 
 
 def same_name(token, name):
-    return normalize_name(arg_name(token)) == normalize_name(name)
+    return normalise_module(arg_name(token)) == normalise_module(name)
 
 
 def _items(value):
@@ -64,10 +61,10 @@ class ArgRequest:
     def __init__(self, present, absent, merge):
         self.present = list(present)
         self.absent = list(absent)
-        self.merge = frozenset(normalize_name(n) for n in merge)
+        self.merge = frozenset(normalise_module(n) for n in merge)
 
     def is_merge(self, name):
-        return normalize_name(name) in self.merge
+        return normalise_module(name) in self.merge
 
 
 def _check_arg(arg, option):
@@ -99,13 +96,13 @@ def validate_request(present, absent, merge=DEFAULT_MERGE):
 
     seen = {}
     for arg in present:
-        key = normalize_name(arg_name(arg))
+        key = normalise_module(arg_name(arg))
         if key in seen:
             raise CmdlineError('present: %r and %r name the same argument' % (seen[key], arg))
         seen[key] = arg
 
     for gone in absent:
-        key = normalize_name(arg_name(gone))
+        key = normalise_module(arg_name(gone))
         wanted = seen.get(key)
         if wanted is None:
             continue
@@ -320,10 +317,10 @@ def edit_args(text, request):
     merge_names = {}
     for arg in request.present:
         if arg_value(arg) is not None and request.is_merge(arg_name(arg)):
-            merge_names.setdefault(normalize_name(arg_name(arg)), [arg_name(arg), [], []])[1].extend(_items(arg_value(arg)))
+            merge_names.setdefault(normalise_module(arg_name(arg)), [arg_name(arg), [], []])[1].extend(_items(arg_value(arg)))
     for arg in request.absent:
         if arg_value(arg) is not None and request.is_merge(arg_name(arg)):
-            merge_names.setdefault(normalize_name(arg_name(arg)), [arg_name(arg), [], []])[2].extend(_items(arg_value(arg)))
+            merge_names.setdefault(normalise_module(arg_name(arg)), [arg_name(arg), [], []])[2].extend(_items(arg_value(arg)))
 
     for gone in request.absent:
         name, value = arg_name(gone), arg_value(gone)

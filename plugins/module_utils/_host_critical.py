@@ -27,9 +27,12 @@ import os
 import re
 import socket
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import (
-    SysfsTree, block_devices_by_dm_name, block_pci_addresses, read_net_interfaces,
+from ansible_collections.vfio.passthrough.plugins.module_utils._block_devices import (
+    block_devices_by_dm_name, block_pci_addresses,
 )
+from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import read_net_interfaces
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
+from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
 
 __all__ = [
     'parse_default_route', 'parse_ipv6_default_route', 'parse_ip_addr', 'ssh_server_address',
@@ -316,7 +319,7 @@ def _run(module, name, args):
     if binary is None:
         module.warn('%s not found; host-critical devices may be missed' % name)
         return None
-    rc, out, err = module.run_command([binary] + args, environ_update={'LC_ALL': 'C'})
+    rc, out, err = module.run_command([binary] + args, environ_update=C_LOCALE)
     if rc != 0:
         module.warn('%s %s failed (rc=%d): %s; host-critical devices may be missed'
                     % (name, ' '.join(args), rc, err.strip()))

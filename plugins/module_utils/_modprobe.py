@@ -24,8 +24,10 @@ from __future__ import annotations
 import collections
 import re
 
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci import PCI_ID, normalise_module
+
 __all__ = [
-    'Directive', 'header', 'normalize_module', 'check_module_names', 'check_pci_ids',
+    'Directive', 'header', 'check_module_names', 'check_pci_ids',
     'parse_modprobe', 'modprobe_keys', 'modules_load_keys', 'dead_module_lines', 'initramfs_modules_keys',
     'render_owned', 'is_owned', 'MODPROBE_DIRS', 'conf_read_order', 'vfio_ids_settings', 'competing_vfio_ids',
     'block_markers', 'outside_block', 'set_block', 'plan_file',
@@ -34,7 +36,6 @@ __all__ = [
 # The kernel's MODULE_NAME_LEN is 64 - sizeof(unsigned long), NUL included.
 _MAX_MODULE_NAME = 55
 _MODULE_RE = re.compile(r'[A-Za-z0-9_-]+\Z')
-_PCI_ID_RE = re.compile(r'[0-9A-Fa-f]{4}:[0-9A-Fa-f]{4}\Z')
 
 Directive = collections.namedtuple('Directive', 'kind module args lineno')
 
@@ -42,11 +43,6 @@ Directive = collections.namedtuple('Directive', 'kind module args lineno')
 def header(owner):
     """The first line of a file the collection owns, written by module ``owner``."""
     return '# Managed by Ansible (vfio.passthrough.%s): manual edits will be overwritten' % owner
-
-
-def normalize_module(name):
-    """The kernel treats ``-`` and ``_`` in module names as the same character."""
-    return name.replace('-', '_')
 
 
 def check_module_names(names, what='module name'):
@@ -61,7 +57,7 @@ def check_module_names(names, what='module name'):
         if len(name) > _MAX_MODULE_NAME:
             raise ValueError('invalid %s %r: longer than the kernel limit of %d characters'
                              % (what, name, _MAX_MODULE_NAME))
-        norm = normalize_module(name)
+        norm = normalise_module(name)
         if norm not in result:
             result.append(norm)
     return result
@@ -71,7 +67,7 @@ def check_pci_ids(ids):
     """Validate ``vvvv:dddd`` PCI vendor:device IDs; lowercase them, drop repeats, keep order."""
     result = []
     for pci_id in ids:
-        if not isinstance(pci_id, str) or not _PCI_ID_RE.match(pci_id):
+        if not isinstance(pci_id, str) or not PCI_ID.match(pci_id.lower()):
             raise ValueError('invalid PCI ID %r: expected vendor:device as two 4-digit hex numbers, '
                              'for example 10de:1b80' % (pci_id,))
         low = pci_id.lower()
@@ -124,7 +120,7 @@ def parse_modprobe(text):
         kind = words[0]
         module = words[1] if len(words) > 1 else ''
         if kind != 'alias':
-            module = normalize_module(module)
+            module = normalise_module(module)
         result.append(Directive(kind, module, tuple(words[2:]), lineno))
     return result
 
@@ -140,7 +136,7 @@ def _directive_key(directive):
         # kmod reads only the module name of a blacklist line.
         args = []
     elif directive.kind == 'softdep':
-        args = [word if word.endswith(':') else normalize_module(word) for word in args]
+        args = [word if word.endswith(':') else normalise_module(word) for word in args]
     return (directive.kind, directive.module, tuple(args))
 
 
@@ -161,7 +157,7 @@ def modules_load_keys(text):
     for line in _lines(text):
         name = line.strip(' \t\r\n')
         if name and name[0] not in '#;' and _MODULE_RE.match(name):
-            keys.add(normalize_module(name))
+            keys.add(normalise_module(name))
     return keys
 
 
@@ -191,7 +187,7 @@ def initramfs_modules_keys(text):
     for line in _lines(text):
         words = line.split()
         if words and not words[0].startswith(('#', ';')):
-            keys.add(normalize_module(words[0]))
+            keys.add(normalise_module(words[0]))
     return keys
 
 

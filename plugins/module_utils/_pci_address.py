@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci import slot
+
 __all__ = ['normalise_address']
 
 # [domain:]bus:slot[.function]; a slot is 5 bits, a function 3.
@@ -37,12 +39,12 @@ def normalise_address(value, existing):
         raise ValueError('%r is not a PCI address: expected domain:bus:slot.function like 0000:01:00.0, '
                          'bus:slot.function like 01:00.0 (lspci) or bus:slot like 01:00 for every function '
                          'of a device (Proxmox hostpci)%s' % (value, hint))
-    domain, bus, slot, function = match.groups()
-    device = ('%s:%s:%s' % (domain or '0000', bus, slot)).lower()
+    domain, bus, device_number, function = match.groups()
+    device = ('%s:%s:%s' % (domain or '0000', bus, device_number)).lower()
     if function is not None:
         address = '%s.%s' % (device, function)
         return [address], None if address == value else '%r means %s' % (value, address)
-    functions = sorted(a for a in existing if a.rsplit('.', 1)[0] == device)
+    functions = sorted(a for a in existing if slot(a) == device)
     if not functions:
         raise ValueError('%r names the whole device %s, which has no function on this host (see lspci -D)'
                          % (value, device))

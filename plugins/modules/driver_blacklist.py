@@ -173,7 +173,8 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical im
 from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import (
     check_module_names, is_owned, modprobe_keys, outside_block, parse_modprobe, plan_file,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import module_usage
+from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import module_usage
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
 
 OWNER = 'driver_blacklist'
 
@@ -235,7 +236,7 @@ def apply(module, path, before, after):
         module.fail_json(msg='writing %s failed: %s; restored it' % (path, exc))
     if argv is None:
         return None, False
-    rc, out, err = module.run_command(argv, environ_update={'LC_ALL': 'C'})
+    rc, out, err = module.run_command(argv, environ_update=C_LOCALE)
     if rc != 0:
         restore(module, path, before)
         module.fail_json(msg='%s failed (rc=%d); restored %s to its previous content' % (' '.join(argv), rc, path),

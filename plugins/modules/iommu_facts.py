@@ -277,9 +277,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical import (
     collect_host_critical, invalid_protect_addresses,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import (
-    SysfsTree, gather_iommu_facts, read_net_interfaces,
-)
+from ansible_collections.vfio.passthrough.plugins.module_utils._iommu_facts import gather_iommu_facts
+from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import read_net_interfaces
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
+from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
 
 
 def _kernel_log(module):
@@ -288,7 +289,7 @@ def _kernel_log(module):
         binary = module.get_bin_path(name)
         if binary is None:
             continue
-        rc, out, _err = module.run_command([binary] + args, environ_update={'LC_ALL': 'C'})
+        rc, out, _err = module.run_command([binary] + args, environ_update=C_LOCALE)
         if rc == 0 and out.strip():
             return out
     return ''

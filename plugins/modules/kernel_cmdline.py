@@ -269,9 +269,8 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._grub_default imp
 from ansible_collections.vfio.passthrough.plugins.module_utils._grub_shell import (
     ENV, SH, build_eval_script, parse_eval_output,
 )
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
 from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import regeneration
-
-_C_LOCALE = {'LC_ALL': 'C', 'LANG': 'C'}
 
 
 def _detect(module):
@@ -280,7 +279,7 @@ def _detect(module):
     tool = module.get_bin_path('proxmox-boot-tool')
     status_rc = status_out = None
     if uuids_present and tool and params['bootloader'] == 'auto':
-        status_rc, out, err = module.run_command([tool, 'status'], environ_update=_C_LOCALE)
+        status_rc, out, err = module.run_command([tool, 'status'], environ_update=C_LOCALE)
         status_out = out + err
     if params['bootloader'] != 'auto':
         managed = 'proxmox-boot-tool' if uuids_present and tool else None
@@ -429,7 +428,7 @@ def run_module():
     command = plan['commands'][0] if plan and plan['commands'] else None
     if command:
         result['command'] = command
-        rc, out, err = module.run_command(command, environ_update=_C_LOCALE)
+        rc, out, err = module.run_command(command, environ_update=C_LOCALE)
         if rc != 0:
             for c_path, c_old, _new in changes:
                 restore(module, c_path, c_old)

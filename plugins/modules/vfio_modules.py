@@ -187,7 +187,7 @@ command:
 initramfs:
   description:
     - How the initramfs images compared, before this run wrote anything, with the files that go into them
-      (O(initramfs_modules_file), O(modprobe_file) and O(initramfs_inputs)), as M(vfio.passthrough.initramfs_status)
+      (O(initramfs_modules_file), O(modprobe_file) and O(initramfs_inputs)), as M(vfio.passthrough.initramfs_info)
       reports it.
   returned: always
   type: dict
@@ -228,6 +228,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import 
     MODPROBE_DIRS, check_module_names, check_pci_ids, competing_vfio_ids, conf_read_order, dead_module_lines,
     initramfs_modules_keys, is_owned, modprobe_keys, modules_load_keys, outside_block, plan_file,
 )
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
 
 OWNER = 'vfio_modules'
 BASE_MODULES = ['vfio', 'vfio_iommu_type1', 'vfio_pci']
@@ -346,7 +347,7 @@ def apply(module, changes):
         module.fail_json(msg='writing %s failed: %s; restored the files changed so far' % (done[-1][0], exc))
     if argv is None:
         return None, False
-    rc, out, err = module.run_command(argv, environ_update={'LC_ALL': 'C'})
+    rc, out, err = module.run_command(argv, environ_update=C_LOCALE)
     if rc != 0:
         rollback(module, done)
         module.fail_json(msg='%s failed (rc=%d); restored %s to their previous content'

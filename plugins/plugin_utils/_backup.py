@@ -309,7 +309,7 @@ def restore_regeneration(changed, detection, initramfs_stale):
     """What to run after restore changed the files ``changed`` (their manifest entries).
 
     ``detection``: kernel_cmdline's check-mode result (bootloader, managed_by, stale_boot_config);
-    ``initramfs_stale``: initramfs_status found the images older than an input. Returns
+    ``initramfs_stale``: initramfs_info found the images older than an input. Returns
     module_utils/_regeneration.py's plan, plus ``changed`` (the paths) and ``names`` (each
     command as one string, for messages).
     """

@@ -13,7 +13,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._grub_default imp
     GrubError, edit_grub_default, effective_cmdline, find_assignments,
 )
 
-FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'grub'
+FIXTURES = Path(__file__).resolve().parents[3] / 'fixtures' / 'grub'
 INTEL = validate_request(['intel_iommu=on', 'iommu=pt'], ['intel_iommu=off', 'amd_iommu=off'])
 AMD = validate_request(['iommu=pt', 'pcie_acs_override=downstream,multifunction'], ['intel_iommu=off', 'amd_iommu=off'])
 

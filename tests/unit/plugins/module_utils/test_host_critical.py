@@ -16,12 +16,13 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical im
     parse_default_route, parse_ip_addr, parse_ipv6_default_route, parse_mounts, parse_zpool_members,
     ssh_server_address,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree, read_net_interfaces
+from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import read_net_interfaces
+from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from sysfs_builder import FakeHost, amd_twin_nic_host, intel_gpu_host, iommu_off_host  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'sysfs'
+FIXTURES = Path(__file__).resolve().parents[3] / 'fixtures' / 'sysfs'
 ip = ipaddress.ip_address
 
 

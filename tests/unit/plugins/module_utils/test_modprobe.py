@@ -10,11 +10,12 @@ from hypothesis import strategies as st
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import (
     Directive, block_markers, check_module_names, check_pci_ids, competing_vfio_ids, conf_read_order,
-    dead_module_lines, header, initramfs_modules_keys, is_owned, modprobe_keys, modules_load_keys, normalize_module,
+    dead_module_lines, header, initramfs_modules_keys, is_owned, modprobe_keys, modules_load_keys,
     outside_block, parse_modprobe, plan_file, render_owned, set_block, vfio_ids_settings,
 )
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci import normalise_module
 
-FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'modprobe'
+FIXTURES = Path(__file__).resolve().parents[3] / 'fixtures' / 'modprobe'
 OWNER = 'vfio_modules'
 VFIO = ['vfio', 'vfio_iommu_type1', 'vfio_pci']
 BEGIN, END = block_markers(OWNER)
@@ -63,7 +64,7 @@ def test_check_pci_ids_names_the_bad_one(bad):
 def test_property_module_names_outside_charset_refused(name):
     ok = all(c.isascii() and (c.isalnum() or c in '_-') for c in name) and len(name) <= 55
     if ok:
-        assert check_module_names([name]) == [normalize_module(name)]
+        assert check_module_names([name]) == [normalise_module(name)]
     else:
         with pytest.raises(ValueError):
             check_module_names([name])

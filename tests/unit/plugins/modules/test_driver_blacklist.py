@@ -20,7 +20,7 @@ from module_runner import run_module  # noqa: E402
 from tree_snapshot import tree_snapshot  # noqa: E402
 from sysfs_builder import amd_twin_nic_host, intel_gpu_host, iommu_off_host  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'modprobe'
+FIXTURES = Path(__file__).resolve().parents[3] / 'fixtures' / 'modprobe'
 HEADER = b'# Managed by Ansible (vfio.passthrough.driver_blacklist): manual edits will be overwritten\n'
 BEGIN, END = block_markers('driver_blacklist')
 HOSTS = {'intel': intel_gpu_host, 'amd': amd_twin_nic_host, 'vm': iommu_off_host}

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from module_runner import run_module  # noqa: E402
 from sysfs_builder import amd_twin_nic_host, intel_gpu_host, iommu_off_host  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'sysfs'
+FIXTURES = Path(__file__).resolve().parents[3] / 'fixtures' / 'sysfs'
 HOSTS = {'intel_gpu_host': intel_gpu_host, 'amd_twin_nic_host': amd_twin_nic_host, 'iommu_off_host': iommu_off_host}
 
 

@@ -13,7 +13,7 @@ from ansible_collections.vfio.passthrough.plugins.modules import kernel_cmdline
 from module_runner import run_module
 from tree_snapshot import tree_snapshot
 
-FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'grub'
+FIXTURES = Path(__file__).resolve().parents[3] / 'fixtures' / 'grub'
 INTEL = {'present': ['intel_iommu=on', 'iommu=pt'], 'absent': ['intel_iommu=off', 'amd_iommu=off']}
 UEFI_STATUS = ('System currently booted with uefi\n'
                '5A1B-2C3D is configured with: uefi (versions: 6.8.12-4-pve)\n')

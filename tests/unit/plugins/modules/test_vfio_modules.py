@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from module_runner import run_module  # noqa: E402
 from tree_snapshot import tree_snapshot  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures' / 'modprobe'
+FIXTURES = Path(__file__).resolve().parents[3] / 'fixtures' / 'modprobe'
 BEGIN, END = block_markers('vfio_modules')
 
 FAKE_UPDATE_INITRAMFS = """#!/bin/sh

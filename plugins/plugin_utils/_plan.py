@@ -10,14 +10,13 @@ that is wrong with a request in one run.
 
 from __future__ import annotations
 
-import re
-
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
+    BRIDGE, PCI_ID, SAME_CARD, VFIO_HOLDER_MODULES, group_relation, normalise_module, vfio_driver,
+)
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci_address import normalise_address
 
 __all__ = ['plan_passthrough', 'reboot_reasons', 'verify_passthrough', 'TROUBLESHOOTING']
 
-_PCI_ID = re.compile(r'^[0-9a-f]{4}:[0-9a-f]{4}$')
-_BRIDGE_CLASS = '0604'
 
 # Rows of the guide's Troubleshooting table, quoted in the role's messages so an
 # administrator can find the matching advice.
@@ -43,10 +42,6 @@ _BOOT_VGA_HINT = (
 )
 
 
-def _slot(address):
-    return address.rsplit('.', 1)[0]
-
-
 def _pci_id(device):
     return '%s:%s' % (device['vendor_id'], device['device_id'])
 
@@ -56,16 +51,12 @@ def _describe(address, device):
                                        device.get('driver') or 'none')
 
 
-def _norm_module(name):
-    return name.replace('-', '_') if name else name
-
-
 def _native_driver(device):
     """The module the host gives the device, also while vfio-pci holds it."""
-    current = _norm_module(device.get('driver_module') or device.get('driver'))
-    if current and current not in ('vfio_pci', 'pci_stub'):
+    current = normalise_module(device.get('driver_module') or device.get('driver'))
+    if current and current not in VFIO_HOLDER_MODULES:
         return current
-    native = [m for m in device.get('kernel_modules') or [] if m not in ('vfio_pci', 'pci_stub')]
+    native = [m for m in device.get('kernel_modules') or [] if m not in VFIO_HOLDER_MODULES]
     return native[0] if native else None
 
 
@@ -100,7 +91,7 @@ def _expand_devices(typed, known, errors, notes):
 
 def _validate_inputs(vfio_ids, errors):
     for pci_id in vfio_ids:
-        if not _PCI_ID.match(pci_id):
+        if not PCI_ID.match(pci_id):
             errors.append('pcie_passthrough_vfio_ids: %r is not a vendor:device ID like 8086:10d3' % pci_id)
 
 
@@ -145,7 +136,7 @@ def plan_passthrough(facts, devices=(), vfio_ids=(), softdep_drivers=(), vendor=
     # must leave their host driver too, or the group cannot be given to a VM.
     for address in requested:
         for peer in _group_members(facts, address):
-            if peer not in bind and _slot(peer) == _slot(address) and not known[peer]['class'].startswith(_BRIDGE_CLASS):
+            if peer not in bind and group_relation(address, peer, known) == SAME_CARD:
                 bind.append(peer)
                 notes.append('%s joins %s: another function of the same device in IOMMU group %s'
                              % (_describe(peer, known[peer]), address, known[address]['iommu_group']))
@@ -158,7 +149,7 @@ def plan_passthrough(facts, devices=(), vfio_ids=(), softdep_drivers=(), vendor=
         if device.get('iommu_group') is None:
             continue
         outsiders = [p for p in _group_members(facts, address)
-                     if p not in bind and not known.get(p, {}).get('class', '').startswith(_BRIDGE_CLASS)]
+                     if p not in bind and group_relation(address, p, known) != BRIDGE]
         if outsiders:
             errors.append('%s shares IOMMU group %s with %s, which %s not requested: a VM can only receive a whole '
                           'group. Request them too, move the card to another slot, enable ACS in firmware, or (lab '
@@ -203,7 +194,7 @@ def plan_passthrough(facts, devices=(), vfio_ids=(), softdep_drivers=(), vendor=
             override_drivers.append(driver)
     bound_drivers = [_native_driver(known[a]) for a in caught]
     softdeps = []
-    for driver in bound_drivers + [_norm_module(d) for d in softdep_drivers]:
+    for driver in bound_drivers + [normalise_module(d) for d in softdep_drivers]:
         # libkmod ignores a module's install command when the module also has a
         # softdep, so drivers hooked for binding by address get no softdep: their
         # install script loads vfio-pci itself.
@@ -246,7 +237,7 @@ def reboot_reasons(facts, plan, cmdline_unmet=()):
         reasons.append('not yet on vfio-pci: %s' % ', '.join(pending))
     for item in cmdline_unmet:
         arg = item.split(' ', 1)[-1]
-        if arg.split('=', 1)[0].replace('-', '_') not in _STATE_ARGS:
+        if normalise_module(arg.split('=', 1)[0]) not in _STATE_ARGS:
             reasons.append('the running kernel command line is not as configured: %s' % item)
     return reasons
 
@@ -273,7 +264,8 @@ def verify_passthrough(facts, plan):
                       % (plan['acs_override'], facts.get('acs_override'), TROUBLESHOOTING['acs_ignored']))
     devices = facts.get('devices') or {}
     for address in plan['bind']:
-        driver = (devices.get(address) or {}).get('driver')
-        if driver != 'vfio-pci':
+        device = devices.get(address) or {}
+        if not vfio_driver(device):
+            driver = device.get('driver')
             errors.append('%s is on driver %s, not vfio-pci. %s' % (address, driver or 'none', TROUBLESHOOTING['still_bound']))
     return {'errors': errors, 'warnings': warnings}

@@ -1,6 +1,6 @@
 """The report from sysfs captured on real Debian 12 kernels in QEMU guests (tests/fixtures/real).
 
-The Markdown is compared with golden files (tests/unit/fixtures/report/<capture>.md);
+The Markdown is compared with golden files (tests/fixtures/report/<capture>.md);
 after an intended change, rewrite them with REPORT_GOLDEN_UPDATE=1 and review the diff.
 """
 
@@ -12,14 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._report import (
-    device_verdicts, render_html, render_index_html, render_markdown,
-)
-from test_report import check_page, facts_of, group_boxes, parse_page, STROKE
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_html import render_html
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_index import render_index_html
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_markdown import render_markdown
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts import device_verdicts
+from report_pages import STROKE, check_page, facts_of, group_boxes, parse_page
 
-HERE = Path(__file__).resolve().parent
-REAL = HERE.parent / 'fixtures' / 'real'
-GOLDEN = HERE / 'fixtures' / 'report'
+FIXTURES = Path(__file__).resolve().parents[3] / 'fixtures'
+REAL = FIXTURES / 'real'
+GOLDEN = FIXTURES / 'report'
 CAPTURES = sorted(p.name for p in REAL.iterdir() if (p / 'sysfs.tar.gz').is_file())
 _E1000E = ('8086', '10d3')
 

@@ -7,15 +7,17 @@ from __future__ import annotations
 
 DOCUMENTATION = r'''
 ---
-module: initramfs_status
+module: initramfs_info
 short_description: Tell whether an initramfs rebuild is still owed
-version_added: 0.1.0
+version_added: 0.2.0
 description:
   - Compares the modification times of configuration files that end up in the initramfs
     (modprobe.d, initramfs-tools/modules, hooks) with the initramfs images.
   - A file newer than the oldest image means C(update-initramfs -u -k all) is still owed, also when
     the run that changed the file died before its rebuild. The need to rebuild is state, not an event.
   - Never changes anything.
+  - Called C(vfio.passthrough.initramfs_status) before 0.2.0; that name still works, with a deprecation
+    warning, until 2.0.0.
 author:
   - vfio.passthrough developers (!UNKNOWN)
 extends_documentation_fragment:
@@ -43,7 +45,7 @@ notes:
 
 EXAMPLES = r'''
 - name: Find out whether the initramfs lags behind its configuration
-  vfio.passthrough.initramfs_status:
+  vfio.passthrough.initramfs_info:
     paths:
       - /etc/modprobe.d/vfio-passthrough.conf
       - /etc/initramfs-tools/modules

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._report import (
-    render_html, render_index_html, render_index_markdown, render_markdown,
-)
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_html import render_html
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_index import render_index_html, render_index_markdown
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_markdown import render_markdown
 from collection_link import collection_link
+from report_pages import check_page, facts_of, parse_page
 from sysfs_builder import amd_twin_nic_host, intel_gpu_host
-from test_report import check_page, facts_of, parse_page
 from tree_snapshot import tree_snapshot
 
 ROOT = Path(__file__).resolve().parents[2]

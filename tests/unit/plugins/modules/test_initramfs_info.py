@@ -1,4 +1,4 @@
-"""initramfs_status: a configuration file newer than the oldest image means a rebuild is owed."""
+"""initramfs_info: a configuration file newer than the oldest image means a rebuild is owed."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from ansible_collections.vfio.passthrough.plugins.modules import initramfs_status
+from ansible_collections.vfio.passthrough.plugins.modules import initramfs_info
 from module_runner import run_module
 
 
@@ -24,7 +24,7 @@ def test_stale(tmp_path, image_times, file_time, stale):
     conf = tmp_path / 'vfio.conf'
     conf.write_text('options vfio-pci ids=8086:10d3\n')
     os.utime(conf, (file_time, file_time))
-    result = run_module(initramfs_status.main, {'paths': [str(conf), str(tmp_path / 'missing.conf')],
+    result = run_module(initramfs_info.main, {'paths': [str(conf), str(tmp_path / 'missing.conf')],
                                                 'images': str(tmp_path / 'initrd.img-*')})
     assert result['changed'] is False
     assert result['stale'] is stale
@@ -39,5 +39,5 @@ def test_present_lists_existing_paths_in_order_with_dangling_links(tmp_path):
     conf.write_text('options vfio-pci ids=8086:10d3\n')
     os.symlink(tmp_path / 'gone', dangling)
     paths = [str(conf), str(tmp_path / 'missing.conf'), str(dangling), str(hook)]
-    result = run_module(initramfs_status.main, {'paths': paths, 'images': str(tmp_path / 'initrd.img-*')})
+    result = run_module(initramfs_info.main, {'paths': paths, 'images': str(tmp_path / 'initrd.img-*')})
     assert result['present'] == [str(conf), str(dangling), str(hook)]

@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._plan import (
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._plan import (
     plan_passthrough, reboot_reasons, verify_passthrough,
 )
 from ansible_collections.vfio.passthrough.plugins.modules import iommu_facts

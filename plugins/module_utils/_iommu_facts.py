@@ -1,0 +1,220 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to vfio.passthrough
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""``ansible_facts.iommu``: the IOMMU state and every PCI device as iommu_facts reports them.
+
+The assembly over _pci_devices and _net_interfaces, and pure parsers for the
+procfs files and the kernel log lines it consults where sysfs is silent.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import read_net_interfaces
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
+    OTHER_CARD, VFIO_HOLDERS, VFIO_PCI, group_relation, normalise_module,
+)
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import (
+    modules_for_modalias, parse_pci_aliases, read_pci_devices,
+)
+from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import as_tree
+
+__all__ = [
+    'parse_interrupt_remapping', 'parse_cpu_vendor', 'parse_cmdline', 'kernel_log_facts', 'gather_iommu_facts',
+]
+
+_IR_CHIP = re.compile(r'\sIR-[A-Z]')
+_PLAIN_CHIP = re.compile(r'\s(?:IO-APIC|PCI-MSI|PCI-MSIX)\b')
+_CPU_VENDORS = {'GenuineIntel': 'intel', 'AuthenticAMD': 'amd', 'HygonGenuine': 'amd'}
+
+
+def _group_types(tree):
+    """{group number: default domain type or None} for every IOMMU group."""
+    types = {}
+    for name in tree.listdir('sys/kernel/iommu_groups'):
+        if name.isdigit():
+            base = tree.resolve('sys/kernel/iommu_groups/' + name)
+            types[int(name)] = tree.read(base + '/type', resolved=True) if base is not None else None
+    return types
+
+
+def parse_interrupt_remapping(text):
+    """True when /proc/interrupts shows IR- chips, False when it shows plain ones, else None."""
+    if not text:
+        return None
+    if _IR_CHIP.search(text):
+        return True
+    if _PLAIN_CHIP.search(text):
+        return False
+    return None
+
+
+def parse_cpu_vendor(text):
+    """``intel``/``amd`` from /proc/cpuinfo's vendor_id, the raw id for others, None if absent."""
+    for line in (text or '').splitlines():
+        key, sep, value = line.partition(':')
+        if sep and key.strip() == 'vendor_id':
+            value = value.strip()
+            return _CPU_VENDORS.get(value, value.lower() or None)
+    return None
+
+
+def parse_cmdline(text):
+    """The kernel command line as a list of (key, value-or-None), in order."""
+    args = []
+    for word in (text or '').split():
+        key, sep, value = word.partition('=')
+        args.append((key, value if sep else None))
+    return args
+
+
+def kernel_log_facts(text):
+    """What the kernel log says where sysfs and procfs are silent.
+
+    Returns {'interrupt_remapping': bool|None, 'tables': set of ACPI table
+    names seen}. "DMAR: IOMMU enabled" is deliberately ignored: a machine
+    without an IOMMU prints it too when booted with intel_iommu=on.
+    """
+    remapping = None
+    tables = set()
+    for line in (text or '').splitlines():
+        if ('DMAR-IR: Enabled IRQ remapping' in line or 'AMD-Vi: Interrupt remapping enabled' in line):
+            remapping = True
+        elif remapping is None and ('IRQ remapping was disabled' in line
+                                    or 'Failed to enable irq remapping' in line
+                                    or 'Not enabling interrupt remapping' in line):
+            remapping = False
+        match = re.search(r'ACPI: (DMAR|IVRS) 0x', line)
+        if match:
+            tables.add(match.group(1))
+    return {'interrupt_remapping': remapping, 'tables': tables}
+
+
+def _isolated(address, peers, devices):
+    """In an IOMMU group, and no member of it belongs to another card."""
+    if not address or devices[address]['iommu_group'] is None:
+        return False
+    return all(group_relation(address, peer, devices) != OTHER_CARD for peer in peers)
+
+
+def _passthrough_mode(groups, cmdline_args, enabled):
+    """True when DMA passes through untranslated (iommu=pt), False when translated, None when unknown.
+
+    The default domain type most groups carry decides: a few groups may be
+    forced to DMA (untrusted devices) while the host default is identity.
+    """
+    if not enabled:
+        return None
+    counts = {}
+    for group in groups.values():
+        if group['type']:
+            counts[group['type']] = counts.get(group['type'], 0) + 1
+    if counts:
+        most = max(counts, key=lambda t: (counts[t], t == 'identity'))
+        return most == 'identity'
+    iommu = [v for k, v in cmdline_args if k == 'iommu']
+    if iommu:
+        return iommu[-1] == 'pt'
+    return None
+
+
+def gather_iommu_facts(root, kernel_log=None, interfaces=None):
+    """Build ``ansible_facts.iommu`` (without host_critical, which the caller adds).
+
+    ``kernel_log`` is a callable returning the kernel log text; it is called
+    at most once and only when sysfs/procfs cannot answer. Pass None for a
+    non-live root, whose log we cannot see. ``interfaces`` (from
+    read_net_interfaces) saves reading sys/class/net twice.
+    """
+    tree = as_tree(root)
+    log_cache = []
+
+    def log():
+        if kernel_log is None:
+            return None
+        if not log_cache:
+            log_cache.append(kernel_log_facts(kernel_log()))
+        return log_cache[0]
+
+    cmdline = tree.read('proc/cmdline') or ''
+    args = parse_cmdline(cmdline)
+    devices = read_pci_devices(tree)
+    groups = {number: {'devices': [], 'type': type_} for number, type_ in _group_types(tree).items()}
+    for address in sorted(devices):
+        if devices[address]['iommu_group'] in groups:
+            groups[devices[address]['iommu_group']]['devices'].append(address)
+    if interfaces is None:
+        interfaces = read_net_interfaces(tree)
+    units = tree.listdir('sys/class/iommu')
+    enabled = bool(units) or any(g['devices'] for g in groups.values())
+
+    tables_dir = 'sys/firmware/acpi/tables'
+    table_names = set(tree.listdir(tables_dir))
+    if table_names:
+        tables = table_names & {'DMAR', 'IVRS'}
+    else:
+        # tables hidden (no ACPI dir, or not readable): the boot log lists them
+        facts = log()
+        tables = facts['tables'] if facts else None
+    cpu_vendor = parse_cpu_vendor(tree.read('proc/cpuinfo'))
+    if tables:
+        vendor = 'intel' if 'DMAR' in tables else 'amd'
+    elif any(u.startswith('dmar') for u in units):
+        vendor = 'intel'
+    elif any(u.startswith('ivhd') for u in units):
+        vendor = 'amd'
+    else:
+        vendor = cpu_vendor if cpu_vendor in ('intel', 'amd') else None
+
+    remapping = parse_interrupt_remapping(tree.read('proc/interrupts'))
+    if remapping is None:
+        facts = log()
+        remapping = facts['interrupt_remapping'] if facts else None
+
+    netdevs = {}
+    for ifname, facts in interfaces.items():
+        if facts['pci_address']:
+            netdevs.setdefault(facts['pci_address'], []).append(ifname)
+
+    # A device on vfio-pci (or with no driver) no longer shows which driver the
+    # host would give it; modules.alias does, as for lspci -k.
+    aliases = None
+    kernel = tree.read('proc/sys/kernel/osrelease')
+    members = {number: sorted(group['devices']) for number, group in groups.items()}
+    out_devices = {}
+    for address in sorted(devices):
+        raw = devices[address]
+        group = raw['iommu_group']
+        peers = [a for a in members.get(group, []) if a != address] if group is not None else []
+        entry = {k: v for k, v in raw.items() if k != 'path'}
+        if raw['driver'] is None or raw['driver'] in VFIO_HOLDERS:
+            if aliases is None:
+                aliases = parse_pci_aliases(tree.read('lib/modules/%s/modules.alias' % kernel) if kernel else None)
+            entry['kernel_modules'] = modules_for_modalias(tree.read(raw['path'] + '/modalias', resolved=True), aliases)
+        else:
+            entry['kernel_modules'] = [raw['driver_module'] or normalise_module(raw['driver'])]
+        entry.update({
+            'group_peers': peers,
+            'isolated': _isolated(address, peers, devices),
+            'netdevs': netdevs.get(address, []),
+            'host_critical': [],
+        })
+        out_devices[address] = entry
+
+    acs = [v for k, v in args if k == 'pcie_acs_override']
+    return {
+        'enabled': enabled,
+        'vendor': vendor,
+        'cpu_vendor': cpu_vendor,
+        'firmware_support': bool(tables) if tables is not None else None,
+        'interrupt_remapping': remapping,
+        'passthrough_mode': _passthrough_mode(groups, args, enabled),
+        'acs_override': (acs[-1] or '') if acs else None,
+        'cmdline': cmdline,
+        'kernel': kernel,
+        'iommu_units': units,
+        'groups': {str(n): {'devices': members[n], 'type': groups[n]['type']} for n in sorted(groups)},
+        'devices': out_devices,
+        'vfio_bound': [a for a in sorted(devices) if devices[a]['driver'] == VFIO_PCI],
+    }

@@ -1,0 +1,128 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to vfio.passthrough
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The PCI vocabulary every other file speaks: addresses, classes, VFIO drivers, module names.
+
+Each rule here is used by the facts, the plan and the report alike, so the
+three can never disagree about what a bridge is, which functions form one
+card, or whether a device is held for a VM.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    'PCI_ADDRESS', 'PCI_ID', 'BRIDGE_CLASS', 'VFIO_PCI', 'PCI_STUB', 'VFIO_HOLDERS', 'VFIO_HOLDER_MODULES',
+    'C_LOCALE', 'SAME_CARD', 'OTHER_CARD', 'BRIDGE', 'slot', 'nearest_pci', 'normalise_module',
+    'class_name', 'group_relation', 'vfio_driver', 'off_host',
+]
+
+# domain:bus:slot.function, lowercase, as sysfs names devices
+PCI_ADDRESS = re.compile(r'[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]\Z')
+# vendor:device, lowercase (as sysfs, lspci -n and vfio-pci ids= write them)
+PCI_ID = re.compile(r'[0-9a-f]{4}:[0-9a-f]{4}\Z')
+# PCI-to-PCI bridges (class 0604xx) sit in the groups of the devices behind them;
+# vfio ignores them when it checks that a group is viable.
+BRIDGE_CLASS = '0604'
+VFIO_PCI = 'vfio-pci'
+PCI_STUB = 'pci-stub'
+# Drivers that keep a device away from the host without driving it: the group
+# stays viable for a VM (vfio accepts members on these or on no driver).
+VFIO_HOLDERS = (VFIO_PCI, PCI_STUB)
+VFIO_HOLDER_MODULES = ('vfio_pci', 'pci_stub')
+# environ_update for every module.run_command: tool output parsed in one language.
+C_LOCALE = {'LC_ALL': 'C'}
+
+# How a member of a device's IOMMU group relates to the device (group_relation).
+SAME_CARD = 'same card'
+OTHER_CARD = 'another card'
+BRIDGE = 'bridge'
+
+# Keyed by class+subclass (4 hex digits); the programming interface does not
+# change what the device is for our purposes (all USB host controllers alike).
+_CLASS_NAMES = {
+    '0000': 'Non-VGA unclassified device', '0001': 'VGA compatible unclassified device',
+    '0100': 'SCSI storage controller', '0101': 'IDE interface', '0104': 'RAID bus controller',
+    '0105': 'ATA controller', '0106': 'SATA controller', '0107': 'Serial Attached SCSI controller',
+    '0108': 'Non-Volatile memory controller', '0180': 'Mass storage controller',
+    '0200': 'Ethernet controller', '0207': 'InfiniBand controller', '0280': 'Network controller',
+    '0300': 'VGA compatible controller', '0301': 'XGA compatible controller', '0302': '3D controller',
+    '0380': 'Display controller',
+    '0400': 'Multimedia video controller', '0401': 'Multimedia audio controller',
+    '0403': 'Audio device', '0480': 'Multimedia controller',
+    '0500': 'RAM memory', '0580': 'Memory controller',
+    '0600': 'Host bridge', '0601': 'ISA bridge', '0604': 'PCI bridge', '0680': 'Bridge',
+    '0700': 'Serial controller', '0780': 'Communication controller',
+    '0800': 'PIC', '0805': 'SD Host controller', '0806': 'IOMMU', '0880': 'System peripheral',
+    '0c03': 'USB controller', '0c05': 'SMBus', '0c80': 'Serial bus controller',
+    '0d00': 'IRDA controller', '0d11': 'Bluetooth', '0d80': 'Wireless controller',
+    '1080': 'Encryption controller', '1101': 'Performance counters', '1180': 'Signal processing controller',
+    '1200': 'Processing accelerators',
+}
+_BASE_CLASS_NAMES = {
+    '01': 'Mass storage controller', '02': 'Network controller', '03': 'Display controller',
+    '04': 'Multimedia controller', '05': 'Memory controller', '06': 'Bridge',
+    '07': 'Communication controller', '08': 'Generic system peripheral', '09': 'Input device controller',
+    '0a': 'Docking station', '0b': 'Processor', '0c': 'Serial bus controller', '0d': 'Wireless controller',
+    '0e': 'Intelligent controller', '0f': 'Satellite communications controller',
+    '10': 'Encryption controller', '11': 'Signal processing controller', '12': 'Processing accelerators',
+    '13': 'Non-Essential Instrumentation', '40': 'Coprocessor', 'ff': 'Unassigned class',
+}
+
+
+def slot(address):
+    """``0000:03:00.1`` -> ``0000:03:00``: the functions of one card share it."""
+    return address.rpartition('.')[0]
+
+
+def nearest_pci(path):
+    """The last PCI address among the components of a physical sysfs path, or None."""
+    for part in reversed(path.split('/')):
+        if PCI_ADDRESS.match(part):
+            return part
+    return None
+
+
+def normalise_module(name):
+    """A kernel module or parameter name as the kernel compares it: ``-`` and ``_`` are one character."""
+    return name.replace('-', '_') if name else name
+
+
+def class_name(class_):
+    """Human name for a 6-hex-digit PCI class code such as ``020000``."""
+    return (_CLASS_NAMES.get(class_[:4]) or _BASE_CLASS_NAMES.get(class_[:2])
+            or 'Unknown class %s' % class_[:4])
+
+
+def group_relation(address, peer, devices):
+    """How ``peer``, a member of ``address``'s IOMMU group, relates to it: SAME_CARD, OTHER_CARD or BRIDGE.
+
+    ``devices`` maps addresses to facts with a ``class``. A PCI bridge never
+    stops its group from going to a VM; another function of the same card
+    goes along with the device; anything else (also a peer the facts do not
+    know) belongs to another card, so the group is not isolated.
+    """
+    facts = devices.get(peer)
+    if facts is None:
+        return OTHER_CARD
+    if (facts.get('class') or '').startswith(BRIDGE_CLASS):
+        return BRIDGE
+    return SAME_CARD if slot(peer) == slot(address) else OTHER_CARD
+
+
+def vfio_driver(device):
+    """The VFIO driver holding ``device`` for a VM (vfio-pci or one of its variants), or None.
+
+    Facts of M(vfio.passthrough.iommu_facts) carry ``vfio_driver``; facts
+    gathered before it existed only know vfio-pci by name.
+    """
+    if 'vfio_driver' in device:
+        return device['vfio_driver']
+    return VFIO_PCI if device.get('driver') == VFIO_PCI else None
+
+
+def off_host(device):
+    """True when no host driver drives ``device`` (no driver, pci-stub or a VFIO driver): vfio accepts such a peer."""
+    driver = device.get('driver')
+    return driver is None or driver == PCI_STUB or bool(vfio_driver(device))

@@ -1,0 +1,136 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to vfio.passthrough
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PCI functions from sys/bus/pci/devices, and the modules modules.alias offers for them."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
+    PCI_ADDRESS, VFIO_HOLDER_MODULES, class_name, normalise_module,
+)
+from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import as_tree, link_name
+
+__all__ = ['read_pci_devices', 'parse_pci_aliases', 'modules_for_modalias']
+
+# The kernel prints modalias from the same fields as the vendor, device,
+# subsystem_* and class files: one read instead of five.
+_MODALIAS = re.compile(r'^pci:v0000([0-9A-Fa-f]{4})d0000([0-9A-Fa-f]{4})sv0000([0-9A-Fa-f]{4})'
+                       r'sd0000([0-9A-Fa-f]{4})bc([0-9A-Fa-f]{2})sc([0-9A-Fa-f]{2})i([0-9A-Fa-f]{2})$')
+
+
+def _hex_id(text):
+    """``0x8086`` -> ``8086``; None stays None."""
+    if text is None:
+        return None
+    text = text.lower()
+    return text[2:] if text.startswith('0x') else text
+
+
+def _int_or_none(text):
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _driver_modules(tree, bus):
+    """driver name -> module name for every driver registered on ``bus`` (None = built in)."""
+    base = 'sys/bus/%s/drivers' % bus
+    result = {}
+    for name in tree.listdir(base, resolved=True):
+        target = tree.readlink('%s/%s/module' % (base, name))
+        result[name] = normalise_module(link_name(target))
+    return result
+
+
+def read_pci_devices(root):
+    """{address: raw facts} for every PCI function in sys/bus/pci/devices.
+
+    Each device's group comes from its own ``iommu_group`` link: one readlink
+    instead of a listing of every group's devices/ directory.
+
+    Raw facts: vendor_id, device_id, subsystem_vendor_id, subsystem_device_id,
+    class, class_name, driver, driver_module, iommu_group, reset_methods,
+    sriov_totalvfs, sriov_numvfs, boot_vga, path (physical path below root).
+    """
+    tree = as_tree(root)
+    modules = _driver_modules(tree, 'pci')
+    devices = {}
+    for address in tree.listdir('sys/bus/pci/devices', resolved=True):
+        if not PCI_ADDRESS.match(address):
+            continue
+        rel = tree.resolve('sys/bus/pci/devices/' + address)
+        if rel is None:
+            continue
+
+        # No listing of the device directory (dozens of entries on a real
+        # host): a missing attribute or link costs one failed syscall instead.
+        def attr(name, rel=rel):
+            return tree.read(rel + '/' + name, resolved=True)
+
+        target = tree.readlink(rel + '/driver')
+        driver = link_name(target)
+        group = _int_or_none(link_name(tree.readlink(rel + '/iommu_group')))
+        modalias = attr('modalias')
+        match = _MODALIAS.match(modalias) if modalias else None
+        if match:
+            vendor, device, sub_vendor, sub_device = (g.lower() for g in match.group(1, 2, 3, 4))
+            class_ = ''.join(match.group(5, 6, 7)).lower()
+        else:
+            vendor, device = _hex_id(attr('vendor')), _hex_id(attr('device'))
+            sub_vendor, sub_device = _hex_id(attr('subsystem_vendor')), _hex_id(attr('subsystem_device'))
+            class_ = (_hex_id(attr('class')) or '').rjust(6, '0')
+        reset = attr('reset_method')
+        devices[address] = {
+            'vendor_id': vendor,
+            'device_id': device,
+            'subsystem_vendor_id': sub_vendor,
+            'subsystem_device_id': sub_device,
+            'class': class_,
+            'class_name': class_name(class_),
+            'driver': driver,
+            'driver_module': modules.get(driver) if driver else None,
+            'iommu_group': group,
+            'reset_methods': reset.split() if reset else [],
+            'sriov_totalvfs': _int_or_none(attr('sriov_totalvfs')),
+            'sriov_numvfs': _int_or_none(attr('sriov_numvfs')),
+            'boot_vga': attr('boot_vga') == '1',
+            'path': rel,
+        }
+    return devices
+
+
+def parse_pci_aliases(text):
+    """{vendor field or '*': [(pattern, module)]} from modules.alias, PCI lines only.
+
+    Indexed by the literal vendor part (``v00008086``) so a lookup compares a
+    device with its vendor's patterns only, not with every PCI alias.
+    """
+    index = {}
+    for line in (text or '').splitlines():
+        if not line.startswith('alias pci:'):
+            continue
+        parts = line.split()
+        if len(parts) != 3:
+            continue
+        pattern, module = parts[1], normalise_module(parts[2])
+        vendor = pattern[4:13]
+        key = vendor if len(vendor) == 9 and not any(c in vendor for c in '*?[') else '*'
+        index.setdefault(key, []).append((pattern, module))
+    return index
+
+
+def modules_for_modalias(modalias, aliases):
+    """Modules whose PCI alias matches ``modalias`` (like lspci -k's "Kernel modules")."""
+    if not modalias:
+        return []
+    found = []
+    for pattern, module in aliases.get(modalias[4:13], []) + aliases.get('*', []):
+        if module not in found and module not in VFIO_HOLDER_MODULES and fnmatch.fnmatchcase(modalias, pattern):
+            found.append(module)
+    return found
+
+

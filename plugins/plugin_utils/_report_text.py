@@ -1,0 +1,85 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to vfio.passthrough
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Text the report's Markdown and HTML share: host rows and device cells, cleaned of unsafe characters.
+
+Every string that comes from a host (class names, drivers, the kernel command
+line, host names) passes clean() and is escaped where it is written, so a
+hostile or broken sysfs cannot inject markup into a page.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci import PCI_STUB, vfio_driver
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts import KEYS, LABEL
+
+__all__ = [
+    'clean', 'host_rows', 'sriov_text', 'isolation_text', 'vfio_state', 'pci_id_text', 'verdict_text', 'count_line',
+]
+
+# Bytes XML 1.0 cannot carry even escaped (and lone surrogates no encoder accepts):
+# a sysfs read with errors='replace' cannot produce them, but facts may come from anywhere.
+_UNSAFE_CHARS = re.compile('[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]')
+
+
+def clean(value):
+    return _UNSAFE_CHARS.sub('\ufffd', '' if value is None else str(value))
+
+
+def _yes_no(value, yes='yes', no='no'):
+    return 'unknown' if value is None else (yes if value else no)
+
+
+def host_rows(facts):
+    acs = facts.get('acs_override')
+    return [
+        ('IOMMU', '%s (%s)' % ('on' if facts.get('enabled') else 'OFF', facts.get('vendor') or 'vendor unknown')),
+        ('Firmware table (DMAR/IVRS)', _yes_no(facts.get('firmware_support'), 'present', 'MISSING')),
+        ('Interrupt remapping', _yes_no(facts.get('interrupt_remapping'))),
+        ('Passthrough (iommu=pt)', _yes_no(facts.get('passthrough_mode'))),
+        ('ACS override', 'pcie_acs_override=%s' % acs if acs is not None else 'none'),
+        ('Kernel', facts.get('kernel') or 'unknown'),
+        ('Command line', facts.get('cmdline') or ''),
+    ]
+
+
+def sriov_text(device):
+    total = device.get('sriov_totalvfs')
+    if not total:
+        return '-'
+    return '%s of %s VFs' % (device.get('sriov_numvfs') or 0, total)
+
+
+def isolation_text(device):
+    if device.get('iommu_group') is None:
+        return 'no group'
+    peers = device.get('group_peers') or []
+    if not peers:
+        return 'alone in group %s' % device['iommu_group']
+    if device.get('isolated'):
+        return 'isolated (group %s with %s)' % (device['iommu_group'], ', '.join(peers))
+    return 'shared (group %s with %s)' % (device['iommu_group'], ', '.join(peers))
+
+
+def vfio_state(device):
+    driver = device.get('driver')
+    if vfio_driver(device):
+        return 'bound'
+    if driver == PCI_STUB:
+        return 'held by pci-stub'
+    return 'host (%s)' % driver if driver else 'no driver'
+
+
+def pci_id_text(device):
+    return '%s:%s' % (device.get('vendor_id') or '????', device.get('device_id') or '????')
+
+
+def verdict_text(verdict):
+    return '; '.join([verdict['reason']] + verdict['notes'])
+
+
+def count_line(counts):
+    parts = ['%d %s' % (counts[key], LABEL[key]) for key in KEYS if counts.get(key)]
+    return ', '.join(parts) or 'no devices'

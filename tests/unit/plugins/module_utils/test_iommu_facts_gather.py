@@ -1,0 +1,143 @@
+"""ansible_facts.iommu assembled from fake trees, and the parsers behind it (module_utils/_iommu_facts.py)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from ansible_collections.vfio.passthrough.plugins.module_utils._iommu_facts import (
+    gather_iommu_facts, kernel_log_facts, parse_cmdline, parse_cpu_vendor, parse_interrupt_remapping,
+)
+from sysfs_builder import FakeHost, amd_twin_nic_host, intel_gpu_host, iommu_off_host
+
+
+# -- pure parsers --------------------------------------------------------------
+
+@pytest.mark.parametrize('text, expected', [
+    (' 0:  36  0  IR-IO-APIC    2-edge      timer\n', True),
+    (' 25: 0 0  IR-PCI-MSIX-0000:01:00.0    0-edge      nvme0q0\n', True),
+    (' 0:  36  0   IO-APIC    2-edge      timer\n 24: 1 0 PCI-MSI 49152-edge  virtio0\n', False),
+    ('NMI:  0  0   Non-maskable interrupts\n', None),
+    ('', None),
+    (None, None),
+])
+def test_parse_interrupt_remapping(text, expected):
+    assert parse_interrupt_remapping(text) is expected
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('processor\t: 0\nvendor_id\t: GenuineIntel\n', 'intel'),
+    ('vendor_id\t: AuthenticAMD\n', 'amd'),
+    ('vendor_id\t: HygonGenuine\n', 'amd'),
+    ('vendor_id\t: CentaurHauls\n', 'centaurhauls'),
+    ('processor\t: 0\n', None),
+    (None, None),
+])
+def test_parse_cpu_vendor(text, expected):
+    assert parse_cpu_vendor(text) == expected
+
+
+def test_parse_cmdline_keeps_order_and_bare_flags():
+    assert parse_cmdline('ro quiet iommu=pt pcie_acs_override=downstream,multifunction x=') == [
+        ('ro', None), ('quiet', None), ('iommu', 'pt'),
+        ('pcie_acs_override', 'downstream,multifunction'), ('x', '')]
+
+
+@pytest.mark.parametrize('text, remapping, tables', [
+    ('DMAR-IR: Enabled IRQ remapping in xapic mode\nACPI: DMAR 0x000000007FFE1F1A 000050 (v01 BOCHS)', True, {'DMAR'}),
+    ('AMD-Vi: Interrupt remapping enabled\nACPI: IVRS 0x0000000 0000D0 (v02 AMD)', True, {'IVRS'}),
+    ('DMAR: IOMMU enabled\n', None, set()),   # proves nothing: printed without an IOMMU too
+    ('AMD-Vi: AMD IOMMUv2 functionality not available on this system\n', None, set()),
+    ('DMAR-IR: IRQ remapping was disabled\n', False, set()),
+    ('', None, set()),
+])
+def test_kernel_log_facts(text, remapping, tables):
+    assert kernel_log_facts(text) == {'interrupt_remapping': remapping, 'tables': tables}
+
+
+# -- whole facts -----------------------------------------------------------------
+
+def test_isolation_twin_nics_share_a_group_with_their_bridge(tmp_path):
+    amd_twin_nic_host(tmp_path)
+    devices = gather_iommu_facts(str(tmp_path))['devices']
+    assert devices['0000:05:00.0']['group_peers'] == ['0000:00:02.1', '0000:06:00.0']
+    assert devices['0000:05:00.0']['isolated'] is False   # the other NIC is another device
+    assert devices['0000:07:00.0']['isolated'] is True    # only its bridge beside it
+    assert devices['0000:09:00.0']['isolated'] is True    # alone in its group
+
+
+def test_isolation_gpu_with_its_audio_function(tmp_path):
+    intel_gpu_host(tmp_path)
+    devices = gather_iommu_facts(str(tmp_path))['devices']
+    assert devices['0000:01:00.0']['isolated'] is True
+    assert devices['0000:01:00.1']['isolated'] is True
+    assert devices['0000:00:1f.6']['isolated'] is True    # 00:1f.x are functions of one device
+
+
+@pytest.mark.parametrize('dmar, firmware', [(True, True), (False, False)])
+def test_iommu_off_host(tmp_path, dmar, firmware):
+    iommu_off_host(tmp_path, dmar=dmar)
+    facts = gather_iommu_facts(str(tmp_path))
+    assert facts['enabled'] is False   # intel_iommu=on on the command line does not make it so
+    assert facts['firmware_support'] is firmware
+    assert facts['vendor'] == 'intel'  # DMAR table, or the CPU vendor without one
+    assert facts['passthrough_mode'] is None
+    assert facts['interrupt_remapping'] is False
+    assert facts['groups'] == {}
+    assert all(d['isolated'] is False and d['iommu_group'] is None for d in facts['devices'].values())
+
+
+def test_kernel_log_only_where_sysfs_and_procfs_are_silent(tmp_path):
+    host = iommu_off_host(tmp_path)
+    calls = []
+
+    def log():
+        calls.append(1)
+        return 'DMAR-IR: Enabled IRQ remapping in xapic mode\nACPI: DMAR 0x000000007FFE1F1A 000050\n'
+
+    gather_iommu_facts(str(tmp_path), log)
+    assert calls == []   # interrupts and ACPI tables answered everything
+    os.unlink(tmp_path / 'proc/interrupts')
+    for name in os.listdir(tmp_path / 'sys/firmware/acpi/tables'):
+        os.unlink(tmp_path / 'sys/firmware/acpi/tables' / name)
+    facts = gather_iommu_facts(str(tmp_path), log)
+    assert calls == [1]  # read once for both questions
+    assert (facts['interrupt_remapping'], facts['firmware_support'], facts['vendor']) == (True, True, 'intel')
+    assert host.root == tmp_path
+
+
+@pytest.mark.parametrize('types, cmdline, expected', [
+    (['identity', 'identity'], 'quiet', True),
+    (['DMA-FQ', 'DMA-FQ'], 'iommu=pt', False),          # the groups say what is in effect
+    (['identity', 'identity', 'DMA'], 'quiet', True),   # an untrusted device forced to DMA
+    ([None], 'intel_iommu=on iommu=pt', True),          # old kernel without type files
+    ([None], 'intel_iommu=on', None),
+])
+def test_passthrough_mode(tmp_path, types, cmdline, expected):
+    host = FakeHost(tmp_path).cmdline(cmdline)
+    for n, type_ in enumerate(types):
+        host.add_device('0000:00:%02x.0' % n, '8086', '10d3', '020000', group=n)
+        if type_ is None:
+            os.unlink(tmp_path / 'sys/kernel/iommu_groups' / str(n) / 'type')
+        else:
+            host.set_group_type(n, type_)
+    assert gather_iommu_facts(str(tmp_path))['passthrough_mode'] is expected
+
+
+@pytest.mark.parametrize('cmdline, expected', [
+    ('quiet pcie_acs_override=downstream,multifunction', 'downstream,multifunction'),
+    ('pcie_acs_override=id:8086:1533 pcie_acs_override=downstream', 'downstream'),  # the last one wins
+    ('quiet', None),
+])
+def test_acs_override(tmp_path, cmdline, expected):
+    FakeHost(tmp_path).cmdline(cmdline)
+    assert gather_iommu_facts(str(tmp_path))['acs_override'] == expected
+
+
+def test_vendor_from_iommu_units_when_tables_hidden(tmp_path):
+    host = FakeHost(tmp_path).cpu_vendor('GenuineIntel')
+    host.add_device('0000:00:00.2', '1022', '1481', '080600', group=0)
+    host.iommu_unit('ivhd0', under='0000:00:00.2')
+    facts = gather_iommu_facts(str(tmp_path))
+    assert (facts['vendor'], facts['cpu_vendor'], facts['firmware_support']) == ('amd', 'intel', None)

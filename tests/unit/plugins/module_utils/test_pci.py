@@ -1,0 +1,93 @@
+"""The PCI vocabulary (module_utils/_pci.py): addresses, classes, group relations, VFIO drivers, module names."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
+    BRIDGE, OTHER_CARD, PCI_ADDRESS, PCI_ID, SAME_CARD, class_name, group_relation, nearest_pci,
+    normalise_module, off_host, slot, vfio_driver,
+)
+
+
+@pytest.mark.parametrize('text, ok', [
+    ('0000:03:00.0', True), ('0000:ff:1f.7', True),
+    ('0000:03:00.8', False),          # functions are 0-7
+    ('0000:03:00.0\n', False),        # a trailing newline is not part of an address
+    ('0000:03:00', False), ('03:00.0', False), ('0000:0G:00.0', False),
+    ('0000:03:00.0 ', False),
+])
+def test_pci_address(text, ok):
+    assert bool(PCI_ADDRESS.match(text)) is ok
+
+
+@pytest.mark.parametrize('text, ok', [('8086:10d3', True), ('8086:10D3', False), ('8086:10d', False),
+                                      ('8086:10d3\n', False), ('808610d3', False)])
+def test_pci_id(text, ok):
+    assert bool(PCI_ID.match(text)) is ok
+
+
+def test_slot_and_nearest_pci():
+    assert slot('0000:03:00.1') == '0000:03:00'
+    assert nearest_pci('sys/devices/pci0000:00/0000:00:1c.0/0000:03:00.0/net/eth0') == '0000:03:00.0'
+    assert nearest_pci('sys/devices/virtual/net/lo') is None
+
+
+@pytest.mark.parametrize('name, expected', [('vfio-pci', 'vfio_pci'), ('i2c_i801', 'i2c_i801'),
+                                            ('a-b-c', 'a_b_c'), ('', ''), (None, None)])
+def test_normalise_module(name, expected):
+    assert normalise_module(name) == expected
+
+
+@given(st.text(alphabet='ab-_', max_size=12))
+def test_normalise_module_is_idempotent_and_dash_blind(name):
+    once = normalise_module(name)
+    assert normalise_module(once) == once and '-' not in once
+    assert normalise_module(name.replace('_', '-')) == once
+
+
+@pytest.mark.parametrize('code, name', [
+    ('030000', 'VGA compatible controller'), ('030200', '3D controller'), ('040300', 'Audio device'),
+    ('020000', 'Ethernet controller'), ('028000', 'Network controller'),
+    ('010802', 'Non-Volatile memory controller'), ('010601', 'SATA controller'),
+    ('010400', 'RAID bus controller'), ('010700', 'Serial Attached SCSI controller'),
+    ('0c0330', 'USB controller'), ('0c0320', 'USB controller'), ('060400', 'PCI bridge'),
+    ('060000', 'Host bridge'), ('060100', 'ISA bridge'), ('0c0500', 'SMBus'),
+    ('01ff00', 'Mass storage controller'),   # unknown subclass: the base class names it
+    ('ee0000', 'Unknown class ee00'),
+])
+def test_class_name(code, name):
+    assert class_name(code) == name
+
+
+_GPU, _AUDIO, _NIC, _BRIDGE, _HOST = '0000:01:00.0', '0000:01:00.1', '0000:02:00.0', '0000:00:01.0', '0000:00:00.0'
+_DEVICES = {_GPU: {'class': '030000'}, _AUDIO: {'class': '040300'}, _NIC: {'class': '020000'},
+            _BRIDGE: {'class': '060400'}, _HOST: {'class': '060000'}, '0000:01:00.2': {'class': '060400'}}
+
+
+@pytest.mark.parametrize('peer, relation', [
+    (_AUDIO, SAME_CARD),              # another function of the same card
+    (_NIC, OTHER_CARD),
+    (_BRIDGE, BRIDGE),                # a PCI bridge never blocks its group
+    ('0000:01:00.2', BRIDGE),         # a bridge function on the same card is still a bridge
+    (_HOST, OTHER_CARD),              # a host bridge is not a PCI-to-PCI bridge: vfio counts it
+    ('0000:01:00.3', OTHER_CARD),     # a member the facts do not know cannot be vouched for
+])
+def test_group_relation(peer, relation):
+    assert group_relation(_GPU, peer, _DEVICES) == relation
+
+
+@pytest.mark.parametrize('device, driver, off', [
+    ({'driver': 'vfio-pci'}, 'vfio-pci', True),                                  # facts without vfio_driver
+    ({'driver': 'mlx5_vfio_pci', 'vfio_driver': 'mlx5_vfio_pci'}, 'mlx5_vfio_pci', True),
+    ({'driver': 'vfio-pci', 'vfio_driver': None}, None, False),                   # the facts decide
+    ({'driver': 'pci-stub'}, None, True),
+    ({'driver': None}, None, True),
+    ({}, None, True),
+    ({'driver': 'e1000e'}, None, False),
+])
+def test_vfio_driver_and_off_host(device, driver, off):
+    assert vfio_driver(device) == driver
+    assert off_host(device) is off

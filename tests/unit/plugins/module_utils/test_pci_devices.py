@@ -1,0 +1,87 @@
+"""PCI functions read from kernel-shaped fake trees (module_utils/_pci_devices.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.vfio.passthrough.plugins.module_utils._iommu_facts import gather_iommu_facts
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices
+from sysfs_builder import amd_twin_nic_host, igb_mgmt_host, intel_gpu_host, iommu_off_host
+
+
+def _listed_groups(root):
+    """The groups as the kernel lists them: sys/kernel/iommu_groups/N/devices/ and N/type."""
+    base = root / 'sys' / 'kernel' / 'iommu_groups'
+    if not base.is_dir():
+        return {}
+    return {group.name: {'devices': sorted(p.name for p in (group / 'devices').iterdir()),
+                         'type': (group / 'type').read_text().strip()}
+            for group in base.iterdir()}
+
+
+def test_read_pci_devices_intel_gpu(tmp_path):
+    intel_gpu_host(tmp_path)
+    devices = read_pci_devices(str(tmp_path))
+    gpu = dict(devices['0000:01:00.0'])
+    assert gpu.pop('path') == 'sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0'
+    assert gpu == {
+        'vendor_id': '10de', 'device_id': '1b80', 'subsystem_vendor_id': '1043', 'subsystem_device_id': '85aa',
+        'class': '030000', 'class_name': 'VGA compatible controller', 'driver': 'nouveau',
+        'driver_module': 'nouveau', 'iommu_group': 1, 'reset_methods': ['flr', 'bus'],
+        'sriov_totalvfs': None, 'sriov_numvfs': None, 'boot_vga': True,
+    }
+
+
+@pytest.mark.parametrize('address, driver, module, group, resets', [
+    ('0000:00:01.0', 'pcieport', None, 1, []),            # built-in driver: no module link
+    ('0000:00:00.0', None, None, 0, []),                  # no driver bound
+    ('0000:00:14.0', 'xhci_hcd', 'xhci_pci', 2, ['flr', 'bus']),  # driver name != module name
+    ('0000:00:1f.4', 'i801_smbus', 'i2c_i801', 4, ['flr', 'bus']),
+    ('0000:00:17.0', 'ahci', 'ahci', 3, ['bus']),
+])
+def test_driver_module_and_group(tmp_path, address, driver, module, group, resets):
+    intel_gpu_host(tmp_path)
+    device = read_pci_devices(str(tmp_path))[address]
+    assert (device['driver'], device['driver_module'], device['iommu_group'], device['reset_methods']) == \
+        (driver, module, group, resets)
+
+
+def test_sriov_counts_and_dash_module_names(tmp_path):
+    amd_twin_nic_host(tmp_path)
+    devices = read_pci_devices(str(tmp_path))
+    assert (devices['0000:06:00.0']['sriov_totalvfs'], devices['0000:06:00.0']['sriov_numvfs']) == (7, 2)
+    assert devices['0000:09:00.0']['driver'] == 'vfio-pci'
+    assert devices['0000:09:00.0']['driver_module'] == 'vfio_pci'
+    assert devices['0000:09:00.0']['boot_vga'] is False
+
+
+def test_groups_without_iommu_are_empty_and_devices_have_no_group(tmp_path):
+    iommu_off_host(tmp_path)
+    assert _listed_groups(tmp_path) == {}
+    assert gather_iommu_facts(str(tmp_path))['groups'] == {}
+    assert {d['iommu_group'] for d in read_pci_devices(str(tmp_path)).values()} == {None}
+
+
+def test_gathered_group_members_and_type(tmp_path):
+    intel_gpu_host(tmp_path, passthrough=False)
+    groups = gather_iommu_facts(str(tmp_path))['groups']
+    assert groups['1'] == {'devices': ['0000:00:01.0', '0000:01:00.0', '0000:01:00.1'], 'type': 'DMA-FQ'}
+    assert sorted(groups, key=int) == ['0', '1', '2', '3', '4']
+
+
+@pytest.mark.parametrize('build', [intel_gpu_host, amd_twin_nic_host, iommu_off_host, igb_mgmt_host])
+def test_ids_from_modalias_equal_the_separate_files(tmp_path, build):
+    """modalias is read instead of five files; without it the files still answer, identically."""
+    build(tmp_path)
+    with_modalias = read_pci_devices(str(tmp_path))
+    for path in tmp_path.glob('sys/devices/**/modalias'):
+        path.unlink()
+    assert read_pci_devices(str(tmp_path)) == with_modalias
+
+
+@pytest.mark.parametrize('build', [intel_gpu_host, amd_twin_nic_host, iommu_off_host, igb_mgmt_host])
+def test_gathered_groups_equal_the_group_directories(tmp_path, build):
+    """gather_iommu_facts takes members from each device's iommu_group link: same as listing the groups."""
+    build(tmp_path)
+    gathered = gather_iommu_facts(str(tmp_path))['groups']
+    assert gathered == _listed_groups(tmp_path)

@@ -1,0 +1,87 @@
+"""The report's verdicts (plugin_utils/_report_verdicts.py): per device, table-driven, and per group."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts import VERDICTS, device_verdict, device_verdicts, group_verdict
+
+# -- verdicts, table-driven -----------------------------------------------------------
+
+def _dev(cls='020000', driver='e1000e', group=1, peers=(), resets=('flr', 'bus'), critical=(), boot_vga=False):
+    return {'class': cls, 'class_name': 'Class %s' % cls, 'driver': driver, 'iommu_group': group,
+            'group_peers': list(peers), 'reset_methods': list(resets), 'host_critical': list(critical),
+            'boot_vga': boot_vga, 'vendor_id': '8086', 'device_id': '10d3'}
+
+
+A, A1, B, BR = '0000:03:00.0', '0000:03:00.1', '0000:04:00.0', '0000:00:01.0'
+
+
+@pytest.mark.parametrize('name, devices, enabled, verdict, reason_has, notes_have', [
+    ('ready: alone, FLR', {A: _dev()}, True, 'ready', ['group 1'], []),
+    ('ready: AF FLR counts as FLR', {A: _dev(resets=('af',))}, True, 'ready', [], []),
+    ('ready: only a PCI bridge beside it', {A: _dev(peers=[BR]), BR: _dev(cls='060400', driver='pcieport', peers=[A])},
+     True, 'ready', [], []),
+    ('no FLR: pm only', {A: _dev(resets=('pm',))}, True, 'no-flr', ['resets only by pm'], []),
+    ('no FLR: no reset at all', {A: _dev(resets=())}, True, 'no-flr', ['no reset method'], []),
+    ('shares group with its other function', {A: _dev(peers=[A1]), A1: _dev(peers=[A])}, True, 'shares-group',
+     [A1, 'pass them together'], []),
+    ('needs ACS: another card in the group', {A: _dev(peers=[B]), B: _dev(peers=[A])}, True, 'needs-acs',
+     [B, 'pcie_acs_override', 'peer-to-peer'], []),
+    ('needs ACS names only the foreign peer', {A: _dev(peers=[A1, B]), A1: _dev(peers=[A, B]), B: _dev(peers=[A, A1])},
+     True, 'needs-acs', [B], []),
+    ('needs ACS: a peer the facts do not list', {A: _dev(peers=[B])}, True, 'needs-acs', [B], []),
+    ('needs ACS: a host bridge is not a PCI bridge', {A: _dev(peers=['0000:00:00.0']),
+                                                      '0000:00:00.0': _dev(cls='060000', driver=None, peers=[A])},
+     True, 'needs-acs', ['0000:00:00.0'], []),
+    ('host-critical names why', {A: _dev(critical=['NIC eno1 carries the default route'])}, True, 'host-critical',
+     ['NIC eno1 carries the default route'], []),
+    ('host-critical before IOMMU off', {A: _dev(group=None, critical=['storage controller of /'])}, False,
+     'host-critical', ['storage controller of /'], []),
+    ('on vfio-pci', {A: _dev(driver='vfio-pci')}, True, 'vfio', ['vfio-pci'], []),
+    ('on vfio-pci, a peer still on the host', {A: _dev(driver='vfio-pci', peers=[B]), B: _dev(peers=[A])}, True,
+     'vfio', [], [B, 'does not start']),
+    ('on vfio-pci, peers without a driver or on pci-stub are fine',
+     {A: _dev(driver='vfio-pci', peers=[B, A1]), B: _dev(driver=None, peers=[A, A1]),
+      A1: _dev(driver='pci-stub', peers=[A, B])}, True, 'vfio', [], []),
+    ('a peer without a class is not a bridge', {A: _dev(peers=[B]), B: {'iommu_group': 1}}, True, 'needs-acs', [B], []),
+    ('on vfio-pci without FLR', {A: _dev(driver='vfio-pci', resets=('pm',))}, True, 'vfio', [], ['pm']),
+    ('PCI bridge is platform', {BR: _dev(cls='060400', driver='pcieport')}, True, 'platform', ['platform'], []),
+    ('the IOMMU itself, in no group', {A: _dev(cls='080600', driver=None, group=None)}, True, 'platform', [], []),
+    ('IOMMU off', {A: _dev(group=None)}, False, 'iommu-off', ['IOMMU is off'], []),
+    ('no group although the IOMMU is on', {A: _dev(group=None)}, True, 'iommu-off', ['no IOMMU group'], []),
+    ('boot VGA noted', {A: _dev(cls='030000', boot_vga=True)}, True, 'ready', [], ['boot VGA', 'sysfb_init']),
+    ('a host-critical peer blocks the group', {A: _dev(peers=[A1]), A1: _dev(peers=[A], critical=['NIC x'])}, True,
+     'shares-group', [], [A1 + ' in the same IOMMU group is host-critical']),
+])
+def test_device_verdict(name, devices, enabled, verdict, reason_has, notes_have):
+    result = device_verdict(A if A in devices else next(iter(devices)), devices, enabled)
+    assert result['verdict'] == verdict, (name, result)
+    assert result['label'] == dict((v[0], v[1]) for v in VERDICTS)[verdict]
+    for text in reason_has:
+        assert text in result['reason'], (name, result)
+    notes = ' | '.join(result['notes'])
+    for text in notes_have:
+        assert text in notes, (name, result)
+    if not notes_have:
+        assert [n for n in result['notes'] if 'reset' not in n] == [], (name, result)
+
+
+@pytest.mark.parametrize('members, expected', [
+    ([], 'platform'),
+    (['platform'], 'platform'),
+    (['platform', 'ready'], 'ready'),
+    (['ready', 'no-flr'], 'no-flr'),
+    (['vfio', 'ready'], 'ready'),
+    (['vfio', 'platform'], 'vfio'),
+    (['shares-group', 'host-critical', 'ready'], 'host-critical'),
+    (['shares-group', 'needs-acs'], 'needs-acs'),
+    (['iommu-off', 'needs-acs'], 'iommu-off'),
+])
+def test_group_verdict_is_the_worst_member(members, expected):
+    assert group_verdict(members) == expected
+
+
+def test_canned_host_verdicts(canned):
+    _name, facts, expected, _groups = canned
+    assert {a: v['verdict'] for a, v in device_verdicts(facts).items()} == expected
