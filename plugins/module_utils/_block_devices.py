@@ -59,4 +59,3 @@ def block_pci_addresses(root, name, _seen=None):
     for slave in tree.listdir(slaves_dir, resolved=True):
         found.extend(block_pci_addresses(tree, slave, seen))
     return sorted(set(found))
-

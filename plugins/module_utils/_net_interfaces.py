@@ -89,4 +89,3 @@ def module_usage(root, devices=None, interfaces=None):
             if nic_module and nic_module != module:
                 usage.setdefault(nic_module, []).append({'address': address, 'interface': ifname})
     return usage
-

@@ -132,5 +132,3 @@ def modules_for_modalias(modalias, aliases):
         if module not in found and module not in VFIO_HOLDER_MODULES and fnmatch.fnmatchcase(modalias, pattern):
             found.append(module)
     return found
-
-

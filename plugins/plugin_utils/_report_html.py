@@ -226,7 +226,8 @@ def render_html(facts, host=''):
             '<tr id="dev-%s"><td class="mono">%s</td><td class="mono">%s</td><td>%s</td><td class="mono">%s</td>'
             '<td class="mono">%s</td><td class="mono">%s</td><td>%s</td><td>%s</td><td>%s</td>'
             '<td class="why">%s %s%s</td></tr>' % (
-                html_text(address), html_text(address), html_text(pci_id_text(device)), html_text(device.get('class_name')), html_text(device.get('driver') or '-'),
+                html_text(address), html_text(address), html_text(pci_id_text(device)), html_text(device.get('class_name')),
+                html_text(device.get('driver') or '-'),
                 '-' if group is None else html_text(group), html_text(' '.join(device.get('reset_methods') or []) or '-'),
                 html_text(sriov_text(device)), html_text(isolation_text(device)), html_text(vfio_state(device)),
                 badge(verdict['verdict']), html_text(verdict['reason']), '<ul>%s</ul>' % notes if notes else ''))

@@ -131,7 +131,6 @@ def cells(row):
     return re.split(r'(?<!\\)\|', row.strip())[1:-1]
 
 
-
 _PLATFORM = 'platform'
 CANNED = {
     'intel_gpu_host': (intel_gpu_host, {

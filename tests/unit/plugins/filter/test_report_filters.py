@@ -14,7 +14,6 @@ from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts 
 from report_pages import facts_of
 from sysfs_builder import intel_gpu_host
 
-# -- filters -------------------------------------------------------------------------------------
 
 def test_filters_are_registered_and_thin(tmp_path):
     intel_gpu_host(tmp_path)

@@ -25,7 +25,7 @@ def test_stale(tmp_path, image_times, file_time, stale):
     conf.write_text('options vfio-pci ids=8086:10d3\n')
     os.utime(conf, (file_time, file_time))
     result = run_module(initramfs_info.main, {'paths': [str(conf), str(tmp_path / 'missing.conf')],
-                                                'images': str(tmp_path / 'initrd.img-*')})
+                                              'images': str(tmp_path / 'initrd.img-*')})
     assert result['changed'] is False
     assert result['stale'] is stale
     assert result['newer'] == ([str(conf)] if stale else [])

@@ -14,6 +14,7 @@ from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts 
 from report_pages import SVG_NS, STROKE, cells, check_page, facts_of, group_boxes, md_rows
 from sysfs_builder import FakeHost, amd_twin_nic_host, generated_host, intel_gpu_host, iommu_off_host
 
+
 def test_canned_host_page(canned):
     name, facts, expected, groups = canned
     text = render_html(facts, name)

@@ -14,6 +14,7 @@ from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts 
 from report_pages import assert_self_contained, cells, facts_of, parse_page
 from sysfs_builder import amd_twin_nic_host, intel_gpu_host
 
+
 def test_index_escapes_host_names_and_links_inside():
     facts = {'enabled': True, 'vendor': 'intel', 'kernel': '<k>', 'groups': {}, 'devices': {}}
     hosts = {'pve1': facts, '"><script>x</script>': facts, 'a b/c': None}

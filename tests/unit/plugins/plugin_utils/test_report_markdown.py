@@ -6,6 +6,7 @@ from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_markdown 
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts import VERDICTS
 from report_pages import cells, md_rows
 
+
 def test_canned_host_markdown(canned):
     name, facts, expected, groups = canned
     text = render_markdown(facts, name)

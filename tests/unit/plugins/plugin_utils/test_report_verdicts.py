@@ -6,7 +6,6 @@ import pytest
 
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts import VERDICTS, device_verdict, device_verdicts, group_verdict
 
-# -- verdicts, table-driven -----------------------------------------------------------
 
 def _dev(cls='020000', driver='e1000e', group=1, peers=(), resets=('flr', 'bus'), critical=(), boot_vga=False):
     return {'class': cls, 'class_name': 'Class %s' % cls, 'driver': driver, 'iommu_group': group,
