@@ -114,6 +114,24 @@ options:
     description: Keep a timestamped copy of the file before changing it.
     type: bool
     default: false
+  boot_dir:
+    description:
+      - Where the installed kernels C(vmlinuz-*) are. The whole line the boot loader assembles (GRUB's
+        C(BOOT_IMAGE=... root=... ro) and both variables; systemd-boot's options and C(initrd=)) must fit
+        the C(cmdline_size) in the setup header of every one of them, else nothing is written:
+        the kernel would silently cut the end, where these arguments go.
+    type: path
+    default: /boot
+  vfio_ids:
+    description:
+      - The vendor:device IDs this run writes to C(options vfio-pci ids=) in modprobe.d (as
+        M(vfio.passthrough.vfio_modules) O(vfio.passthrough.vfio_modules#module:ids)). With any, a
+        C(vfio-pci.ids=) on the kernel command line - in the edited file or in O(proc_cmdline) - that
+        lists other IDs is refused, naming where it is, before anything is written: both would compete.
+      - O(proc_cmdline) is not checked when O(absent) removes C(vfio-pci.ids).
+    type: list
+    elements: str
+    default: []
 attributes:
   check_mode:
     support: full
@@ -246,6 +264,12 @@ evaluated:
   returned: when bootloader is grub
   type: dict
   sample: {GRUB_CMDLINE_LINUX: "", GRUB_CMDLINE_LINUX_DEFAULT: quiet intel_iommu=on iommu=pt}
+kernel_lines:
+  description: Per installed kernel and boot loader, the length of the line it would receive and its C(cmdline_size) (null for an image without an x86 setup header).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{image: /boot/vmlinuz-6.8.12-4-pve, bootloader: grub, length: 112, cmdline_size: 2047}]
 backup_file:
   description: The backup made by O(backup).
   returned: when a backup was made
@@ -260,7 +284,12 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._bootloader import BootloaderError, detect_bootloader
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import (
-    DEFAULT_MERGE, CmdlineError, check_balanced_quotes, edit_args, strip_boot_args, unmet_args, validate_request,
+    DEFAULT_MERGE, CmdlineError, check_balanced_quotes, cmdline_vfio_ids, edit_args, same_name, strip_boot_args,
+    unmet_args, validate_request,
+)
+from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline_limit import (
+    HEADER_BYTES, CmdlineTooLong, check_length, grub_boot_line, kernel_version, parse_cmdline_size,
+    systemd_boot_line,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._files import atomic_write, file_diff, read_text, restore
 from ansible_collections.vfio.passthrough.plugins.module_utils._grub_default import (
@@ -361,6 +390,53 @@ def _grub_config_stale(params, managed_by):
     return os.path.getmtime(params['grub_file']) > os.path.getmtime(params['grub_cfg'])
 
 
+def _kernel_limits(boot_dir):
+    """(image, version, cmdline_size or None) of every installed kernel: a host boots the newest but keeps others."""
+    limits = []
+    for image in sorted(glob.glob(os.path.join(boot_dir, 'vmlinuz-*'))):
+        try:
+            with open(image, 'rb') as handle:
+                header = handle.read(HEADER_BYTES)
+        except OSError:
+            continue  # a dangling link is no kernel anyone boots
+        limits.append((image, kernel_version(image), parse_cmdline_size(header)))
+    return limits
+
+
+def _check_lengths(module, loaders, plans, running):
+    """Refuse a line longer than any installed kernel takes; return what was measured."""
+    measured = []
+    limits = _kernel_limits(module.params['boot_dir'])
+    for loader, (path, _old, _new, values) in zip(loaders, plans):
+        for image, version, limit in limits:
+            if loader == 'grub':
+                line = grub_boot_line(version, values['evaluated']['GRUB_CMDLINE_LINUX'],
+                                      values['evaluated']['GRUB_CMDLINE_LINUX_DEFAULT'], running)
+            else:
+                line = systemd_boot_line(version, values['after'])
+            try:
+                length = check_length(line, limit, image, path)
+            except CmdlineTooLong as exc:
+                module.fail_json(msg=str(exc), path=path)
+            measured.append({'image': image, 'bootloader': loader, 'length': length, 'cmdline_size': limit})
+    return measured
+
+
+def _check_vfio_ids(module, request, plans, running):
+    """vfio-pci.ids= on the kernel line competes with the modprobe ids= this collection writes."""
+    wanted = sorted({pci_id.lower() for pci_id in module.params['vfio_ids']})
+    places = [(path, values.get('effective', values['after'])) for path, _old, _new, values in plans]
+    if not any(same_name(arg.split('=', 1)[0], 'vfio_pci.ids') for arg in request.absent):
+        places.append((module.params['proc_cmdline'] + ' (the running kernel)', running))
+    for where, line in places:
+        ids = cmdline_vfio_ids(line)
+        if ids is not None and sorted(set(ids)) != wanted:
+            module.fail_json(
+                msg='%s: the kernel command line has vfio-pci.ids=%s, which competes with the vfio-pci ids=%s this '
+                    'run writes to modprobe.d (the last ids= wins): remove it (absent: [vfio-pci.ids]) or list '
+                    'exactly those IDs' % (where, ','.join(ids), ','.join(wanted) or '(none)'))
+
+
 def _apply_plan(module, detection):
     """regeneration()'s plan for a boot change, with its commands resolved to binaries."""
     plan = regeneration(True, False, detection['bootloader'], detection['managed_by'])
@@ -384,6 +460,8 @@ def run_module():
             uuids_file=dict(type='path', default='/etc/kernel/proxmox-boot-uuids'),
             apply=dict(type='bool', default=True),
             backup=dict(type='bool', default=False),
+            boot_dir=dict(type='path', default='/boot'),
+            vfio_ids=dict(type='list', elements='str', default=[]),
         ),
         supports_check_mode=True,
     )
@@ -402,6 +480,9 @@ def run_module():
     plans = [_plan_grub(module, request) if loader == 'grub' else _plan_systemd_boot(module, request, running)
              for loader in detection['bootloaders']]
     path, _old, _new, values = plans[0]
+    measured = _check_lengths(module, detection['bootloaders'], plans, running)
+    if params['vfio_ids']:
+        _check_vfio_ids(module, request, plans, running)
     changes = [(p_path, p_old, p_new) for p_path, p_old, p_new, _values in plans if p_new != p_old]
     changed = bool(changes)
     stale = 'grub' in detection['bootloaders'] and not changed and _grub_config_stale(params, detection['managed_by'])
@@ -411,7 +492,7 @@ def run_module():
         bootloader=detection['bootloader'], bootloaders=detection['bootloaders'], bootloader_reason=detection['reason'],
         esps=detection['esps'], managed_by=detection['managed_by'], path=path,
         files_changed=[item[0] for item in changes], running=running, unmet=unmet,
-        reboot_required=bool(unmet), stale_boot_config=stale, command=None, **values)
+        reboot_required=bool(unmet), stale_boot_config=stale, command=None, kernel_lines=measured, **values)
     if len(plans) > 1:
         result['edits'] = [dict(path=p_path, **p_values) for p_path, _old, _new, p_values in plans]
     if module._diff:

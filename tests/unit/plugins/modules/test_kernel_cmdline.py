@@ -291,3 +291,83 @@ def test_systemd_boot_args_go_before_init_separator(host, line, expected):
     result = run_module(kernel_cmdline.main, host.args())
     assert host.cmdline.read_text() == expected
     assert 'missing intel_iommu=on' in result['unmet'] and result['reboot_required'] is True
+
+
+def _kernel(boot, version, cmdline_size):
+    """A /boot/vmlinuz-<version> whose setup header says cmdline_size (protocol 2.15)."""
+    boot.mkdir(parents=True, exist_ok=True)
+    data = bytearray(0x400)
+    data[0x202:0x206] = b'HdrS'
+    data[0x206:0x208] = (0x020F).to_bytes(2, 'little')
+    data[0x238:0x23C] = cmdline_size.to_bytes(4, 'little')
+    (boot / ('vmlinuz-' + version)).write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize('bootloader', ['grub', 'systemd-boot'])
+def test_line_longer_than_a_kernel_accepts_is_refused(host, bootloader):
+    boot = host.root / 'boot'
+    _kernel(boot, '6.8.12-4-pve', 2047)
+    _kernel(boot, '6.14.8-2-pve', 100)   # the smallest limit of every installed kernel counts
+    if bootloader == 'grub':
+        host.grub.write_text('GRUB_CMDLINE_LINUX="console=ttyS0,115200n8"\nGRUB_CMDLINE_LINUX_DEFAULT="quiet splash"\n')
+    else:
+        host.proxmox_boot_tool(UEFI_STATUS)
+        host.cmdline.write_text('root=ZFS=rpool/ROOT/pve-1 boot=zfs quiet splash\n')
+    before = {k: v for k, v in host.snapshot().items() if k != 'calls.log'}
+    result = run_module(kernel_cmdline.main, host.args(bootloader=bootloader, boot_dir=str(boot)))
+    assert result['failed'] is True
+    path = host.grub if bootloader == 'grub' else host.cmdline
+    assert result['msg'].startswith('%s: the kernel command line would be ' % path)
+    assert '%s/vmlinuz-6.14.8-2-pve accepts 100' % boot in result['msg']
+    assert 'intel_iommu=on iommu=pt' in result['msg']
+    assert {k: v for k, v in host.snapshot().items() if k != 'calls.log'} == before
+    assert host.calls() in ([], ['proxmox-boot-tool status'])
+
+
+def test_line_within_every_kernels_limit_is_measured_and_reported(host):
+    boot = host.root / 'boot'
+    _kernel(boot, '6.8.12-4-pve', 2047)
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n')
+    result = run_module(kernel_cmdline.main, host.args(boot_dir=str(boot)))
+    line = 'BOOT_IMAGE=/boot/vmlinuz-6.8.12-4-pve root=UUID=1234 ro quiet intel_iommu=on iommu=pt'
+    assert result['kernel_lines'] == [{'image': str(boot / 'vmlinuz-6.8.12-4-pve'), 'bootloader': 'grub',
+                                       'length': len(line), 'cmdline_size': 2047}]
+    assert result['changed'] is True
+
+
+@pytest.mark.parametrize('grub_line, proc, vfio_ids, where', [
+    # In the edited file, other IDs than this run writes: refused naming the file.
+    ('quiet vfio-pci.ids=10de:1b80', 'ro quiet', ['10de:1b80', '10de:10f0'], 'grub'),
+    ('quiet vfio_pci.ids=8086:1533', 'ro quiet', ['10de:1b80'], 'grub'),
+    # No IDs written by this run (binding by address only, as vfio_modules): nothing competes.
+    ('quiet vfio_pci.ids=8086:1533', 'ro quiet vfio-pci.ids=8086:1533', [], None),
+    # Only in the running kernel's line: refused naming /proc/cmdline.
+    ('quiet', 'ro quiet vfio-pci.ids=8086:1533', ['10de:1b80'], 'proc'),
+    # Exactly the IDs this run writes (any order, any case): fine.
+    ('quiet vfio-pci.ids=10DE:10F0,10de:1b80', 'ro quiet vfio-pci.ids=10de:1b80,10de:10f0', ['10de:1b80', '10de:10f0'], None),
+    # After '--' it goes to init: not vfio-pci's.
+    ('quiet -- vfio-pci.ids=8086:1533', 'ro -- vfio-pci.ids=8086:1533', ['10de:1b80'], None),
+    ('quiet', 'ro quiet', ['10de:1b80'], None),
+])
+def test_vfio_pci_ids_on_the_kernel_line_competing_is_refused(host, grub_line, proc, vfio_ids, where):
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="%s"\n' % grub_line)
+    host.proc.write_text(proc + '\n')
+    before = {k: v for k, v in host.snapshot().items() if k != 'calls.log'}
+    result = run_module(kernel_cmdline.main, host.args(vfio_ids=vfio_ids))
+    if where is None:
+        assert result.get('failed') is not True, result.get('msg')
+        return
+    assert result['failed'] is True
+    named = str(host.grub) if where == 'grub' else '%s (the running kernel)' % host.proc
+    assert result['msg'].startswith('%s: the kernel command line has vfio-pci.ids=' % named)
+    assert 'competes with the vfio-pci ids=%s' % ','.join(sorted(vfio_ids)) in result['msg']
+    assert {k: v for k, v in host.snapshot().items() if k != 'calls.log'} == before
+
+
+def test_removing_vfio_pci_ids_is_allowed_while_the_running_kernel_still_has_it(host):
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet vfio-pci.ids=8086:1533"\n')
+    host.proc.write_text('ro quiet vfio-pci.ids=8086:1533\n')
+    result = run_module(kernel_cmdline.main, host.args(vfio_ids=['10de:1b80'],
+                                                       absent=INTEL['absent'] + ['vfio-pci.ids']))
+    assert result['changed'] is True
+    assert host.grub.read_text() == 'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"\n'
