@@ -236,14 +236,14 @@ def untouched_args(line, request):
     """What of ``line`` a request must leave alone, as a list: the kernel-part tokens
     it does not name, the items of list-valued ones it neither names nor
     contradicts (an admin's igfx_off), and init's part after '--'."""
-    names = {normalize_name(arg_name(arg)) for arg in request.present + request.absent}
+    names = {normalise_module(arg_name(arg)) for arg in request.present + request.absent}
     pairs, _trailing = split_args(line)
     end = _kernel_end(pairs)
-    kept = [tok for _lead, tok in pairs[:end] if normalize_name(arg_name(tok)) not in names]
+    kept = [tok for _lead, tok in pairs[:end] if normalise_module(arg_name(tok)) not in names]
     for name in sorted(names):
         if request.is_merge(name):
             asked = {item for arg in request.present + request.absent
-                     if normalize_name(arg_name(arg)) == name for item in _items(arg_value(arg))}
+                     if normalise_module(arg_name(arg)) == name for item in _items(arg_value(arg))}
             exclusive = {_exclusive_key(item) for item in asked} - {None}
             kept += ['%s:%s' % (name, item) for item in effective_items(line, name)
                      if item not in asked and _exclusive_key(item) not in exclusive]

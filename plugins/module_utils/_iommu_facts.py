@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import kernel_args
 from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import read_net_interfaces
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
     OTHER_CARD, VFIO_HOLDERS, VFIO_PCI, group_relation, normalise_module,
@@ -61,12 +62,8 @@ def parse_cpu_vendor(text):
 
 
 def parse_cmdline(text):
-    """The kernel command line as a list of (key, value-or-None), in order."""
-    args = []
-    for word in (text or '').split():
-        key, sep, value = word.partition('=')
-        args.append((key, value if sep else None))
-    return args
+    """The kernel's part of a command line (before a bare '--') as a list of (key, value-or-None), in order."""
+    return kernel_args(text)
 
 
 def kernel_log_facts(text):

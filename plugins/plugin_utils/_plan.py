@@ -10,6 +10,7 @@ that is wrong with a request in one run.
 
 from __future__ import annotations
 
+from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import effective_items, last_value
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
     BRIDGE, PCI_ID, SAME_CARD, VFIO_HOLDER_MODULES, group_relation, normalise_module, vfio_driver,
 )
@@ -245,9 +246,11 @@ def reboot_reasons(facts, plan, cmdline_unmet=()):
 def verify_passthrough(facts, plan):
     """Check the live host after the reboot (or when none was needed): dict(errors, warnings)."""
     errors, warnings = [], []
-    args = (facts.get('cmdline') or '').split()
+    cmdline = facts.get('cmdline') or ''
     if not facts.get('enabled'):
-        asked = [a for a in args if a.startswith(('intel_iommu=on', 'iommu=pt'))] or plan['vendor'] == 'amd'
+        # As the kernel reads it: the kernel part only, the last on/off and the last iommu= win.
+        asked = ('on' in effective_items(cmdline, 'intel_iommu') or last_value(cmdline, 'iommu') == 'pt'
+                 or plan['vendor'] == 'amd')
         if asked and not facts.get('firmware_support'):
             errors.append('The IOMMU is off although the kernel arguments are in /proc/cmdline and no DMAR/IVRS '
                           'table exists: the firmware switch (VT-d / AMD-Vi) is off. %s' % TROUBLESHOOTING['iommu_off'])

@@ -38,6 +38,11 @@ def test_parse_cpu_vendor(text, expected):
     assert parse_cpu_vendor(text) == expected
 
 
+def test_parse_cmdline_stops_at_init_separator():
+    # Everything after a bare '--' goes to init: iommu=pt there is not the kernel's.
+    assert parse_cmdline('ro iommu=soft -- iommu=pt single') == [('ro', None), ('iommu', 'soft')]
+
+
 def test_parse_cmdline_keeps_order_and_bare_flags():
     assert parse_cmdline('ro quiet iommu=pt pcie_acs_override=downstream,multifunction x=') == [
         ('ro', None), ('quiet', None), ('iommu', 'pt'),

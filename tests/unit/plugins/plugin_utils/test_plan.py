@@ -160,6 +160,22 @@ def test_verify_points_at_the_firmware_row(off):
     assert any('0000:00:03.0 is on driver e1000e' in e and 'NIC still bound to host' in e for e in verdict['errors'])
 
 
+@pytest.mark.parametrize('cmdline, firmware', [
+    ('ro quiet intel_iommu=on iommu=pt', True),
+    # intel_iommu=on followed by off is off: the arguments were not in force, so the boot loader is suspect.
+    ('ro quiet intel_iommu=on intel_iommu=off', False),
+    ('ro quiet intel_iommu=on,off', False),
+    # After '--' they went to init, not to the kernel.
+    ('ro quiet -- intel_iommu=on iommu=pt', False),
+    ('ro iommu=pt iommu=soft', False),
+])
+def test_verify_reads_the_kernel_line_as_the_kernel_does(off, cmdline, firmware):
+    plan = plan_passthrough(off, vendor='intel')
+    errors = verify_passthrough(dict(off, cmdline=cmdline), plan)['errors']
+    assert any('firmware switch (VT-d / AMD-Vi) is off' in e for e in errors) is firmware
+    assert any('Check that the boot loader really uses the edited file' in e for e in errors) is not firmware
+
+
 def test_verify_warns_about_interrupt_remapping(intel):
     plan = plan_passthrough(intel)
     live = dict(intel, interrupt_remapping=False)
