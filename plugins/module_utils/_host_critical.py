@@ -15,6 +15,11 @@ when it is:
 * the storage controller under /, /boot or /boot/efi, through dm/md stacks and
   ZFS pools.
 
+The same verdict names the kernel MODULES the host cannot lose (``host_verdict``):
+the drivers, device-mapper/md layers and filesystems of those mounts and the
+bridge/bond/VLAN/NIC drivers of that network path (``_host_stack``), and
+everything they load first in any installed kernel (``_module_deps``).
+
 Parsers are pure (text in, data out). ``collect_host_critical`` is the one
 entry point for modules; it runs commands (``ip``, ``zpool``) and reads
 SSH_CONNECTION only for the live root, since neither describes a chroot.
@@ -30,6 +35,10 @@ import socket
 from ansible_collections.vfio.passthrough.plugins.module_utils._block_devices import (
     block_devices_by_dm_name, block_pci_addresses,
 )
+from ansible_collections.vfio.passthrough.plugins.module_utils._host_stack import (
+    block_roots, filesystem_roots, network_roots,
+)
+from ansible_collections.vfio.passthrough.plugins.module_utils._module_deps import Kernel, needed_modules, read_kernels
 from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import read_net_interfaces
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
@@ -37,7 +46,8 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import Sys
 __all__ = [
     'parse_default_route', 'parse_ipv6_default_route', 'parse_ip_addr', 'ssh_server_address',
     'parse_mounts', 'parse_zpool_members', 'interface_reasons', 'network_verdict',
-    'invalid_protect_addresses', 'collect_host_critical', 'CRITICAL_MOUNTPOINTS',
+    'invalid_protect_addresses', 'collect_host_critical', 'collect_host_verdict', 'host_verdict',
+    'CRITICAL_MOUNTPOINTS',
 ]
 
 CRITICAL_MOUNTPOINTS = ('/', '/boot', '/boot/efi')
@@ -233,14 +243,20 @@ def _live_block_name(tree, mountpoint):
     return rel.rsplit('/', 1)[-1] if rel and os.path.exists(tree.path(rel)) else None
 
 
-def storage_verdict(tree, mounts_text, zpool_status=None):
-    """{pci address: ["storage controller of / (/dev/sda2)", ...]} for the critical mounts."""
-    result = {}
+def _critical_mounts(tree, mounts_text, zpool_status):
+    """(mountpoint, fstype, label, [block device names]) for each critical mount."""
     for mountpoint, (device, fstype) in sorted(parse_mounts(mounts_text).items()):
         names, label = _block_names(tree, device, fstype, zpool_status)
         if not names and tree.live and fstype != 'zfs':
             name = _live_block_name(tree, mountpoint)
             names = [name] if name else []
+        yield mountpoint, fstype, label, names
+
+
+def storage_verdict(tree, mounts_text, zpool_status=None):
+    """{pci address: ["storage controller of / (/dev/sda2)", ...]} for the critical mounts."""
+    result = {}
+    for mountpoint, _fstype, label, names in _critical_mounts(tree, mounts_text, zpool_status):
         seen = set()
         for name in names:
             for address in block_pci_addresses(tree, name, seen):
@@ -251,21 +267,60 @@ def storage_verdict(tree, mounts_text, zpool_status=None):
     return result
 
 
+def _mounts_text(tree):
+    mounts = tree.read('proc/mounts')
+    return mounts if mounts is not None else tree.read('proc/self/mounts')
+
+
 def host_critical(tree, interfaces=None, ip_text=None, ssh_address=None, protect=(), zpool_status=None):
-    """The verdict from already-gathered inputs: {pci address: [reasons]}.
+    """The device verdict from already-gathered inputs: {pci address: [reasons]}.
 
     ``protect`` holds (ip_address, label) pairs; ``zpool_status`` maps a pool
     name to ``zpool status -P`` text (None where it cannot run).
     """
+    return host_verdict(tree, interfaces, ip_text, ssh_address, protect, zpool_status, kernels=())['devices']
+
+
+def _once(function):
+    """``function`` of one argument, called at most once per argument (a command run per pool)."""
+    cache = {}
+
+    def cached(arg):
+        if arg not in cache:
+            cache[arg] = function(arg)
+        return cache[arg]
+    return cached
+
+
+def host_verdict(tree, interfaces=None, ip_text=None, ssh_address=None, protect=(), zpool_status=None,
+                 kernels=None):
+    """What the host cannot lose: {'devices': {pci address: [reasons]}, 'modules': {module: [Need]}}.
+
+    ``kernels`` are ``_module_deps.Kernel`` views (None: every kernel under
+    the tree's ``lib/modules``, or, without any, the modules found in sysfs
+    alone; an empty sequence: no module verdict).
+    """
     if interfaces is None:
         interfaces = read_net_interfaces(tree)
-    result = network_verdict(interfaces, _anchors(tree, ip_text, ssh_address, protect))
-    mounts = tree.read('proc/mounts')
-    if mounts is None:
-        mounts = tree.read('proc/self/mounts')
-    for address, reasons in storage_verdict(tree, mounts, zpool_status).items():
-        result.setdefault(address, []).extend(reasons)
-    return result
+    anchors = _anchors(tree, ip_text, ssh_address, protect)
+    devices = network_verdict(interfaces, anchors)
+    mounts = _mounts_text(tree)
+    if zpool_status is not None:
+        zpool_status = _once(zpool_status)
+    for address, why in storage_verdict(tree, mounts, zpool_status).items():
+        devices.setdefault(address, []).extend(why)
+    if kernels is None:
+        kernels = read_kernels(tree) or [Kernel.without_files()]
+    if not kernels:
+        return {'devices': devices, 'modules': {}}
+    roots = []
+    for mountpoint, fstype, _label, names in _critical_mounts(tree, mounts, zpool_status):
+        roots += filesystem_roots(mountpoint, fstype)
+        seen = set()
+        for name in names:
+            roots += block_roots(tree, name, mountpoint, seen)
+    roots += network_roots(tree, interfaces, interface_reasons(interfaces, anchors))
+    return {'devices': devices, 'modules': needed_modules(roots, kernels)}
 
 
 def _resolve_protect(module, values):
@@ -290,7 +345,12 @@ def _resolve_protect(module, values):
 
 
 def collect_host_critical(module, root, protect_addresses, interfaces=None):
-    """{pci address: [reason, ...]} for every host-critical device under ``root``.
+    """{pci address: [reason, ...]} for every host-critical device under ``root`` (see ``collect_host_verdict``)."""
+    return collect_host_verdict(module, root, protect_addresses, interfaces, kernels=())['devices']
+
+
+def collect_host_verdict(module, root, protect_addresses, interfaces=None, kernels=None):
+    """``host_verdict`` for the system under ``root``: the one verdict modules and the role share.
 
     On the live root (``/``) this also runs ``ip -o addr show`` (when there is
     an address to protect) and ``zpool status -P`` (for a ZFS / or /boot), and
@@ -311,7 +371,7 @@ def collect_host_critical(module, root, protect_addresses, interfaces=None):
         def zpool_status(pool):
             return _run(module, 'zpool', ['status', '-P', pool]) or ''
 
-    return host_critical(tree, interfaces, ip_text, ssh_address, protect, zpool_status)
+    return host_verdict(tree, interfaces, ip_text, ssh_address, protect, zpool_status, kernels)
 
 
 def _run(module, name, args):

@@ -22,6 +22,14 @@ description:
     O(protect_addresses), a port, slave or lower link of a bridge, bond or VLAN carrying those,
     or the storage controller of C(/), C(/boot) or C(/boot/efi). O(force=true) overrides this
     and still warns."
+  - "Refuses, the same way, a module that the host loads itself for those: the drivers of every device above
+    the disks under C(/), C(/boot) and C(/boot/efi) (C(virtio_blk) and C(virtio_pci), C(sd_mod) and C(ahci),
+    C(nvme)), their device-mapper and md layers, the filesystems of those mounts, and the bridge, bond, VLAN
+    and NIC drivers of the management path, read from sysfs. With O(hard=true) also every module those
+    load first (C(modules.dep), C(modules.softdep) and modprobe.d C(softdep) lines) in any kernel under
+    C(/lib/modules). The message names the module, what it serves and the chain, for example
+    C(crc16: needed by ext4 (filesystem of /) via modules.dep of 6.1.0-27-amd64). A module built into a
+    kernel cannot be blacklisted there; that is warned about, not refused."
   - A driver already blacklisted by another C(*.conf) file in O(modprobe_dir) is not written
     again; RV(already_blacklisted) says where it is.
   - "O(path) belongs to this module when it does not exist or starts with
@@ -168,13 +176,17 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._files import (
     atomic_write, file_diff, read_text, restore,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical import (
-    collect_host_critical, invalid_protect_addresses,
+    collect_host_verdict, invalid_protect_addresses,
+)
+from ansible_collections.vfio.passthrough.plugins.module_utils._module_deps import (
+    Kernel, blacklist_problems, read_kernels,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import (
     check_module_names, is_owned, modprobe_keys, outside_block, parse_modprobe, plan_file,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import module_usage
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
+from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
 
 OWNER = 'driver_blacklist'
 
@@ -199,17 +211,24 @@ def find_blacklisted(modprobe_dir, own_path, own_text, drivers):
 
 
 def refuse_critical(module, drivers, in_use):
-    """Fail (or, with force, warn) when a driver drives a host-critical device."""
-    if not any(in_use[d] for d in drivers):
-        return
-    critical = collect_host_critical(module, module.params['root'], module.params['protect_addresses'])
-    problems = []
+    """Fail (or, with force, warn) when a driver drives a host-critical device or is part of its module stack."""
+    tree = SysfsTree(module.params['root'])
+    kernels = read_kernels(tree) or [Kernel.without_files()]
+    verdict = collect_host_verdict(module, tree, module.params['protect_addresses'], kernels=kernels)
+    critical = verdict['devices']
+    problems, named = [], set()
     for driver in drivers:
         for use in in_use[driver]:
             reasons = critical.get(use['address']) or []
             if reasons:
+                named.add(driver)
                 problems.append('%s drives %s (interface %s), which is host-critical: %s'
                                 % (driver, use['address'], use['interface'] or 'none', '; '.join(reasons)))
+    stack, notes = blacklist_problems([d for d in drivers if d not in named], verdict['modules'],
+                                      module.params['hard'], kernels)
+    problems += stack
+    for note in notes:
+        module.warn(note)
     if not problems:
         return
     if module.params['force']:

@@ -17,7 +17,8 @@ description:
   - Marks host-critical devices (RV(ansible_facts.iommu.devices.host_critical)) - the NIC of the
     default route, the NIC Ansible connects through, ports of bridges/bonds/VLANs carrying
     them, the storage controller of C(/), C(/boot) and C(/boot/efi) - so that nothing takes
-    them away from the host.
+    them away from the host; and the kernel modules the host needs for them
+    (RV(ansible_facts.iommu.host_critical_modules)).
   - "The IOMMU counts as on when C(/sys/class/iommu) has an entry or IOMMU groups exist.
     The kernel log line C(DMAR: IOMMU enabled) is not used; a machine without an IOMMU
     prints it too when booted with C(intel_iommu=on)."
@@ -268,6 +269,17 @@ ansible_facts:
           elements: str
           returned: always
           sample: ["0000:01:00.0"]
+        host_critical_modules:
+          description:
+            - The kernel modules the host cannot lose, each with why, from the same verdict as
+              RV(ansible_facts.iommu.devices.host_critical) (which M(vfio.passthrough.driver_blacklist) refuses):
+              the drivers of every device above the disks of C(/), C(/boot) and C(/boot/efi), their
+              device-mapper and md layers and filesystems, the bridge, bond, VLAN and NIC drivers of the
+              management path, and what those load first (C(modules.dep), softdeps) in every kernel under
+              C(lib/modules).
+          type: dict
+          returned: always
+          sample: {"crc16": ["crc16: needed by ext4 (filesystem of /) via modules.dep of 6.1.0-27-amd64"]}
 '''
 
 import os
@@ -275,9 +287,10 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical import (
-    collect_host_critical, invalid_protect_addresses,
+    collect_host_verdict, invalid_protect_addresses,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._iommu_facts import gather_iommu_facts
+from ansible_collections.vfio.passthrough.plugins.module_utils._module_deps import describe_need
 from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import read_net_interfaces
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
@@ -319,10 +332,11 @@ def main():
     # components are links, so the interfaces below them resolve with fewer syscalls.
     facts = gather_iommu_facts(tree, kernel_log)
     interfaces = read_net_interfaces(tree)
-    critical = collect_host_critical(module, tree, module.params['protect_addresses'], interfaces)
-    for address, reasons in critical.items():
+    verdict = collect_host_verdict(module, tree, module.params['protect_addresses'], interfaces)
+    for address, reasons in verdict['devices'].items():
         if address in facts['devices']:
             facts['devices'][address]['host_critical'] = reasons
+    facts['host_critical_modules'] = {name: describe_need(needs) for name, needs in sorted(verdict['modules'].items())}
     module.exit_json(changed=False, ansible_facts={'iommu': facts})
 
 

@@ -18,6 +18,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from module_runner import run_module  # noqa: E402
 from tree_snapshot import tree_snapshot  # noqa: E402
+from depmod_fixtures import DEB12, DEB13, install_kernels  # noqa: E402
 from sysfs_builder import amd_twin_nic_host, intel_gpu_host, iommu_off_host  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[3] / 'fixtures' / 'modprobe'
@@ -224,11 +225,11 @@ def test_protect_addresses_and_root_reach_the_host_critical_verdict(intel, monke
     so this checks what the module hands over and how it reports the answer."""
     seen = []
 
-    def verdict(module, root, protect_addresses):
-        seen.append((root, protect_addresses))
-        return {'0000:01:00.0': ['NIC x holds 192.0.2.10, a protected address']}
+    def verdict(module, root, protect_addresses, interfaces=None, kernels=None):
+        seen.append((root.root, protect_addresses))
+        return {'devices': {'0000:01:00.0': ['NIC x holds 192.0.2.10, a protected address']}, 'modules': {}}
 
-    monkeypatch.setattr(driver_blacklist, 'collect_host_critical', verdict)
+    monkeypatch.setattr(driver_blacklist, 'collect_host_verdict', verdict)
     result = intel.run(['nouveau'], protect_addresses=['192.0.2.10', 'pve1.example.org'])
     assert seen == [(str(intel.root), ['192.0.2.10', 'pve1.example.org'])]
     assert result['failed'] is True
@@ -308,3 +309,67 @@ def test_property_twice_equals_once_and_admin_lines_survive(monkeypatch, drivers
         else:
             # An empty file that then held only our block is removed, not left empty.
             assert not shared.exists()
+
+
+# --- the module stack under the root disk and the management NIC (issue 12, class 1) ---
+
+
+def btrfs_vm(make):
+    """The virtio guest with btrfs on / and Debian 12 and 13 installed."""
+    vm = make('vm')
+    vm.root.joinpath('proc/mounts').write_text('/dev/vda1 / btrfs rw,relatime 0 0\n')
+    install_kernels(vm.root, DEB12, DEB13)
+    return vm
+
+
+@pytest.mark.parametrize('drivers, hard, fragment', [
+    (['crc32c_generic'], True,
+     'crc32c_generic is needed by the host: crc32c_generic: needed by btrfs (filesystem of /) via softdep of %s, %s'
+     % (DEB12, DEB13)),
+    (['libcrc32c'], True, 'libcrc32c: needed by btrfs (filesystem of /) via modules.dep of %s, %s' % (DEB12, DEB13)),
+    (['virtio_ring'], True, 'virtio_ring: needed by virtio_blk (driver of vda under /) via modules.dep of %s' % DEB12),
+    (['net_failover'], True, 'net_failover: needed by virtio_net (runs ens2, which carries the default route) via '
+                             'modules.dep of %s, %s' % (DEB12, DEB13)),
+    (['btrfs'], False, 'btrfs is needed by the host: btrfs: filesystem of / (in %s, %s)' % (DEB12, DEB13)),
+    (['virtio_blk'], False, 'virtio_blk: driver of vda under / (in %s, %s)' % (DEB12, DEB13)),
+])
+def test_blacklisting_the_root_disks_module_stack_is_refused_and_writes_nothing(make, drivers, hard, fragment):
+    vm = btrfs_vm(make)
+    before = vm.snapshot()
+    for check_mode in (True, False):      # the role's pre-flight dry run refuses exactly as the real run
+        result = vm.run(drivers, hard=hard, check_mode=check_mode)
+        assert result['failed'] is True
+        assert fragment in result['msg'], result['msg']
+        assert 'Set force=true to do it anyway' in result['msg']
+    assert vm.snapshot() == before
+    assert vm.update_calls() == []
+
+
+def test_a_plain_blacklist_of_a_dependency_warns_instead(make):
+    vm = btrfs_vm(make)
+    result = vm.run(['crc32c_generic'])
+    assert result['changed'] is True
+    assert any(w.startswith('blacklist crc32c_generic does not stop it loading as a dependency, which the host '
+                            'relies on: crc32c_generic: needed by btrfs') for w in warning_texts(result))
+
+
+def test_a_builtin_module_is_said_to_be_unstoppable_but_not_refused(make):
+    vm = btrfs_vm(make)
+    result = vm.run(['virtio_ring'])       # modular in Debian 12 (a dependency there), built into Debian 13
+    assert result['changed'] is True
+    assert 'virtio_ring is built into %s: a blacklist cannot stop it there' % DEB13 in warning_texts(result)
+
+
+def test_modules_off_the_hosts_paths_are_not_refused(make):
+    vm = btrfs_vm(make)
+    result = vm.run(['ext4', 'e1000e', 'crc16'], hard=True)
+    assert result.get('failed') is not True, result.get('msg')
+    assert result['changed'] is True
+
+
+def test_force_turns_a_stack_refusal_into_a_warning(make):
+    vm = btrfs_vm(make)
+    result = vm.run(['libcrc32c'], hard=True, force=True)
+    assert result['changed'] is True
+    assert any(w.startswith('force=true: blacklisting anyway, although libcrc32c is needed by the host')
+               for w in warning_texts(result))

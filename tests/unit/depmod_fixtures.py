@@ -1,0 +1,30 @@
+"""Real depmod files of a Debian 12 and a Debian 13 kernel (tests/unit/fixtures/modules), for fake roots.
+
+``install_kernels(root, DEB12, DEB13)`` puts them at ``root/lib/modules/<version>``
+as on a host that keeps both kernels; ``kernel(version)`` parses one.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from ansible_collections.vfio.passthrough.plugins.module_utils._module_deps import Kernel
+
+__all__ = ['MODULES', 'DEB12', 'DEB13', 'kernel', 'install_kernels']
+
+MODULES = Path(__file__).resolve().parents[1] / 'fixtures' / 'modules'
+DEB12 = '6.1.0-56-amd64'
+DEB13 = '6.12.117+deb13-amd64'
+
+
+def kernel(version, config=None):
+    files = {n: (MODULES / version / n).read_text() for n in ('modules.dep', 'modules.softdep', 'modules.builtin',
+                                                           'modules.alias')}
+    return Kernel(version, files['modules.dep'], files['modules.softdep'], files['modules.builtin'],
+                  files['modules.alias'], config)
+
+
+def install_kernels(root, *versions):
+    for version in versions:
+        shutil.copytree(MODULES / version, Path(root) / 'lib/modules' / version)
