@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import effective_items, last_value
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
-    BRIDGE, PCI_ID, SAME_CARD, VFIO_HOLDER_MODULES, group_relation, normalise_module, vfio_driver,
+    BRIDGE, PCI_ID, SAME_CARD, VFIO_HOLDER_MODULES, group_relation, normalise_address, normalise_module, vfio_driver,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._pci_address import normalise_address
 
 __all__ = ['plan_passthrough', 'reboot_reasons', 'verify_passthrough', 'TROUBLESHOOTING']
 
