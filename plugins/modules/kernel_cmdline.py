@@ -118,7 +118,7 @@ options:
     description:
       - Where the installed kernels C(vmlinuz-*) are. The whole line the boot loader assembles (GRUB's
         C(BOOT_IMAGE=... root=... ro) and both variables; systemd-boot's options and C(initrd=)) must fit
-        the C(cmdline_size) in the setup header of every one of them, else nothing is written:
+        the C(cmdline_size) in the setup header of every one of them, else nothing is written, because
         the kernel would silently cut the end, where these arguments go.
     type: path
     default: /boot
@@ -127,7 +127,7 @@ options:
       - The vendor:device IDs this run writes to C(options vfio-pci ids=) in modprobe.d (as
         M(vfio.passthrough.vfio_modules) O(vfio.passthrough.vfio_modules#module:ids)). With any, a
         C(vfio-pci.ids=) on the kernel command line - in the edited file or in O(proc_cmdline) - that
-        lists other IDs is refused, naming where it is, before anything is written: both would compete.
+        lists other IDs is refused, naming where it is, before anything is written, as both would compete.
       - O(proc_cmdline) is not checked when O(absent) removes C(vfio-pci.ids).
     type: list
     elements: str
@@ -228,7 +228,9 @@ after:
   type: str
   sample: quiet intel_iommu=on iommu=pt
 effective:
-  description: For GRUB, the default entry's arguments as C(/bin/sh) computes them from the edited files the way grub-mkconfig sources them (both variables, drop-ins included).
+  description:
+    - For GRUB, the default entry's arguments as C(/bin/sh) computes them from the edited files the way
+      grub-mkconfig sources them (both variables, drop-ins included).
   returned: when bootloader is grub
   type: str
   sample: console=ttyS0,115200n8 quiet intel_iommu=on iommu=pt
@@ -265,7 +267,9 @@ evaluated:
   type: dict
   sample: {GRUB_CMDLINE_LINUX: "", GRUB_CMDLINE_LINUX_DEFAULT: quiet intel_iommu=on iommu=pt}
 kernel_lines:
-  description: Per installed kernel and boot loader, the length of the line it would receive and its C(cmdline_size) (null for an image without an x86 setup header).
+  description:
+    - Per installed kernel and boot loader, the length of the line it would receive and its C(cmdline_size)
+      (null for an image without an x86 setup header).
   returned: always
   type: list
   elements: dict
