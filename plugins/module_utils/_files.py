@@ -15,21 +15,111 @@ import glob
 import os
 import tempfile
 
-__all__ = ['read_text', 'file_diff', 'atomic_write', 'restore', 'initramfs_lag']
+__all__ = [
+    'FileError', 'read_bytes', 'read_text', 'write_problem', 'display', 'utf8_result',
+    'file_diff', 'atomic_write', 'restore', 'initramfs_lag',
+]
+
+
+class FileError(Exception):
+    """A path that cannot be read or written as a plain file; ``str()`` names it and says why."""
+
+    def __init__(self, path, reason):
+        super().__init__('%s: %s' % (path, reason))
+        self.path = path
+        self.reason = reason
+
+
+def _first_non_directory(path):
+    """The first component of ``path`` that exists but is not a directory, or None."""
+    parts = os.path.abspath(path).split(os.sep)
+    for end in range(2, len(parts)):
+        prefix = os.sep.join(parts[:end])
+        if os.path.exists(prefix) and not os.path.isdir(prefix):
+            return prefix
+    return None
+
+
+def read_bytes(path):
+    """Return the file's bytes, or None when it does not exist.
+
+    Raises FileError naming ``path`` and the reason when it is a directory,
+    lies below a regular file, cannot be read, or is a dangling symlink (a
+    write through it would create a file somewhere else).
+    """
+    try:
+        with open(path, 'rb') as handle:
+            return handle.read()
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise FileError(path, 'is a symlink to %s, which does not exist' % os.readlink(path))
+        return None
+    except IsADirectoryError:
+        raise FileError(path, 'is a directory, not a file')
+    except NotADirectoryError:
+        raise FileError(path, '%s is a file, not a directory' % (_first_non_directory(path) or 'a parent'))
+    except PermissionError:
+        raise FileError(path, 'cannot be read: permission denied')
+    except OSError as exc:
+        raise FileError(path, 'cannot be read: %s' % (exc.strerror or exc))
 
 
 def read_text(path):
-    """Return the file's text, or None when it does not exist.
+    """Return the file's text, or None when it does not exist (FileError as ``read_bytes``).
 
     Decoding is strict UTF-8 with surrogateescape, so bytes we do not
     understand still round-trip unchanged when the text is written back.
     """
+    data = read_bytes(path)
+    return None if data is None else data.decode('utf-8', 'surrogateescape')
+
+
+def write_problem(path):
+    """Why ``path`` cannot be replaced, created or removed by a rename in its directory; None if it can.
+
+    A probe that writes nothing, so check mode predicts what a real run meets.
+    A symlink is judged by its target, where the write goes.
+    """
+    target = os.path.realpath(path)
+    if os.path.isdir(target):
+        return 'is a directory, not a file'
+    directory = os.path.dirname(target)
+    blocker = _first_non_directory(target)
+    if blocker is not None:
+        return 'cannot be written: %s is a file, not a directory' % blocker
+    if not os.path.isdir(directory):
+        return 'cannot be written: directory %s does not exist' % directory
     try:
-        with open(path, 'rb') as handle:
-            data = handle.read()
-    except FileNotFoundError:
-        return None
-    return data.decode('utf-8', 'surrogateescape')
+        flags = os.statvfs(directory).f_flag
+    except OSError as exc:
+        return 'cannot be written: %s' % (exc.strerror or exc)
+    if flags & os.ST_RDONLY:
+        return 'cannot be written: %s is on a read-only file system' % directory
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return 'cannot be written: permission denied in %s' % directory
+    return None
+
+
+def display(text):
+    """``text`` as valid UTF-8 for a module result: undecodable bytes shown as ``\\xNN``.
+
+    The file keeps its bytes; only what the controller shows changes (a lone
+    surrogate from surrogateescape makes the controller reject the whole result).
+    """
+    if not isinstance(text, str):
+        return text
+    return text.encode('utf-8', 'surrogateescape').decode('utf-8', 'backslashreplace')
+
+
+def utf8_result(value):
+    """``value`` (a module result: dicts, lists, strings) with every string made ``display``-safe."""
+    if isinstance(value, str):
+        return display(value)
+    if isinstance(value, dict):
+        return {display(key): utf8_result(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [utf8_result(item) for item in value]
+    return value
 
 
 def file_diff(path, before, after):
@@ -37,8 +127,8 @@ def file_diff(path, before, after):
     return {
         'before_header': path if before is not None else '%s (absent)' % path,
         'after_header': path if after is not None else '%s (absent)' % path,
-        'before': before if before is not None else '',
-        'after': after if after is not None else '',
+        'before': display(before) if before is not None else '',
+        'after': display(after) if after is not None else '',
     }
 
 
@@ -89,7 +179,8 @@ def initramfs_lag(paths, images_glob):
     that exist, a dangling symlink too, in their given order. Without any image
     (a container, a chroot before its first kernel) nothing is owed.
     """
-    images = sorted(glob.glob(images_glob))
+    # A dangling link (an image removed by hand, its link left) is no image: it has no time to compare.
+    images = sorted(image for image in glob.glob(images_glob) if os.path.exists(image))
     present = [path for path in paths if os.path.lexists(path)]
     newer = []
     if images:

@@ -41,6 +41,7 @@ author:
   - vfio.passthrough developers (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - vfio.passthrough.transaction
 options:
   drivers:
     description:
@@ -172,9 +173,7 @@ import glob
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vfio.passthrough.plugins.module_utils._files import (
-    atomic_write, file_diff, read_text, restore,
-)
+from ansible_collections.vfio.passthrough.plugins.module_utils._files import read_text
 from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical import (
     collect_host_verdict, invalid_protect_addresses,
 )
@@ -184,9 +183,11 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._module_deps impo
 from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import (
     check_module_names, is_owned, modprobe_keys, outside_block, parse_modprobe, plan_file,
 )
+from ansible_collections.vfio.passthrough.plugins.module_utils._ownership import managed_lines
+from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import UPDATE_INITRAMFS
 from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import module_usage
-from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
+from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
 
 OWNER = 'driver_blacklist'
 
@@ -239,29 +240,14 @@ def refuse_critical(module, drivers, in_use):
                      in_use=in_use)
 
 
-def apply(module, path, before, after):
-    """Write the file, then rebuild the initramfs; put the file back if that fails."""
-    argv = None
-    if module.params['update_initramfs']:
-        # Look the binary up before touching anything, so a missing one leaves no half-done state.
-        argv = [module.get_bin_path('update-initramfs', required=True), '-u', '-k', 'all']
-    try:
-        if after is None:
-            restore(module, path, None)
-        else:
-            atomic_write(module, path, after, mode=0o644)
-    except Exception as exc:  # noqa: BLE001 - any failure must roll back before reporting
-        restore(module, path, before)
-        module.fail_json(msg='writing %s failed: %s; restored it' % (path, exc))
-    if argv is None:
-        return None, False
-    rc, out, err = module.run_command(argv, environ_update=C_LOCALE)
-    if rc != 0:
-        restore(module, path, before)
-        module.fail_json(msg='%s failed (rc=%d); restored %s to its previous content' % (' '.join(argv), rc, path),
-                         rc=rc, stdout=out, stderr=err, cmd=argv, command=argv,
-                         files_changed=[], initramfs_updated=False)
-    return argv, True
+def kept_lines(text, drivers):
+    """This module's lines in ``text`` that name none of ``drivers``: what state=absent leaves."""
+    kept = []
+    for line in managed_lines(text, OWNER):
+        directive = parse_modprobe(line + '\n')
+        if not (directive and directive[0].module in drivers):
+            kept.append(line)
+    return kept
 
 
 def main():
@@ -276,6 +262,7 @@ def main():
             protect_addresses=dict(type='list', elements='str', default=[]),
             root=dict(type='path', default='/'),
             modprobe_dir=dict(type='path', default='/etc/modprobe.d'),
+            **TRANSACTION_ARGS
         ),
         supports_check_mode=True,
     )
@@ -290,15 +277,20 @@ def main():
     if bad:
         module.fail_json(msg='protect_addresses: %s is neither an IP address nor a host name'
                              % ', '.join(repr(b) for b in bad))
-    root = params['root']
-    modprobe_dir = params['modprobe_dir']
+    # From the first read to the end of update-initramfs: another run's edit can neither be lost nor undone.
+    with Transaction(module) as tx:
+        run(module, tx, drivers)
+
+
+def run(module, tx, drivers):
+    params = module.params
     path = params['path']
     present = params['state'] == 'present'
 
-    before = read_text(path)
+    before = tx.read(path, OWNER)
     try:
-        already = find_blacklisted(modprobe_dir, path, before, drivers) if present else {}
-        usage = module_usage(root)
+        already = find_blacklisted(params['modprobe_dir'], path, before, drivers) if present else {}
+        usage = module_usage(params['root'])
         in_use = {driver: usage.get(driver, []) for driver in drivers}
         lines = []
         if present:
@@ -308,31 +300,31 @@ def main():
                     lines.append('blacklist %s' % driver)
                 if params['hard']:
                     lines.append('install %s /bin/false' % driver)
+        else:
+            # Only the named drivers go; what another call of this module wrote stays.
+            lines = kept_lines(before, drivers)
         after = plan_file(before, OWNER, lines, modprobe_keys, path=path)
     except ValueError as exc:
         module.fail_json(msg=str(exc))
     if present:
         refuse_critical(module, drivers, in_use)
 
-    changed = after != before
-    if changed and after is not None and not os.path.isdir(os.path.dirname(path)):
-        module.fail_json(msg='cannot write %s: directory %s does not exist' % (path, os.path.dirname(path)))
-    command, updated = None, False
-    if changed and not module.check_mode:
-        command, updated = apply(module, path, before, after)
-
+    changed = tx.change(path, before, after)
     result = dict(
         changed=changed,
         drivers=drivers,
         in_use=in_use,
         already_blacklisted=already,
-        files_changed=[path] if changed else [],
-        initramfs_updated=updated,
+        files_changed=tx.files_changed,
+        initramfs_updated=False,
         reboot_required=changed,
-        command=command,
+        command=None,
     )
     if module._diff:
-        result['diff'] = [file_diff(path, before, after)] if changed else []
+        result['diff'] = tx.diff()
+    done = tx.commit([UPDATE_INITRAMFS] if changed and params['update_initramfs'] else [], result=result)
+    if done['commands']:
+        result.update(command=done['commands'][0], initramfs_updated=True)
     module.exit_json(**result)
 
 

@@ -37,6 +37,7 @@ author:
   - vfio.passthrough developers (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - vfio.passthrough.transaction
 options:
   present:
     description:
@@ -295,7 +296,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline_limit im
     HEADER_BYTES, CmdlineTooLong, check_length, grub_boot_line, kernel_version, parse_cmdline_size,
     systemd_boot_line,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._files import atomic_write, file_diff, read_text, restore
+from ansible_collections.vfio.passthrough.plugins.module_utils._files import FileError, read_text
 from ansible_collections.vfio.passthrough.plugins.module_utils._grub_default import (
     GrubError, edit_grub_default, judge_evaluation,
 )
@@ -304,7 +305,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._grub_shell impor
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
 from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import regeneration
-
+from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
 
 def _detect(module):
     params = module.params
@@ -341,15 +342,15 @@ def _candidate_copy(module, text):
     return path
 
 
-def _plan_grub(module, request):
+def _plan_grub(module, request, read):
     params = module.params
     path = params['grub_file']
-    old = read_text(path)
+    old = read(path)
     if old is None:
         module.fail_json(msg='%s does not exist; is GRUB installed?' % path)
     dropins = []
     for dropin in sorted(glob.glob(path + '.d/*.cfg')):
-        dropins.append((dropin, read_text(dropin) or ''))
+        dropins.append((dropin, read(dropin) or ''))
     try:
         # The drop-ins are judged by /bin/sh below, which sees their if/unset/&& forms.
         result = edit_grub_default(old, request, params['grub_variable'], path)
@@ -368,9 +369,9 @@ def _plan_grub(module, request):
         'evaluated': dict(zip(('GRUB_CMDLINE_LINUX', 'GRUB_CMDLINE_LINUX_DEFAULT'), final))}
 
 
-def _plan_systemd_boot(module, request, running):
+def _plan_systemd_boot(module, request, running, read):
     path = module.params['cmdline_file']
-    old = read_text(path)
+    old = read(path)
     if old is None:
         if running is None:
             module.fail_json(msg='%s is missing and %s is unreadable to seed it' % (path, module.params['proc_cmdline']))
@@ -441,11 +442,12 @@ def _check_vfio_ids(module, request, plans, running):
                     'exactly those IDs' % (where, ','.join(ids), ','.join(wanted) or '(none)'))
 
 
-def _apply_plan(module, detection):
-    """regeneration()'s plan for a boot change, with its commands resolved to binaries."""
-    plan = regeneration(True, False, detection['bootloader'], detection['managed_by'])
-    plan['commands'] = [[module.get_bin_path(argv[0], required=True)] + argv[1:] for argv in plan['commands']]
-    return plan
+def _running(path):
+    try:
+        text = read_text(path)
+    except FileError:
+        return None
+    return text.strip() if text is not None else None
 
 
 def run_module():
@@ -466,6 +468,7 @@ def run_module():
             backup=dict(type='bool', default=False),
             boot_dir=dict(type='path', default='/boot'),
             vfio_ids=dict(type='list', elements='str', default=[]),
+            **TRANSACTION_ARGS
         ),
         supports_check_mode=True,
     )
@@ -475,52 +478,49 @@ def run_module():
     except CmdlineError as exc:
         module.fail_json(msg=str(exc))
 
-    detection, tool = _detect(module)
-    running_raw = read_text(params['proc_cmdline'])
-    running = running_raw.strip() if running_raw is not None else None
+    # From the first read to the end of update-grub: another run's edit can neither be lost nor undone.
+    with Transaction(module) as tx:
+        _run(module, request, tx)
+
+
+def _run(module, request, tx):
+    params = module.params
+    detection, _tool = _detect(module)
+    running = _running(params['proc_cmdline'])
 
     # A host whose ESPs hold both GRUB and systemd-boot gets both files edited:
     # whichever the firmware starts then finds the arguments.
-    plans = [_plan_grub(module, request) if loader == 'grub' else _plan_systemd_boot(module, request, running)
+    plans = [_plan_grub(module, request, tx.read) if loader == 'grub'
+             else _plan_systemd_boot(module, request, running, tx.read)
              for loader in detection['bootloaders']]
     path, _old, _new, values = plans[0]
     measured = _check_lengths(module, detection['bootloaders'], plans, running)
     if params['vfio_ids']:
         _check_vfio_ids(module, request, plans, running)
-    changes = [(p_path, p_old, p_new) for p_path, p_old, p_new, _values in plans if p_new != p_old]
-    changed = bool(changes)
+    for p_path, p_old, p_new, _values in plans:
+        tx.change(p_path, p_old, p_new)
+    changed = bool(tx.changes)
     stale = 'grub' in detection['bootloaders'] and not changed and _grub_config_stale(params, detection['managed_by'])
     unmet = unmet_args(running, request) if running is not None else ['running command line unknown']
+    plan = regeneration(changed or stale, False, detection['bootloader'], detection['managed_by'])
+    commands = plan['commands'] if params['apply'] else []
     result = dict(
-        changed=changed or (stale and params['apply']),
+        changed=changed or bool(stale and commands),
         bootloader=detection['bootloader'], bootloaders=detection['bootloaders'], bootloader_reason=detection['reason'],
         esps=detection['esps'], managed_by=detection['managed_by'], path=path,
-        files_changed=[item[0] for item in changes], running=running, unmet=unmet,
+        files_changed=tx.files_changed, running=running, unmet=unmet,
         reboot_required=bool(unmet), stale_boot_config=stale, command=None, kernel_lines=measured, **values)
     if len(plans) > 1:
         result['edits'] = [dict(path=p_path, **p_values) for p_path, _old, _new, p_values in plans]
     if module._diff:
-        result['diff'] = [file_diff(*item) for item in changes]
+        result['diff'] = tx.diff()
 
-    if module.check_mode or not result['changed']:
-        module.exit_json(**result)
-
-    for c_path, _old, c_new in changes:
-        backup_file = atomic_write(module, c_path, c_new, mode=0o644, backup=params['backup'])
-        if backup_file:
-            result.setdefault('backup_file', backup_file)
-    plan = _apply_plan(module, detection) if params['apply'] else None
-    command = plan['commands'][0] if plan and plan['commands'] else None
-    if command:
-        result['command'] = command
-        rc, out, err = module.run_command(command, environ_update=C_LOCALE)
-        if rc != 0:
-            for c_path, c_old, _new in changes:
-                restore(module, c_path, c_old)
-            module.fail_json(msg='%s failed (rc=%d); %s restored to its previous content'
-                             % (' '.join(command), rc, ', '.join(item[0] for item in changes) or path),
-                             rc=rc, stdout=out, stderr=err, **result)
-    elif plan and plan['unrefreshed'] and changed:
+    done = tx.commit(commands, backup=params['backup'], result=result)
+    if done['commands']:
+        result['command'] = done['commands'][0]
+    if done['backup_files']:
+        result['backup_file'] = list(done['backup_files'].values())[0]
+    if params['apply'] and changed and plan['unrefreshed']:
         module.warn('%s changed but no proxmox-boot-tool is present to copy it to the ESPs; '
                     'run your boot loader\'s refresh before rebooting' % path)
     module.exit_json(**result)

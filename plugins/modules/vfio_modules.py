@@ -36,6 +36,7 @@ author:
   - vfio.passthrough developers (!UNKNOWN)
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
+  - vfio.passthrough.transaction
 options:
   modules:
     description:
@@ -221,14 +222,13 @@ diff:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vfio.passthrough.plugins.module_utils._files import (
-    atomic_write, file_diff, initramfs_lag, read_text, restore,
-)
+from ansible_collections.vfio.passthrough.plugins.module_utils._files import initramfs_lag, read_text
 from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import (
     MODPROBE_DIRS, check_module_names, check_pci_ids, competing_vfio_ids, conf_read_order, dead_module_lines,
     initramfs_modules_keys, is_owned, modprobe_keys, modules_load_keys, outside_block, plan_file,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
+from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import UPDATE_INITRAMFS
+from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
 
 OWNER = 'vfio_modules'
 BASE_MODULES = ['vfio', 'vfio_iommu_type1', 'vfio_pci']
@@ -257,8 +257,8 @@ def wanted_lines(module):
     return modules, ids, softdeps, lines
 
 
-def plan(module, modules, modprobe_lines):
-    """Return [(path, before, after)] for the files that must change. Writes nothing."""
+def plan(module, tx, modules, modprobe_lines):
+    """Plan in ``tx`` the files that must change. Writes nothing."""
     params = module.params
     absent = params['state'] == 'absent'
     targets = [
@@ -270,19 +270,13 @@ def plan(module, modules, modprobe_lines):
     if len(set(real)) != len(real):
         module.fail_json(msg='modules_file, initramfs_modules_file and modprobe_file must be three '
                              'different files, got %s' % ', '.join(path for path, _l, _k, _s in targets))
-    changes = []
     for path, lines, keys, shared_only in targets:
-        before = read_text(path)
+        before = tx.read(path, OWNER)
         try:
             after = plan_file(before, OWNER, lines, keys, shared_only=shared_only, path=path)
         except ValueError as exc:
             module.fail_json(msg=str(exc))
-        if after != before:
-            if after is not None and not os.path.isdir(os.path.dirname(path)):
-                module.fail_json(msg='cannot write %s: directory %s does not exist'
-                                     % (path, os.path.dirname(path)))
-            changes.append((path, before, after))
-    return changes
+        tx.change(path, before, after)
 
 
 def other_modprobe_sources(module):
@@ -328,40 +322,6 @@ def warn_dead_lines(module):
                     'name (no trailing comments or parameters there)' % (path, number, line))
 
 
-def apply(module, changes):
-    """Write ``changes``, then rebuild the initramfs; undo every write if anything fails."""
-    argv = None
-    if module.params['update_initramfs']:
-        # Look the binary up before touching anything, so a missing one leaves no half-done state.
-        argv = [module.get_bin_path('update-initramfs', required=True), '-u', '-k', 'all']
-    done = []
-    try:
-        for path, before, after in changes:
-            done.append((path, before))
-            if after is None:
-                restore(module, path, None)
-            else:
-                atomic_write(module, path, after, mode=0o644)
-    except Exception as exc:  # noqa: BLE001 - any failure must roll back before reporting
-        rollback(module, done)
-        module.fail_json(msg='writing %s failed: %s; restored the files changed so far' % (done[-1][0], exc))
-    if argv is None:
-        return None, False
-    rc, out, err = module.run_command(argv, environ_update=C_LOCALE)
-    if rc != 0:
-        rollback(module, done)
-        module.fail_json(msg='%s failed (rc=%d); restored %s to their previous content'
-                             % (' '.join(argv), rc, ', '.join(path for path, _b in done)),
-                         rc=rc, stdout=out, stderr=err, cmd=argv, command=argv,
-                         files_changed=[], initramfs_updated=False)
-    return argv, True
-
-
-def rollback(module, done):
-    for path, before in reversed(done):
-        restore(module, path, before)
-
-
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -377,41 +337,47 @@ def main():
             initramfs_inputs=dict(type='list', elements='path', default=[]),
             initramfs_images=dict(type='str', default='/boot/initrd.img-*'),
             modprobe_dirs=dict(type='list', elements='path', default=list(MODPROBE_DIRS)),
+            **TRANSACTION_ARGS
         ),
         supports_check_mode=True,
     )
     modules, ids, softdeps, modprobe_lines = wanted_lines(module)
-    if module.params['state'] == 'present' and ids:
-        refuse_competing_ids(module, ids)
-    changes = plan(module, modules, modprobe_lines)
-    if module.params['state'] == 'present':
-        warn_dead_lines(module)
+    # From the first read to the end of update-initramfs: another run's edit can neither be lost nor undone.
+    with Transaction(module) as tx:
+        run(module, tx, modules, ids, softdeps, modprobe_lines)
+
+
+def run(module, tx, modules, ids, softdeps, modprobe_lines):
     params = module.params
+    absent = params['state'] == 'absent'
+    if not absent and ids:
+        refuse_competing_ids(module, ids)
+    plan(module, tx, modules, modprobe_lines)
+    if not absent:
+        warn_dead_lines(module)
     compared = [params['initramfs_modules_file'], params['modprobe_file']]
     compared += [path for path in params['initramfs_inputs'] if path not in compared]
     # Taken before any write: what this run writes, its own rebuild (or the caller's) covers.
     initramfs = initramfs_lag(compared, params['initramfs_images'])
 
-    command, updated = None, False
-    if changes and not module.check_mode:
-        command, updated = apply(module, changes)
-
-    absent = module.params['state'] == 'absent'
     result = dict(
-        changed=bool(changes),
+        changed=bool(tx.changes),
         modules=[] if absent else modules,
         ids=[] if absent else ids,
         softdeps=[] if absent else softdeps,
-        files_changed=[path for path, _b, _a in changes],
-        initramfs_updated=updated,
-        reboot_required=bool(changes),
-        command=command,
+        files_changed=tx.files_changed,
+        initramfs_updated=False,
+        reboot_required=bool(tx.changes),
+        command=None,
         initramfs=initramfs,
     )
     if module._diff:
-        result['diff'] = [file_diff(path, before, after) for path, before, after in changes]
+        result['diff'] = tx.diff()
+    commands = [UPDATE_INITRAMFS] if tx.changes and params['update_initramfs'] else []
+    done = tx.commit(commands, result=result)
+    if done['commands']:
+        result.update(command=done['commands'][0], initramfs_updated=True)
     module.exit_json(**result)
-
 
 if __name__ == '__main__':
     main()

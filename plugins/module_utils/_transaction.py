@@ -1,0 +1,295 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to vfio.passthrough
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One transaction for every module that writes: lock, read, plan, write, regenerate, or undo.
+
+    with Transaction(module) as tx:          # exclusive host lock from here ...
+        before = tx.read(path)               # FileError -> fail_json naming path and reason
+        tx.change(path, before, after)       # refuses an unwritable path now, check mode too
+        ran = tx.commit([UPDATE_INITRAMFS])  # ... to the end of the regeneration
+
+``commit`` resolves every command before the first write (a missing one fails
+with nothing written), saves each file's bytes, mode, owner and symlink, writes,
+runs the commands in order, and when a write or a command fails puts every file
+back as it was (created files removed) before failing with the same keys in
+every module: msg, rc, stdout, stderr, cmd, command, files_changed=[], restored.
+
+The lock is one file per host, not the edited files: a write replaces a file by
+rename, so a lock on the file itself would lock an inode nobody reads again.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import tempfile
+import time
+
+from ansible_collections.vfio.passthrough.plugins.module_utils._files import (
+    FileError, display, file_diff, read_text, utf8_result, write_problem,
+)
+from ansible_collections.vfio.passthrough.plugins.module_utils._ownership import check_claim
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
+
+__all__ = ['LOCK_FILE', 'LOCK_WAIT', 'TRANSACTION_ARGS', 'Transaction', 'utf8_results']
+
+LOCK_FILE = '/run/lock/vfio-passthrough.lock'
+# update-initramfs for several kernels takes minutes on a slow host; another run waits that long.
+LOCK_WAIT = 900
+TRANSACTION_ARGS = {'lock_file': {'type': 'path', 'default': LOCK_FILE}}
+
+
+class _WriteFailed(Exception):
+    """module.atomic_move called fail_json; raised instead so the transaction can undo first."""
+
+
+def utf8_results(module):
+    """Make every result ``module`` reports valid UTF-8 (file bytes shown as ``\\xNN``).
+
+    Wraps exit_json and fail_json once, so no message that quotes a line of
+    a Latin-1 file can make the controller reject the result after a write.
+    """
+    if getattr(module, '_vfio_utf8', False):
+        return
+    exit_json, fail_json = module.exit_json, module.fail_json
+    module.exit_json = lambda **kwargs: exit_json(**utf8_result(kwargs))
+    module.fail_json = lambda msg, **kwargs: fail_json(msg=display(msg), **utf8_result(kwargs))
+    module._vfio_utf8 = True
+
+
+class _Saved:
+    """How a path was before the write: its symlink (if any), and the target's bytes, mode, owner."""
+
+    def __init__(self, path):
+        self.path = path
+        self.link = os.readlink(path) if os.path.islink(path) else None
+        self.target = os.path.realpath(path)
+        try:
+            info = os.stat(self.target)
+            with open(self.target, 'rb') as handle:
+                self.data = handle.read()
+            self.mode, self.uid, self.gid = info.st_mode & 0o7777, info.st_uid, info.st_gid
+        except FileNotFoundError:
+            self.data = None
+
+
+class Transaction:
+    """Context manager around one module run that writes files; see the module docstring."""
+
+    def __init__(self, module, lock_file=None):
+        self.module = module
+        self.lock_file = lock_file or module.params.get('lock_file') or LOCK_FILE
+        self.changes = []
+        self._fd = None
+        utf8_results(module)
+
+    # -- the lock ---------------------------------------------------------
+    def __enter__(self):
+        try:
+            directory = os.path.dirname(self.lock_file)
+            if not os.path.isdir(directory):
+                os.makedirs(directory, mode=0o755, exist_ok=True)
+            self._fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            if self.module.check_mode:
+                # Nothing is written in check mode, so a host we may not lock on is still readable.
+                self._fd = None
+                return self
+            self.module.fail_json(msg='cannot open the lock file %s: %s' % (self.lock_file, exc.strerror or exc))
+        deadline = time.monotonic() + LOCK_WAIT
+        while True:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                    raise
+            if time.monotonic() > deadline:
+                self.module.fail_json(msg='another vfio.passthrough run holds %s for more than %d s; '
+                                          'nothing was written' % (self.lock_file, LOCK_WAIT))
+            time.sleep(0.05)
+
+    def __exit__(self, exc_type, exc, _traceback):
+        if self._fd is not None:
+            os.close(self._fd)  # closing the last descriptor drops the flock
+            self._fd = None
+        if exc_type is not None and issubclass(exc_type, FileError):
+            # Raised by a read, which comes before every write: say which path and why, no traceback.
+            self.module.fail_json(msg='%s; nothing was written' % exc, path=exc.path)
+        return False
+
+    # -- reading and planning --------------------------------------------
+    def read(self, path, owner=None):
+        """The text of ``path`` (None when missing); a path that is no plain file fails the module.
+
+        With ``owner`` (the module's marker name), a file another module of this
+        collection manages is refused (``_ownership.check_claim``).
+        """
+        try:
+            text = read_text(path)
+            if owner is not None:
+                check_claim(text, owner, path)
+        except FileError as exc:
+            self.module.fail_json(msg='%s; nothing was written' % exc, path=path)
+        except ValueError as exc:
+            self.module.fail_json(msg='%s; nothing was written' % exc, path=path)
+        return text
+
+    def change(self, path, before, after, mode=0o644):
+        """Plan ``path`` to hold ``after`` (None: no file). Returns whether it changes.
+
+        Whether the path can be written is probed here, before any write and
+        in check mode alike, so both fail the same way naming the path.
+        """
+        if after == before:
+            return False
+        if any(change[0] == path for change in self.changes):
+            raise ValueError('%s planned twice in one transaction' % path)
+        problem = write_problem(path)
+        if problem is not None:
+            self.module.fail_json(msg='%s %s; nothing was written' % (path, problem), path=path)
+        self.changes.append((path, before, after, mode))
+        return True
+
+    @property
+    def files_changed(self):
+        return [change[0] for change in self.changes]
+
+    def diff(self):
+        return [file_diff(path, before, after) for path, before, after, _mode in self.changes]
+
+    # -- writing and regenerating ----------------------------------------
+    def commit(self, commands=(), backup=False, result=None):
+        """Write the planned changes, then run ``commands`` (bare argv lists) in order.
+
+        Returns dict(commands=[resolved argv run], backup_files={path: backup}).
+        In check mode, or with nothing planned and nothing to run, does nothing.
+        On failure every file is put back, then the module fails with the
+        shared keys, plus ``result`` (the module's own keys).
+        """
+        done = {'commands': [], 'backup_files': {}}
+        if self.module.check_mode or not (self.changes or commands):
+            return done
+        # Before the first write: a missing command must leave the host untouched.
+        resolved = []
+        for argv in commands:
+            binary = self.module.get_bin_path(argv[0])
+            if binary is None:
+                self._fail('%s not found on PATH; nothing was written' % argv[0], [], result)
+            resolved.append([binary] + list(argv[1:]))
+        saved = [_Saved(path) for path, _b, _a, _m in self.changes]
+        written = []
+        try:
+            for (path, _before, after, mode), before_state in zip(self.changes, saved):
+                written.append(before_state)
+                backup_file = self._write(path, after, mode, backup and before_state.data is not None)
+                if backup_file:
+                    done['backup_files'][path] = backup_file
+        except (_WriteFailed, OSError) as exc:
+            restored = self._undo(written)
+            self._fail('writing %s failed: %s; %s' % (written[-1].path, exc, self._restored_words(restored)),
+                       restored, result)
+        for argv in resolved:
+            rc, out, err = self.module.run_command(argv, environ_update=C_LOCALE)
+            if rc != 0:
+                restored = self._undo(written)
+                self._fail('%s failed (rc=%d); %s' % (' '.join(argv), rc, self._restored_words(restored)),
+                           restored, result, rc=rc, stdout=out, stderr=err, cmd=argv, command=argv)
+            done['commands'].append(argv)
+        return done
+
+    def _write(self, path, text, mode, backup):
+        """Write ``text`` (None: remove) through any symlink; atomic_move's own failure raises."""
+        module = self.module
+        fail_json = module.fail_json
+
+        def raise_instead(msg, **_kwargs):
+            raise _WriteFailed(msg)
+
+        module.fail_json = raise_instead
+        try:
+            target = os.path.realpath(path)
+            if text is None:
+                # An owned file through a link: the target goes, and the link with it, so
+                # neither a file at the target nor a dangling link stays behind.
+                if os.path.lexists(target):
+                    os.unlink(target)
+                if os.path.islink(path):
+                    os.unlink(path)
+                return None
+            existed = os.path.exists(target)
+            backup_file = module.backup_local(target) if backup else None
+            self._replace(target, text.encode('utf-8', 'surrogateescape'), keep=existed)
+            if not existed and mode is not None:
+                os.chmod(target, mode)
+            return backup_file
+        finally:
+            module.fail_json = fail_json
+
+    def _replace(self, target, data, keep):
+        """Temp file beside ``target`` (same file system), then module.atomic_move over it."""
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(target), prefix='.%s.' % os.path.basename(target), suffix='.tmp')
+        try:
+            with os.fdopen(fd, 'wb') as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            self.module.atomic_move(tmp, target, unsafe_writes=False, keep_dest_attrs=keep)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def _undo(self, written):
+        """Put back every saved path, last written first; return the paths restored."""
+        fail_json = self.module.fail_json
+
+        def raise_instead(msg, **_kwargs):
+            raise _WriteFailed(msg)
+
+        self.module.fail_json = raise_instead
+        restored, broken = [], []
+        try:
+            for saved in reversed(written):
+                try:
+                    self._put_back(saved)
+                    restored.append(saved.path)
+                except (_WriteFailed, OSError) as exc:
+                    broken.append('%s (%s)' % (saved.path, exc))
+        finally:
+            self.module.fail_json = fail_json
+        if broken:
+            fail_json(msg='restoring after a failure also failed for %s; restored %s. Check these files by hand.'
+                          % (', '.join(broken), ', '.join(restored) or 'nothing'), restored=restored)
+        return restored
+
+    def _put_back(self, saved):
+        if saved.data is None:
+            if os.path.lexists(saved.target) and not os.path.islink(saved.target):
+                os.unlink(saved.target)
+            return
+        if saved.link is not None and not (os.path.islink(saved.path) and os.readlink(saved.path) == saved.link):
+            if os.path.lexists(saved.path):
+                os.unlink(saved.path)
+            os.symlink(saved.link, saved.path)
+        self._replace(saved.target, saved.data, keep=False)
+        try:
+            os.chown(saved.target, saved.uid, saved.gid)
+        except PermissionError:
+            if os.geteuid() == 0:
+                raise
+            # Not root: the file was ours to write, so it already has our owner.
+        os.chmod(saved.target, saved.mode)
+
+    @staticmethod
+    def _restored_words(restored):
+        if not restored:
+            return 'nothing had been written'
+        return 'restored %s to their previous content' % ', '.join(reversed(restored))
+
+    def _fail(self, msg, restored, result, **keys):
+        report = dict(result or {})
+        report.update(keys)
+        report.update(files_changed=[], restored=list(reversed(restored)))
+        report.setdefault('command', None)
+        self.module.fail_json(msg=msg, **report)
