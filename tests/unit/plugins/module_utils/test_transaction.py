@@ -71,7 +71,7 @@ class Host:
                                    grub_cfg=str(self.root / 'boot/grub/grub.cfg'), cmdline_file=str(etc / 'kernel/cmdline'),
                                    proc_cmdline=str(self.root / 'proc/cmdline'),
                                    uuids_file=str(etc / 'kernel/proxmox-boot-uuids')),
-            'vfio_modules': dict(ids=['10de:1b80'], softdeps=['nouveau'], modules_dir=str(self.root / 'lib/modules'),
+            'vfio_modules': dict(ids=['10de:1b80'], softdeps=['nouveau'],
                                  modules_file=str(etc / 'modules-load.d/vfio-passthrough.conf'),
                                  initramfs_modules_file=str(etc / 'initramfs-tools/modules'),
                                  modprobe_file=str(etc / 'modprobe.d/vfio-passthrough.conf'),
