@@ -13,7 +13,7 @@ initramfs, where the rule fires too. Pure functions, no I/O.
 from __future__ import annotations
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import check_module_names, header
-from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import PCI_ADDRESS
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci import PCI_ADDRESS
 
 __all__ = ['OWNER', 'SCRIPT', 'MODPROBE_FILE', 'HOOK', 'check_addresses', 'render_binding']
 

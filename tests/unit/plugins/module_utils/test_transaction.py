@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from module_runner import run_module  # noqa: E402
 from sysfs_builder import intel_gpu_host  # noqa: E402
 
-FIXTURES = Path(__file__).resolve().parents[2] / 'fixtures'
+FIXTURES = Path(__file__).resolve().parents[3] / 'fixtures'
 STUB = '#!/bin/sh\necho "$(basename "$0") $*" >> "{log}"\necho "{name} talks"\necho "{name} broke" >&2\nexit {rc}\n'
 
 
