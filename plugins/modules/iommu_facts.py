@@ -18,7 +18,7 @@ description:
     default route, the NIC Ansible connects through, ports of bridges/bonds/VLANs carrying
     them, the storage controller of C(/), C(/boot) and C(/boot/efi) - so that nothing takes
     them away from the host; and the kernel modules the host needs for them
-    (RV(ansible_facts.iommu.host_critical_modules)).
+    (C(host_critical_modules)).
   - "The IOMMU counts as on when C(/sys/class/iommu) has an entry or IOMMU groups exist.
     The kernel log line C(DMAR: IOMMU enabled) is not used; a machine without an IOMMU
     prints it too when booted with C(intel_iommu=on)."
@@ -271,9 +271,8 @@ ansible_facts:
           sample: ["0000:01:00.0"]
         host_critical_modules:
           description:
-            - The kernel modules the host cannot lose, each with why, from the same verdict as
-              RV(ansible_facts.iommu.devices.host_critical) (which M(vfio.passthrough.driver_blacklist) refuses):
-              the drivers of every device above the disks of C(/), C(/boot) and C(/boot/efi), their
+            - The kernel modules the host cannot lose, each with why, from the same verdict as the devices'
+              C(host_critical) (which M(vfio.passthrough.driver_blacklist) refuses); the drivers of every device above the disks of C(/), C(/boot) and C(/boot/efi), their
               device-mapper and md layers and filesystems, the bridge, bond, VLAN and NIC drivers of the
               management path, and what those load first (C(modules.dep), softdeps) in every kernel under
               C(lib/modules).

@@ -105,8 +105,8 @@ options:
       - The directories modprobe reads C(*.conf) files from, in kmod's precedence order (a file name in an
         earlier directory hides the same name in a later one). With O(ids), any of those files (or the
         administrator's part of O(modprobe_file)) that sets C(options vfio-pci ids=) to another list than
-        exactly O(ids) is refused, naming the file and line, before anything is written: modprobe joins
-        the options lines of all files in file-name order and the last C(ids=) wins.
+        exactly O(ids) is refused, naming the file and line, before anything is written, because modprobe
+        joins the options lines of all files in file-name order and the last C(ids=) wins.
     type: list
     elements: path
     default: [/etc/modprobe.d, /run/modprobe.d, /usr/local/lib/modprobe.d, /usr/lib/modprobe.d, /lib/modprobe.d]

@@ -19,8 +19,8 @@ DEB13 = '6.12.117+deb13-amd64'
 
 
 def kernel(version, config=None):
-    files = {n: (MODULES / version / n).read_text() for n in ('modules.dep', 'modules.softdep', 'modules.builtin',
-                                                           'modules.alias')}
+    names = ('modules.dep', 'modules.softdep', 'modules.builtin', 'modules.alias')
+    files = {n: (MODULES / version / n).read_text() for n in names}
     return Kernel(version, files['modules.dep'], files['modules.softdep'], files['modules.builtin'],
                   files['modules.alias'], config)
 

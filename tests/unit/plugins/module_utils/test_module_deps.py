@@ -103,8 +103,8 @@ def test_builtin_modules_are_named_as_built_in():
 
 def test_modprobe_d_softdeps_count_for_every_kernel():
     config = parse_softdeps('softdep ahci pre: vfio-pci\n# softdep ahci pre: nothing\n')
-    needs = needed_modules([('ahci', 'driver of sda under /')], [Kernel('k', 'kernel/ahci.ko:\nkernel/vfio-pci.ko:\n',
-                                                                       config_softdeps=config)])
+    k = Kernel('k', 'kernel/ahci.ko:\nkernel/vfio-pci.ko:\n', config_softdeps=config)
+    needs = needed_modules([('ahci', 'driver of sda under /')], [k])
     assert describe_need(needs['vfio_pci']) == ['vfio_pci: needed by ahci (driver of sda under /) via softdep of k']
 
 
