@@ -14,7 +14,7 @@ import re
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import kernel_args
 from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import read_net_interfaces
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
-    OTHER_CARD, VFIO_HOLDERS, VFIO_PCI, group_relation, normalise_module,
+    OTHER_CARD, group_relation, normalise_module, off_host,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import (
     modules_for_modalias, parse_pci_aliases, read_pci_devices,
@@ -174,8 +174,8 @@ def gather_iommu_facts(root, kernel_log=None, interfaces=None):
         if facts['pci_address']:
             netdevs.setdefault(facts['pci_address'], []).append(ifname)
 
-    # A device on vfio-pci (or with no driver) no longer shows which driver the
-    # host would give it; modules.alias does, as for lspci -k.
+    # A device on vfio-pci, a variant of it, pci-stub or no driver no longer shows
+    # which driver the host would give it; modules.alias does, as for lspci -k.
     aliases = None
     kernel = tree.read('proc/sys/kernel/osrelease')
     members = {number: sorted(group['devices']) for number, group in groups.items()}
@@ -185,7 +185,7 @@ def gather_iommu_facts(root, kernel_log=None, interfaces=None):
         group = raw['iommu_group']
         peers = [a for a in members.get(group, []) if a != address] if group is not None else []
         entry = {k: v for k, v in raw.items() if k != 'path'}
-        if raw['driver'] is None or raw['driver'] in VFIO_HOLDERS:
+        if off_host(raw):
             if aliases is None:
                 aliases = parse_pci_aliases(tree.read('lib/modules/%s/modules.alias' % kernel) if kernel else None)
             entry['kernel_modules'] = modules_for_modalias(tree.read(raw['path'] + '/modalias', resolved=True), aliases)
@@ -213,5 +213,5 @@ def gather_iommu_facts(root, kernel_log=None, interfaces=None):
         'iommu_units': units,
         'groups': {str(n): {'devices': members[n], 'type': groups[n]['type']} for n in sorted(groups)},
         'devices': out_devices,
-        'vfio_bound': [a for a in sorted(devices) if devices[a]['driver'] == VFIO_PCI],
+        'vfio_bound': [a for a in sorted(devices) if devices[a]['vfio_driver']],
     }

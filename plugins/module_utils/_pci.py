@@ -13,9 +13,9 @@ from __future__ import annotations
 import re
 
 __all__ = [
-    'PCI_ADDRESS', 'PCI_ID', 'BRIDGE_CLASS', 'VFIO_PCI', 'PCI_STUB', 'VFIO_HOLDERS', 'VFIO_HOLDER_MODULES',
-    'C_LOCALE', 'SAME_CARD', 'OTHER_CARD', 'BRIDGE', 'slot', 'nearest_pci', 'normalise_module',
-    'class_name', 'group_relation', 'vfio_driver', 'off_host', 'normalise_address',
+    'PCI_ADDRESS', 'PCI_ID', 'BRIDGE_CLASS', 'VFIO_PCI', 'PCI_STUB', 'VFIO_HOLDER_MODULES',
+    'VFIO_PCI_CORE', 'C_LOCALE', 'SAME_CARD', 'OTHER_CARD', 'BRIDGE', 'slot', 'nearest_pci', 'normalise_module',
+    'class_name', 'group_relation', 'is_vfio_driver', 'vfio_driver', 'off_host', 'normalise_address',
 ]
 
 # domain:bus:slot.function, lowercase, as sysfs names devices
@@ -27,10 +27,12 @@ PCI_ID = re.compile(r'[0-9a-f]{4}:[0-9a-f]{4}\Z')
 BRIDGE_CLASS = '0604'
 VFIO_PCI = 'vfio-pci'
 PCI_STUB = 'pci-stub'
-# Drivers that keep a device away from the host without driving it: the group
-# stays viable for a VM (vfio accepts members on these or on no driver).
-VFIO_HOLDERS = (VFIO_PCI, PCI_STUB)
+# The modules of the drivers that keep a device away from the host without
+# driving it (off_host): never the device's own host driver.
 VFIO_HOLDER_MODULES = ('vfio_pci', 'pci_stub')
+# The library of vfio-pci and of its variant drivers (mlx5_vfio_pci, hisi_acc_vfio_pci,
+# nvgrace_gpu_vfio_pci, xe_vfio_pci, ...): a driver built on it hands devices to VMs.
+VFIO_PCI_CORE = 'vfio_pci_core'
 # environ_update for every module.run_command: tool output parsed in one language.
 C_LOCALE = {'LC_ALL': 'C'}
 
@@ -109,6 +111,17 @@ def group_relation(address, peer, devices):
     if (facts.get('class') or '').startswith(BRIDGE_CLASS):
         return BRIDGE
     return SAME_CARD if slot(peer) == slot(address) else OTHER_CARD
+
+
+def is_vfio_driver(driver, module, core_users):
+    """Whether PCI driver ``driver`` (its module ``module`` or None) holds devices for VMs.
+
+    ``core_users`` are the modules that depend on vfio_pci_core (its holders in
+    sysfs, or modules.dep): the variant drivers, decided by what they are built
+    on rather than by a list of names that every kernel release outgrows.
+    vfio-pci counts by name as well, since it may be built in.
+    """
+    return driver == VFIO_PCI or (module is not None and normalise_module(module) in core_users)
 
 
 def vfio_driver(device):

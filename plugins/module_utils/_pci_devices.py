@@ -8,12 +8,13 @@ from __future__ import annotations
 import fnmatch
 import re
 
+from ansible_collections.vfio.passthrough.plugins.module_utils._module_deps import parse_modules_dep
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
-    PCI_ADDRESS, VFIO_HOLDER_MODULES, class_name, normalise_module,
+    PCI_ADDRESS, VFIO_HOLDER_MODULES, VFIO_PCI, VFIO_PCI_CORE, class_name, is_vfio_driver, normalise_module,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import as_tree, link_name
 
-__all__ = ['read_pci_devices', 'parse_pci_aliases', 'modules_for_modalias']
+__all__ = ['read_pci_devices', 'vfio_core_users', 'parse_pci_aliases', 'modules_for_modalias']
 
 # The kernel prints modalias from the same fields as the vendor, device,
 # subsystem_* and class files: one read instead of five.
@@ -46,6 +47,24 @@ def _driver_modules(tree, bus):
     return result
 
 
+def vfio_core_users(tree):
+    """The modules built on vfio_pci_core, as the tree shows them.
+
+    A loaded variant driver's module holds vfio_pci_core, so on a live host its
+    ``holders`` answer. Without vfio_pci_core in sys/module no variant driver
+    is loaded either. Only a tree with no sys/module at all (a partial copy)
+    falls back to depmod's modules.dep of its running kernel.
+    """
+    core = 'sys/module/' + VFIO_PCI_CORE
+    if tree.exists(core):
+        return {normalise_module(name) for name in tree.listdir(core + '/holders')}
+    if tree.exists('sys/module'):
+        return set()
+    kernel = tree.read('proc/sys/kernel/osrelease')
+    deps = parse_modules_dep(tree.read('lib/modules/%s/modules.dep' % kernel) if kernel else None)
+    return {module for module, needs in deps.items() if VFIO_PCI_CORE in needs}
+
+
 def read_pci_devices(root):
     """{address: raw facts} for every PCI function in sys/bus/pci/devices.
 
@@ -53,11 +72,15 @@ def read_pci_devices(root):
     instead of a listing of every group's devices/ directory.
 
     Raw facts: vendor_id, device_id, subsystem_vendor_id, subsystem_device_id,
-    class, class_name, driver, driver_module, iommu_group, reset_methods,
-    sriov_totalvfs, sriov_numvfs, boot_vga, path (physical path below root).
+    class, class_name, driver, driver_module, vfio_driver (the driver when it
+    holds the device for a VM: vfio-pci or a variant), iommu_group,
+    reset_methods, sriov_totalvfs, sriov_numvfs, boot_vga, path (physical path
+    below root).
     """
     tree = as_tree(root)
     modules = _driver_modules(tree, 'pci')
+    core_users = None  # read once, and only when a driver other than vfio-pci needs judging
+    vfio_drivers = {}
     devices = {}
     for address in tree.listdir('sys/bus/pci/devices', resolved=True):
         if not PCI_ADDRESS.match(address):
@@ -73,6 +96,11 @@ def read_pci_devices(root):
 
         target = tree.readlink(rel + '/driver')
         driver = link_name(target)
+        module = modules.get(driver) if driver else None
+        if driver and driver not in vfio_drivers:
+            if core_users is None and module and driver != VFIO_PCI:
+                core_users = vfio_core_users(tree)
+            vfio_drivers[driver] = is_vfio_driver(driver, module, core_users or ())
         group = _int_or_none(link_name(tree.readlink(rel + '/iommu_group')))
         modalias = attr('modalias')
         match = _MODALIAS.match(modalias) if modalias else None
@@ -92,7 +120,8 @@ def read_pci_devices(root):
             'class': class_,
             'class_name': class_name(class_),
             'driver': driver,
-            'driver_module': modules.get(driver) if driver else None,
+            'driver_module': module,
+            'vfio_driver': driver if driver and vfio_drivers[driver] else None,
             'iommu_group': group,
             'reset_methods': reset.split() if reset else [],
             'sriov_totalvfs': _int_or_none(attr('sriov_totalvfs')),

@@ -220,6 +220,14 @@ ansible_facts:
               description: The kernel module providing the driver (C(virtio_pci)); null when built in or unbound.
               type: str
               sample: nouveau
+            vfio_driver:
+              description:
+                - The driver holding the device for a VM, or null. C(vfio-pci), or one of its variant drivers
+                  (C(mlx5_vfio_pci), C(hisi_acc_vfio_pci), C(nvgrace_gpu_vfio_pci), C(xe_vfio_pci), ...),
+                  recognised by what its module is built on (it holds C(vfio_pci_core) in
+                  C(/sys/module/vfio_pci_core/holders)), not by its name.
+              type: str
+              sample: vfio-pci
             iommu_group:
               description: The IOMMU group number, or null without an IOMMU.
               type: int
@@ -264,7 +272,7 @@ ansible_facts:
               elements: str
               sample: ["NIC eno1 is a port of vmbr0, which carries the default route"]
         vfio_bound:
-          description: Addresses of the devices bound to vfio-pci now.
+          description: Addresses of the devices bound to vfio-pci or a variant of it now (see RV(ansible_facts.iommu.devices.vfio_driver)).
           type: list
           elements: str
           returned: always

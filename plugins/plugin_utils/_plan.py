@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import effective_items, last_value
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
-    BRIDGE, PCI_ID, SAME_CARD, VFIO_HOLDER_MODULES, group_relation, normalise_address, normalise_module, vfio_driver,
+    BRIDGE, PCI_ID, SAME_CARD, VFIO_HOLDER_MODULES, group_relation, normalise_address, normalise_module, off_host,
+    vfio_driver,
 )
 
 __all__ = ['plan_passthrough', 'reboot_reasons', 'verify_passthrough', 'TROUBLESHOOTING']
@@ -52,10 +53,11 @@ def _describe(address, device):
 
 
 def _native_driver(device):
-    """The module the host gives the device, also while vfio-pci holds it."""
-    current = normalise_module(device.get('driver_module') or device.get('driver'))
-    if current and current not in VFIO_HOLDER_MODULES:
-        return current
+    """The module the host gives the device, also while vfio-pci (or a variant of it) holds it."""
+    if not off_host(device):
+        current = normalise_module(device.get('driver_module') or device.get('driver'))
+        if current:
+            return current
     native = [m for m in device.get('kernel_modules') or [] if m not in VFIO_HOLDER_MODULES]
     return native[0] if native else None
 
@@ -243,7 +245,11 @@ def reboot_reasons(facts, plan, cmdline_unmet=()):
 
 
 def verify_passthrough(facts, plan):
-    """Check the live host after the reboot (or when none was needed): dict(errors, warnings)."""
+    """Check the live host after the reboot (or when none was needed).
+
+    Returns dict(errors, warnings, bound): ``bound`` maps each planned address
+    held for a VM to its driver (vfio-pci or a variant such as mlx5_vfio_pci).
+    """
     errors, warnings = [], []
     cmdline = facts.get('cmdline') or ''
     if not facts.get('enabled'):
@@ -265,9 +271,13 @@ def verify_passthrough(facts, plan):
         errors.append('pcie_acs_override=%s is not active (running: %s). %s'
                       % (plan['acs_override'], facts.get('acs_override'), TROUBLESHOOTING['acs_ignored']))
     devices = facts.get('devices') or {}
+    bound = {}
     for address in plan['bind']:
         device = devices.get(address) or {}
-        if not vfio_driver(device):
-            driver = device.get('driver')
-            errors.append('%s is on driver %s, not vfio-pci. %s' % (address, driver or 'none', TROUBLESHOOTING['still_bound']))
-    return {'errors': errors, 'warnings': warnings}
+        holder = vfio_driver(device)
+        if holder:
+            bound[address] = holder
+        else:
+            errors.append('%s is on driver %s, not vfio-pci or a variant of it. %s'
+                          % (address, device.get('driver') or 'none', TROUBLESHOOTING['still_bound']))
+    return {'errors': errors, 'warnings': warnings, 'bound': bound}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._pci import PCI_STUB, vfio_driver
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci import PCI_STUB, VFIO_PCI, vfio_driver
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts import KEYS, LABEL
 
 __all__ = [
@@ -65,8 +65,9 @@ def isolation_text(device):
 
 def vfio_state(device):
     driver = device.get('driver')
-    if vfio_driver(device):
-        return 'bound'
+    holder = vfio_driver(device)
+    if holder:
+        return 'bound' if holder == VFIO_PCI else 'bound (%s)' % holder
     if driver == PCI_STUB:
         return 'held by pci-stub'
     return 'host (%s)' % driver if driver else 'no driver'

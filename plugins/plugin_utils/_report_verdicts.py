@@ -10,7 +10,7 @@ renderers (_report_markdown, _report_html, _report_index) only format them.
 from __future__ import annotations
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
-    BRIDGE, OTHER_CARD, SAME_CARD, group_relation, off_host, vfio_driver,
+    BRIDGE, OTHER_CARD, SAME_CARD, VFIO_PCI, group_relation, off_host, vfio_driver,
 )
 
 __all__ = [
@@ -41,7 +41,7 @@ VERDICTS = (
     ('ready', 'ready', '#1e8449', '#d5f5e3',
      'Alone in its IOMMU group (bridges aside) with a function-level reset: ready for passthrough.'),
     ('vfio', 'on vfio-pci', '#1f5fbf', '#dce8fa',
-     'Bound to vfio-pci: held for a VM.'),
+     'Bound to vfio-pci or one of its variant drivers (such as mlx5_vfio_pci): held for a VM.'),
     ('platform', 'platform', '#7f8c8d', '#eef0f1',
      'A host bridge, PCI bridge, ISA bridge or the IOMMU itself: part of the platform, never passed '
      'through. Bridges in a group do not stop the devices behind them from being passed through.'),
@@ -85,7 +85,7 @@ def device_verdict(address, devices, iommu_enabled=True):
 
     ``devices`` is the facts' address -> device dict (peers are looked up in it),
     ``iommu_enabled`` the facts' ``enabled``. Precedence, first match wins:
-    on vfio-pci, host-critical (names why), platform device (bridges, the IOMMU),
+    on vfio-pci or a variant of it (names which), host-critical (names why), platform device (bridges, the IOMMU),
     no IOMMU group, a group shared with another card (needs ACS), a group shared
     with other functions of the same card (pass together), no FLR, ready.
     PCI bridges in a group are ignored, as vfio ignores them.
@@ -101,9 +101,10 @@ def device_verdict(address, devices, iommu_enabled=True):
         notes.append('boot VGA device: the host console holds it (initcall_blacklist=sysfb_init or '
                      'video=efifb:off frees it)')
 
-    if vfio_driver(device):
+    holder = vfio_driver(device)
+    if holder:
         verdict = 'vfio'
-        reason = 'bound to vfio-pci, held for a VM'
+        reason = 'bound to %s%s, held for a VM' % (holder, '' if holder == VFIO_PCI else ', a vfio-pci variant driver')
         # vfio accepts a group whose other endpoints have no driver, vfio-pci or pci-stub.
         held = [p for p in endpoints if not off_host(devices.get(p) or {})]
         if held:

@@ -133,6 +133,21 @@ class FakeHost:
         lines = ['# Aliases extracted from modules themselves.']
         lines += ['alias %s %s' % (pattern, module) for pattern, module in aliases]
         self.write('lib/modules/%s/modules.alias' % self._kernel, '\n'.join(lines) + '\n')
+
+    def modules_dep(self, deps):
+        """lib/modules/<kernel>/modules.dep from {module: [modules it needs]}, with depmod's .ko paths."""
+        def path(module):
+            return 'kernel/drivers/%s.ko.xz' % module.replace('_', '-')
+        lines = ['%s: %s' % (path(module), ' '.join(path(n) for n in needs)) for module, needs in deps.items()]
+        self.write('lib/modules/%s/modules.dep' % self._kernel, '\n'.join(lines) + '\n')
+
+    def module_holders(self, module, *holders):
+        """sys/module/<module>/holders/<holder> links: the loaded modules that depend on ``module``."""
+        self.mkdir('sys/module/%s/holders' % module)
+        for holder in holders:
+            self.mkdir('sys/module/%s' % holder)
+            self.link('sys/module/%s/holders/%s' % (module, holder), 'sys/module/%s' % holder)
+        return self
         return self
 
     def default_route(self, ifname, gateway='0100A8C0'):
@@ -509,6 +524,48 @@ def generated_host(root, count, per_group=1):
     return host
 
 
+# Devices of vfio_variant_host, by address: (driver, module).
+VARIANT_DEVICES = {
+    '0000:41:00.1': ('mlx5_vfio_pci', 'mlx5_vfio_pci'),      # ConnectX-7 VF on its live-migration variant
+    '0000:42:00.0': ('xe-vfio-pci', 'xe_vfio_pci'),          # Intel GPU on the xe variant (dashes in the name)
+    '0000:43:00.0': ('acme_passthru', 'acme_passthru'),      # a variant no name list knows
+    '0000:44:00.0': ('fake_vfio_pci', 'fake_vfio_pci'),      # named like one, but not built on vfio_pci_core
+    '0000:45:00.0': ('e1000e', 'e1000e'),
+    '0000:46:00.0': ('vfio-pci', 'vfio_pci'),
+}
+
+
+def vfio_variant_host(root):
+    """Proxmox VE 9 on Intel with devices on vfio-pci variant drivers, each alone in its group.
+
+    sys/module/vfio_pci_core/holders lists what is built on vfio_pci_core, as a
+    6.14 kernel shows it: vfio_pci and three variants, but not fake_vfio_pci.
+    modules.alias offers each device its host driver (and the variants' own
+    vfio_pci: aliases, which are no host drivers).
+    """
+    host = FakeHost(root, group_type='identity')
+    host.cmdline('BOOT_IMAGE=/boot/vmlinuz-6.14.8-2-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on iommu=pt')
+    host.interrupts(remapped=True).cpu_vendor('GenuineIntel').osrelease('6.14.8-2-pve')
+    host.acpi_tables('DMAR').iommu_unit('dmar0')
+    ids = {'0000:41:00.1': ('15b3', '101e', '020000'), '0000:42:00.0': ('8086', 'e20b', '030000'),
+           '0000:43:00.0': ('1ded', '0001', '120000'), '0000:44:00.0': ('1ded', '0002', '120000'),
+           '0000:45:00.0': ('8086', '10d3', '020000'), '0000:46:00.0': ('10de', '2684', '030000')}
+    for group, (address, (driver, module)) in enumerate(sorted(VARIANT_DEVICES.items()), start=10):
+        vendor, device, class_ = ids[address]
+        host.add_device(address, vendor, device, class_, driver=driver, module=module, group=group)
+    host.module_holders('vfio_pci_core', 'vfio_pci', 'mlx5_vfio_pci', 'xe_vfio_pci', 'acme_passthru')
+    host.modules_alias(('pci:v000015B3d0000101Esv*sd*bc*sc*i*', 'mlx5_core'),
+                       ('vfio_pci:v000015B3d0000101Esv*sd*bc*sc*i*', 'mlx5_vfio_pci'),
+                       ('pci:v00008086d0000E20Bsv*sd*bc*sc*i*', 'xe'),
+                       ('vfio_pci:v00008086d0000E20Bsv*sd*bc*sc*i*', 'xe_vfio_pci'),
+                       ('pci:v00001DEDd00000001sv*sd*bc*sc*i*', 'acme'),
+                       ('pci:v000010DEd00002684sv*sd*bc*sc*i*', 'nouveau'))
+    host.modules_dep({'vfio_pci': ['vfio_pci_core', 'vfio'], 'mlx5_vfio_pci': ['mlx5_core', 'vfio_pci_core', 'vfio'],
+                      'xe_vfio_pci': ['xe', 'vfio_pci_core', 'vfio'], 'acme_passthru': ['vfio_pci_core', 'vfio'],
+                      'fake_vfio_pci': ['vfio'], 'e1000e': [], 'vfio_pci_core': ['vfio'], 'vfio': []})
+    return host
+
+
 # Machines the command line can build: scenarios need them without importing this module.
 CANNED_HOSTS = {
     'intel_gpu_host': intel_gpu_host,
@@ -517,6 +574,7 @@ CANNED_HOSTS = {
     'amd_twin_nic_host': amd_twin_nic_host,
     'igb_mgmt_host': igb_mgmt_host,
     'iommu_off_host': iommu_off_host,
+    'vfio_variant_host': vfio_variant_host,
 }
 
 

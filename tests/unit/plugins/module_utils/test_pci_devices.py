@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._iommu_facts import gather_iommu_facts
-from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices
-from sysfs_builder import amd_twin_nic_host, igb_mgmt_host, intel_gpu_host, iommu_off_host
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices, vfio_core_users
+from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
+from sysfs_builder import amd_twin_nic_host, igb_mgmt_host, intel_gpu_host, iommu_off_host, vfio_variant_host
 
 
 def _listed_groups(root):
@@ -27,7 +30,7 @@ def test_read_pci_devices_intel_gpu(tmp_path):
     assert gpu == {
         'vendor_id': '10de', 'device_id': '1b80', 'subsystem_vendor_id': '1043', 'subsystem_device_id': '85aa',
         'class': '030000', 'class_name': 'VGA compatible controller', 'driver': 'nouveau',
-        'driver_module': 'nouveau', 'iommu_group': 1, 'reset_methods': ['flr', 'bus'],
+        'driver_module': 'nouveau', 'vfio_driver': None, 'iommu_group': 1, 'reset_methods': ['flr', 'bus'],
         'sriov_totalvfs': None, 'sriov_numvfs': None, 'boot_vga': True,
     }
 
@@ -85,3 +88,37 @@ def test_gathered_groups_equal_the_group_directories(tmp_path, build):
     build(tmp_path)
     gathered = gather_iommu_facts(str(tmp_path))['groups']
     assert gathered == _listed_groups(tmp_path)
+
+
+# -- vfio-pci variant drivers: decided by what the driver is built on ----------
+
+_VARIANT_HOLDERS = {
+    '0000:41:00.1': 'mlx5_vfio_pci', '0000:42:00.0': 'xe-vfio-pci', '0000:43:00.0': 'acme_passthru',
+    '0000:44:00.0': None, '0000:45:00.0': None, '0000:46:00.0': 'vfio-pci',
+}
+
+
+def test_vfio_driver_comes_from_vfio_pci_core_holders(tmp_path):
+    vfio_variant_host(tmp_path)
+    devices = read_pci_devices(str(tmp_path))
+    assert {a: d['vfio_driver'] for a, d in devices.items()} == _VARIANT_HOLDERS
+    # acme_passthru is in no list of names, fake_vfio_pci would pass any "*vfio_pci" pattern:
+    # only what the driver's module is built on decides
+    assert devices['0000:43:00.0']['driver_module'] == 'acme_passthru'
+    assert devices['0000:44:00.0']['driver'] == 'fake_vfio_pci'
+
+
+def test_without_sys_module_the_running_kernels_modules_dep_decides(tmp_path):
+    vfio_variant_host(tmp_path)
+    shutil.rmtree(tmp_path / 'sys' / 'module')
+    devices = read_pci_devices(str(tmp_path))
+    assert {a: d['vfio_driver'] for a, d in devices.items()} == _VARIANT_HOLDERS
+    assert vfio_core_users(SysfsTree(str(tmp_path))) == {'vfio_pci', 'mlx5_vfio_pci', 'xe_vfio_pci', 'acme_passthru'}
+
+
+def test_vfio_pci_core_not_loaded_means_only_vfio_pci(tmp_path):
+    """No vfio_pci_core in sys/module: no variant can be loaded, and modules.dep is not consulted."""
+    vfio_variant_host(tmp_path)
+    shutil.rmtree(tmp_path / 'sys' / 'module' / 'vfio_pci_core')
+    devices = read_pci_devices(str(tmp_path))
+    assert {a for a, d in devices.items() if d['vfio_driver']} == {'0000:46:00.0'}

@@ -16,7 +16,7 @@ from ansible_collections.vfio.passthrough.plugins.modules import iommu_facts
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from module_runner import run_module  # noqa: E402
-from sysfs_builder import amd_twin_nic_host, intel_gpu_host, iommu_off_host  # noqa: E402
+from sysfs_builder import amd_twin_nic_host, intel_gpu_host, iommu_off_host, vfio_variant_host  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[3] / 'fixtures' / 'sysfs'
 HOSTS = {'intel_gpu_host': intel_gpu_host, 'amd_twin_nic_host': amd_twin_nic_host, 'iommu_off_host': iommu_off_host}
@@ -187,3 +187,19 @@ def test_live_root_agrees_with_the_running_kernel():
         if pci:
             assert ifname in iommu['devices'][pci[-1]]['netdevs']
     assert iommu['cmdline'] == Path('/proc/cmdline').read_text().strip()
+
+
+def test_devices_on_vfio_pci_variant_drivers_count_as_held_for_a_vm(tmp_path, no_commands):
+    vfio_variant_host(tmp_path)
+    result = run_module(iommu_facts.main, {'root': str(tmp_path)})
+    facts = result['ansible_facts']['iommu']
+    assert facts['vfio_bound'] == ['0000:41:00.1', '0000:42:00.0', '0000:43:00.0', '0000:46:00.0']
+    devices = facts['devices']
+    assert {a: d['vfio_driver'] for a, d in devices.items()} == {
+        '0000:41:00.1': 'mlx5_vfio_pci', '0000:42:00.0': 'xe-vfio-pci', '0000:43:00.0': 'acme_passthru',
+        '0000:44:00.0': None, '0000:45:00.0': None, '0000:46:00.0': 'vfio-pci'}
+    # held devices show the host driver they would get (modules.alias, the variants' vfio_pci: aliases
+    # left out); a device on a host driver, even one named like a variant, shows that driver
+    assert {a: d['kernel_modules'] for a, d in devices.items()} == {
+        '0000:41:00.1': ['mlx5_core'], '0000:42:00.0': ['xe'], '0000:43:00.0': ['acme'],
+        '0000:44:00.0': ['fake_vfio_pci'], '0000:45:00.0': ['e1000e'], '0000:46:00.0': ['nouveau']}

@@ -139,10 +139,11 @@ def test_no_reboot_when_the_running_kernel_already_matches(intel):
     plan = plan_passthrough(intel, devices=['0000:01:00.0', '0000:01:00.1'])
     live = copy.deepcopy(intel)
     for address in plan['bind']:
-        live['devices'][address]['driver'] = 'vfio-pci'
+        live['devices'][address].update(driver='vfio-pci', vfio_driver='vfio-pci')
     live['vfio_bound'] = sorted(plan['bind'])
     assert reboot_reasons(live, plan, ['missing intel_iommu=on']) == []
-    assert verify_passthrough(live, plan) == {'errors': [], 'warnings': []}
+    assert verify_passthrough(live, plan) == {
+        'errors': [], 'warnings': [], 'bound': {'0000:01:00.0': 'vfio-pci', '0000:01:00.1': 'vfio-pci'}}
     assert reboot_reasons(live, plan, ['missing hugepages=16']) == [
         'the running kernel command line is not as configured: missing hugepages=16']
 
@@ -228,3 +229,27 @@ def test_normalisations_are_returned_and_noted(intel):
     assert "pcie_passthrough_devices: '00:1F.6' means 0000:00:1f.6" in plan['notes']
     # and the management NIC, however it was typed, is still refused
     assert any(e.startswith('0000:00:1f.6 [8086:15bb]') and 'host-critical' in e for e in plan['errors'])
+
+
+@pytest.fixture
+def variants(tmp_path):
+    return _facts(sysfs_builder.vfio_variant_host(tmp_path))
+
+
+def test_devices_on_vfio_pci_variants_need_no_reboot_and_pass_verify(variants):
+    held = ['0000:41:00.1', '0000:42:00.0', '0000:43:00.0', '0000:46:00.0']
+    plan = plan_passthrough(variants, devices=held)
+    assert plan['errors'] == []
+    # softdeps name the host drivers (modules.alias), never the variant driver holding the device now
+    assert plan['softdeps'] == ['mlx5_core', 'xe', 'acme', 'nouveau']
+    assert reboot_reasons(variants, plan) == []
+    assert verify_passthrough(variants, plan) == {'errors': [], 'warnings': [], 'bound': {
+        '0000:41:00.1': 'mlx5_vfio_pci', '0000:42:00.0': 'xe-vfio-pci', '0000:43:00.0': 'acme_passthru',
+        '0000:46:00.0': 'vfio-pci'}}
+
+
+def test_a_driver_named_like_a_variant_is_still_a_host_driver(variants):
+    plan = plan_passthrough(variants, devices=['0000:44:00.0'])
+    assert reboot_reasons(variants, plan) == ['not yet on vfio-pci: 0000:44:00.0']
+    [error] = verify_passthrough(variants, plan)['errors']
+    assert error.startswith('0000:44:00.0 is on driver fake_vfio_pci, not vfio-pci or a variant of it.')

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_text import vfio_state
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts import VERDICTS, device_verdict, device_verdicts, group_verdict
+from report_pages import facts_of
+from sysfs_builder import vfio_variant_host
 
 
 def _dev(cls='020000', driver='e1000e', group=1, peers=(), resets=('flr', 'bus'), critical=(), boot_vga=False):
@@ -84,3 +87,27 @@ def test_group_verdict_is_the_worst_member(members, expected):
 def test_canned_host_verdicts(canned):
     _name, facts, expected, _groups = canned
     assert {a: v['verdict'] for a, v in device_verdicts(facts).items()} == expected
+
+
+def test_vfio_pci_variants_are_on_vfio_pci_and_named(tmp_path):
+    vfio_variant_host(tmp_path)
+    facts = facts_of(tmp_path)
+    verdicts = device_verdicts(facts)
+    assert {a: v['verdict'] for a, v in verdicts.items()} == {
+        '0000:41:00.1': 'vfio', '0000:42:00.0': 'vfio', '0000:43:00.0': 'vfio',
+        '0000:44:00.0': 'ready', '0000:45:00.0': 'ready', '0000:46:00.0': 'vfio'}
+    assert verdicts['0000:41:00.1']['reason'] == 'bound to mlx5_vfio_pci, a vfio-pci variant driver, held for a VM'
+    assert verdicts['0000:46:00.0']['reason'] == 'bound to vfio-pci, held for a VM'
+    assert vfio_state(facts['devices']['0000:42:00.0']) == 'bound (xe-vfio-pci)'
+    assert vfio_state(facts['devices']['0000:46:00.0']) == 'bound'
+    assert vfio_state(facts['devices']['0000:44:00.0']) == 'host (fake_vfio_pci)'
+
+
+def test_a_peer_on_a_variant_driver_does_not_hold_the_group_back():
+    devices = {A: _dev(driver='vfio-pci', peers=[A1]), A1: _dev(driver='mlx5_vfio_pci', peers=[A])}
+    devices[A]['vfio_driver'], devices[A1]['vfio_driver'] = 'vfio-pci', 'mlx5_vfio_pci'
+    assert device_verdict(A, devices)['notes'] == []
+    devices[A1].update(driver='mlx5_core', vfio_driver=None)
+    assert device_verdict(A, devices)['notes'] == [
+        '0000:03:00.1 (Class 020000, mlx5_core) in IOMMU group 1 is still on the host: '
+        'the VM does not start until it is on vfio-pci too']
