@@ -69,14 +69,14 @@ def check_addresses(addresses):
 def render_binding(addresses, drivers, script=SCRIPT, modprobe_file=MODPROBE_FILE, hook=HOOK):
     """``[(path, text, mode)]`` of the three files for ``addresses`` ahead of ``drivers``.
 
-    Raises ValueError naming a bad address or driver, or when either list is empty
-    (a rule for no device or no driver would bind nothing).
+    Raises ValueError naming a bad address or driver, or when there is no address.
+    No driver is allowed (a device whose usual driver is not known): the files
+    are then written without an ``install`` rule, as the plan asks.
     """
     addresses = check_addresses(addresses)
     drivers = check_module_names(drivers, 'driver name')
-    if not addresses or not drivers:
-        raise ValueError('address binding needs at least one address and one driver, got addresses=%s drivers=%s'
-                         % (addresses, drivers))
+    if not addresses:
+        raise ValueError('address binding needs at least one address (use state=absent to remove it)')
     mark = header(OWNER)
     rules = ''.join('install %s %s; /sbin/modprobe --ignore-install %s $CMDLINE_OPTS\n' % (driver, script, driver)
                     for driver in drivers)
