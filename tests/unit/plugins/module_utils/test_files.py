@@ -13,7 +13,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._files import (
-    atomic_write, file_diff, read_text, restore,
+    FileError, atomic_write, display, file_diff, initramfs_lag, read_text, restore,
 )
 
 
@@ -168,3 +168,38 @@ def test_file_diff_headers(before, after, headers, texts):
     diff = file_diff('/etc/f', before, after)
     assert (diff['before_header'], diff['after_header']) == headers
     assert (diff['before'], diff['after']) == texts
+
+
+def test_initramfs_lag_ignores_a_dangling_image_link(tmp_path):
+    # An image removed by hand leaves its /boot/initrd.img-* link behind: no time to compare, no traceback.
+    image = tmp_path / 'initrd.img-6.8.12-4-pve'
+    image.write_bytes(b'image')
+    os.utime(image, (100, 100))
+    (tmp_path / 'initrd.img-6.5.13-6-pve').symlink_to('gone')
+    conf = tmp_path / 'vfio.conf'
+    conf.write_text('options vfio-pci ids=10de:1b80\n')
+    os.utime(conf, (200, 200))
+    lag = initramfs_lag([str(conf)], str(tmp_path / 'initrd.img-*'))
+    assert lag == {'stale': True, 'newer': [str(conf)], 'images': [str(image)], 'present': [str(conf)]}
+
+
+@pytest.mark.parametrize('make, reason', [
+    (lambda p: p.mkdir(), 'is a directory, not a file'),
+    (lambda p: p.symlink_to('missing.conf'), 'is a symlink to missing.conf, which does not exist'),
+])
+def test_read_text_names_a_path_that_is_no_plain_file(tmp_path, make, reason):
+    path = tmp_path / 'x.conf'
+    make(path)
+    with pytest.raises(FileError, match=reason) as caught:
+        read_text(str(path))
+    assert caught.value.path == str(path)
+
+
+@pytest.mark.parametrize('text, shown', [
+    ('plain', 'plain'),
+    (b'caf\xe9'.decode('utf-8', 'surrogateescape'), 'caf\\xe9'),
+    ('café', 'café'),
+])
+def test_display_is_valid_utf8(text, shown):
+    assert display(text) == shown
+    display(text).encode('utf-8')
