@@ -40,7 +40,7 @@ help:
 	@echo 'make bench      benchmark against the guide'"'"'s playbooks -> bench/results.md (root, ~35 min; BENCH_ARGS=--quick)'
 	@echo 'make test       everything: test-fast + test-molecule + test-vm (the one command CI runs)'
 	@echo 'make test-fast  units + playbook tests + ansible-test sanity + ansible-lint + ansible-doc of every module + package'
-	@echo 'make test-molecule  molecule container scenarios (tools/molecule.sh; root, podman)'
+	@echo 'make test-molecule  molecule container scenarios (tests/containers/molecule.sh; root, podman)'
 	@echo 'make test-vm    real-kernel scenarios in QEMU guests, Debian 13 and 12 (root; builds the VM images once)'
 	@echo 'make units      pytest tests/unit'
 	@echo 'make test-playbooks  pytest tests/playbooks: the real ansible and ansible-playbook on the playbooks'
@@ -99,9 +99,9 @@ package-2.18: $(STAMP_218)
 	PATH="$(CURDIR)/$(VENV_218)/bin:$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV_218)" \
 		$(TIMED) package-2.18 python -m pytest -p no:cacheprovider tests/packaging
 
-# tools/molecule.sh installs podman & co. itself and reuses .venv.
+# tests/containers/molecule.sh installs podman & co. itself and reuses .venv.
 test-molecule: $(STAMP)
-	$(IN_VENV) $(TIMED) molecule tools/molecule.sh
+	$(IN_VENV) $(TIMED) molecule tests/containers/molecule.sh
 
 # QEMU guests with an emulated IOMMU, Debian 13 and 12; tests/vm/build-image.sh installs
 # qemu & co. itself. The demo is the same harness with one guest.

@@ -82,7 +82,7 @@ def podman(*args, check=True, data=None, timeout=300):
 def image():
     """The molecule image (built once, cached by content hash), on a host set up for podman."""
     subprocess.run([str(ROOT / 'tests' / 'containers' / 'setup-host.sh')], check=True, capture_output=True)
-    subprocess.run([str(ROOT / 'tools' / 'vendor-collections.sh')], check=True, capture_output=True)
+    subprocess.run([str(ROOT / 'tests' / 'containers' / 'vendor-collections.sh')], check=True, capture_output=True)
     name = subprocess.run([str(ROOT / 'tests' / 'containers' / 'build-image.sh')], check=True,
                           capture_output=True, text=True).stdout.strip()
     if not name:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vfio_testinfra import INITRAMFS_MODULES_DEBIAN, file_bytes
+from vfio_testinfra import INITRAMFS_MODULES_DEBIAN, ROLE_FILES, assert_absent, assert_grub_default_is_debians, file_bytes
 
 
 def test_etc_and_boot_match_the_snapshot_taken_before_any_run(host):
@@ -13,20 +13,12 @@ def test_etc_and_boot_match_the_snapshot_taken_before_any_run(host):
 
 
 def test_no_file_of_the_role_exists(host):
-    for path in ('/etc/modprobe.d/vfio-passthrough.conf',
-                 '/etc/modprobe.d/vfio-passthrough-blacklist.conf',
-                 '/etc/modprobe.d/vfio-passthrough-address.conf',
-                 '/etc/modules-load.d/vfio-passthrough.conf',
-                 '/etc/initramfs-tools/hooks/vfio-passthrough',
-                 '/usr/local/sbin/vfio-passthrough-bind',
-                 '/boot/grub/grub.cfg',
-                 # driver_blacklist writes under its root: nothing there either.
-                 '/opt/fake-root/etc'):
-        assert not host.file(path).exists, path
+    # driver_blacklist writes under its root: nothing there either.
+    assert_absent(host, ROLE_FILES + ('/boot/grub/grub.cfg', '/opt/fake-root/etc'))
 
 
 def test_boot_configuration_is_debians(host):
-    assert file_bytes(host, '/etc/default/grub') == file_bytes(host, '/usr/share/grub/default/grub')
+    assert_grub_default_is_debians(host)
     assert file_bytes(host, '/etc/initramfs-tools/modules') == INITRAMFS_MODULES_DEBIAN.encode()
 
 

@@ -1,7 +1,7 @@
 """Helpers for testinfra tests of container scenarios.
 
-Import from a scenario's ``tests/conftest.py`` (which puts this directory on
-``sys.path``).
+Scenario tests import it by name: molecule/conftest.py puts this directory on
+``sys.path``. Assertions more than one scenario makes live here, once.
 
 Why ``file_bytes`` exists: molecule runs testinfra through Ansible (the
 ``containers.podman.podman`` connection is not one testinfra drives itself),
@@ -118,3 +118,62 @@ def assert_check_diff_is_real_diff(host, expected_paths: set[str]) -> None:
     assert sorted(paths) == sorted(expected_paths)
     for diff in real:
         assert file_bytes(host, diff['after_header']).decode() == diff['after'], diff['after_header']
+
+
+# The base image's fake kernel (tests/containers/build-image.sh).
+KVER = '6.8.12-4-pve'
+
+# Files the role writes only for a blacklist or for devices bound by address; with
+# /etc/modprobe.d/vfio-passthrough.conf and modules-load.d, every file of its own.
+BLACKLIST_FILE = '/etc/modprobe.d/vfio-passthrough-blacklist.conf'
+BY_ADDRESS_FILES = (
+    '/etc/modprobe.d/vfio-passthrough-address.conf',
+    '/etc/initramfs-tools/hooks/vfio-passthrough',
+    '/usr/local/sbin/vfio-passthrough-bind',
+)
+ROLE_FILES = (
+    '/etc/modprobe.d/vfio-passthrough.conf',
+    BLACKLIST_FILE,
+    '/etc/modules-load.d/vfio-passthrough.conf',
+) + BY_ADDRESS_FILES
+
+
+def assert_absent(host, paths) -> None:
+    present = [path for path in paths if host.file(path).exists]
+    assert present == [], 'these should not exist: %s' % present
+
+
+def grub_cfg_linux_lines(host) -> list[str]:
+    """The ``linux`` lines update-grub wrote into /boot/grub/grub.cfg."""
+    cfg = file_bytes(host, '/boot/grub/grub.cfg').decode()
+    return [line.strip() for line in cfg.splitlines() if line.strip().startswith('linux\t')]
+
+
+def assert_grub_cfg_kernel_args(host, args: str) -> None:
+    """grub.cfg was generated from a GRUB_CMDLINE_LINUX_DEFAULT of ``args``: the two normal
+    entries carry them, the recovery entry does not."""
+    assert grub_cfg_linux_lines(host) == [
+        'linux\t/boot/vmlinuz-%s root=/dev/sda1 ro  %s' % (KVER, args),
+        'linux\t/boot/vmlinuz-%s root=/dev/sda1 ro  %s' % (KVER, args),
+        'linux\t/boot/vmlinuz-%s root=/dev/sda1 ro single' % KVER,
+    ]
+
+
+def assert_grub_default_is_debians(host) -> None:
+    assert file_bytes(host, '/etc/default/grub') == file_bytes(host, '/usr/share/grub/default/grub')
+
+
+def assert_vfio_modules_configured(host) -> None:
+    """The VFIO modules load at boot and are in the initramfs, Debian's own lines kept."""
+    assert_file_bytes(host, '/etc/modules-load.d/vfio-passthrough.conf', VFIO_MODULES_LOAD, mode=0o644)
+    assert_file_bytes(host, '/etc/initramfs-tools/modules', INITRAMFS_MODULES_DEBIAN + VFIO_MODULES_BLOCK, mode=0o644)
+
+
+def assert_one_initramfs_rebuild(host) -> None:
+    """Exactly one update-initramfs over the converge and idempotence runs."""
+    assert call_log(host, '/var/log/update-initramfs.calls') == [['-u', '-k', 'all']]
+
+
+def assert_one_esp_sync(host) -> None:
+    """Exactly one proxmox-boot-tool refresh, the one update-initramfs's post-update hook runs."""
+    assert call_log(host, '/var/log/proxmox-boot-tool.calls') == [['refresh', '--hook', 'zz-proxmox-boot']]

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from vfio_testinfra import (
-    INITRAMFS_MODULES_DEBIAN, VFIO_MODULES_BLOCK, VFIO_MODULES_LOAD,
-    assert_check_diff_is_real_diff, assert_file_bytes, call_log, file_bytes,
+    KVER, assert_check_diff_is_real_diff, assert_file_bytes, assert_grub_default_is_debians,
+    assert_one_esp_sync, assert_one_initramfs_rebuild, assert_vfio_modules_configured,
 )
 
-KVER = '6.8.12-4-pve'
 # AMD-Vi is on by default in the kernel: only iommu=pt is added.
 CMDLINE = 'root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt'
 
@@ -42,15 +41,15 @@ def test_esp_loader_entry_carries_the_new_cmdline(host):
 def test_one_esp_sync_from_the_initramfs_hook(host):
     # The role skips its own refresh when an initramfs rebuild is owed: the
     # rebuild's post-update hook syncs the ESPs, so exactly one refresh.
-    assert call_log(host, '/var/log/proxmox-boot-tool.calls') == [['refresh', '--hook', 'zz-proxmox-boot']]
+    assert_one_esp_sync(host)
 
 
 def test_one_initramfs_rebuild_in_two_runs(host):
-    assert call_log(host, '/var/log/update-initramfs.calls') == [['-u', '-k', 'all']]
+    assert_one_initramfs_rebuild(host)
 
 
 def test_grub_untouched_and_update_grub_never_ran(host):
-    assert file_bytes(host, '/etc/default/grub') == file_bytes(host, '/usr/share/grub/default/grub')
+    assert_grub_default_is_debians(host)
     # update-grub is real (no call log): grub.cfg is what it would leave behind.
     assert not host.file('/boot/grub/grub.cfg').exists
 
@@ -64,10 +63,5 @@ def test_vfio_pci_ids_and_softdeps(host):
         mode=0o644)
 
 
-def test_vfio_modules_load_at_boot(host):
-    assert_file_bytes(host, '/etc/modules-load.d/vfio-passthrough.conf', VFIO_MODULES_LOAD, mode=0o644)
-
-
-def test_vfio_modules_in_initramfs(host):
-    assert_file_bytes(host, '/etc/initramfs-tools/modules',
-                      INITRAMFS_MODULES_DEBIAN + VFIO_MODULES_BLOCK, mode=0o644)
+def test_vfio_modules_load_at_boot_and_from_the_initramfs(host):
+    assert_vfio_modules_configured(host)

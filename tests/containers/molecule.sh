@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Run molecule container scenarios end to end: one command for a Makefile target.
 #
-#   tools/molecule.sh              every scenario molecule/*/molecule.yml
-#   tools/molecule.sh smoke other  just those
-#   MOLECULE_CMD=converge tools/molecule.sh smoke   another molecule command
+#   tests/containers/molecule.sh              every scenario molecule/*/molecule.yml
+#   tests/containers/molecule.sh smoke other  just those
+#   MOLECULE_CMD=converge tests/containers/molecule.sh smoke   another molecule command
 #                                                   (default: test)
 #
 # Ensures, idempotently and in this order:
 #   1. podman + runc + debootstrap and /etc/containers/containers.conf
 #      (tests/containers/setup-host.sh; needs root)
 #   2. the base image (tests/containers/build-image.sh; cached by content hash)
-#   3. containers.podman & co. in .cache/collections (tools/vendor-collections.sh)
+#   3. containers.podman & co. in .cache/collections (tests/containers/vendor-collections.sh)
 #   4. molecule in a venv: the project's .venv if it exists (requirements/base.txt
 #      + requirements/molecule.txt installed into it), else .cache/venv-molecule;
 #      MOLECULE_VENV=<dir> forces a venv (created if missing, molecule.txt only)
@@ -21,7 +21,7 @@
 # for each scenario and exits non-zero if any failed.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 cd "$root"
 
 MOLECULE_CMD=${MOLECULE_CMD:-test}
@@ -56,7 +56,7 @@ image=$(tests/containers/build-image.sh)
 step_done "image ($image)"
 
 log "3/5 collections"
-collections=$(tools/vendor-collections.sh)
+collections=$(tests/containers/vendor-collections.sh)
 step_done "collections"
 
 log "4/5 venv with molecule"

@@ -7,14 +7,14 @@
 # once (no dependencies, ~50 MB, kept in .cache/pip-ansible/) and extract only
 # the collections listed below.
 #
-#   tools/vendor-collections.sh          prints the collections path on stdout
-#   COLLECTIONS="containers.podman ansible.posix" tools/vendor-collections.sh
+#   tests/containers/vendor-collections.sh          prints the collections path on stdout
+#   COLLECTIONS="containers.podman ansible.posix" tests/containers/vendor-collections.sh
 #
 # ansible 12.3.0 holds containers.podman 1.18.0, community.general 11.4.2,
 # ansible.posix 2.1.0.
 set -euo pipefail
 
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
 ANSIBLE_VERSION=${ANSIBLE_VERSION:-12.3.0}
 # containers.podman: molecule's podman driver (create/destroy playbooks) and the
 # Ansible connection to the containers. ansible.posix / community.general:
