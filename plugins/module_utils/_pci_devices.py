@@ -21,6 +21,8 @@ __all__ = ['read_pci_devices', 'vfio_core_users', 'parse_pci_aliases', 'modules_
 _MODALIAS = re.compile(r'^pci:v0000([0-9A-Fa-f]{4})d0000([0-9A-Fa-f]{4})sv0000([0-9A-Fa-f]{4})'
                        r'sd0000([0-9A-Fa-f]{4})bc([0-9A-Fa-f]{2})sc([0-9A-Fa-f]{2})i([0-9A-Fa-f]{2})$')
 
+_VGA_CLASS = '0300'
+
 
 def _hex_id(text):
     """``0x8086`` -> ``8086``; None stays None."""
@@ -112,6 +114,10 @@ def read_pci_devices(root):
             sub_vendor, sub_device = _hex_id(attr('subsystem_vendor')), _hex_id(attr('subsystem_device'))
             class_ = (_hex_id(attr('class')) or '').rjust(6, '0')
         reset = attr('reset_method')
+        # The kernel shows sriov_numvfs only beside sriov_totalvfs (an SR-IOV
+        # physical function) and boot_vga only on VGA devices: no failed open
+        # for the thousands of devices without them.
+        total_vfs = _int_or_none(attr('sriov_totalvfs'))
         devices[address] = {
             'vendor_id': vendor,
             'device_id': device,
@@ -124,9 +130,9 @@ def read_pci_devices(root):
             'vfio_driver': driver if driver and vfio_drivers[driver] else None,
             'iommu_group': group,
             'reset_methods': reset.split() if reset else [],
-            'sriov_totalvfs': _int_or_none(attr('sriov_totalvfs')),
-            'sriov_numvfs': _int_or_none(attr('sriov_numvfs')),
-            'boot_vga': attr('boot_vga') == '1',
+            'sriov_totalvfs': total_vfs,
+            'sriov_numvfs': _int_or_none(attr('sriov_numvfs')) if total_vfs is not None else None,
+            'boot_vga': class_.startswith(_VGA_CLASS) and attr('boot_vga') == '1',
             'path': rel,
         }
     return devices
