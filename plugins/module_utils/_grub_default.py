@@ -249,8 +249,10 @@ def edit_grub_default(text, request, variable='GRUB_CMDLINE_LINUX_DEFAULT', labe
     own_line, _assigned = effective_cmdline([(label, new_text)])
     own_unmet = unmet_args(own_line, request)
     if own_unmet:
-        raise GrubError('%s: after editing, the kernel line would still be wrong (%s): an earlier '
-                        'assignment or a reference in it cannot be edited safely' % (label, '; '.join(own_unmet)))
+        edited = target[-1].line if target else new_text.count('\n')
+        raise GrubError('%s line %d: after editing, the kernel line would still be wrong (%s): an earlier '
+                        'assignment, a reference in it or a bare -- before it (the rest goes to init) cannot '
+                        'be edited safely' % (label, edited, '; '.join(own_unmet)))
     effective, assigned = effective_cmdline([(label, new_text)] + list(dropins))
     unmet = unmet_args(effective, request)
     if unmet:
@@ -330,8 +332,8 @@ def judge_evaluation(request, before, after, label, text, line, variable='GRUB_C
                                              variable, effective, '; '.join(unmet)))
         others = _mentions(text, skip_line=line)
         raise GrubError('%s line %d: the edit of %s there does not reach the kernel: /bin/sh computes "%s" (%s)%s; '
-                        'an if/case branch, unset, && or || list, a later assignment or a computed value decides '
-                        'it: edit the file by hand'
+                        'an if/case branch, unset, && or || list, a later assignment, a computed value or a bare -- '
+                        'before it (the rest goes to init) decides it: edit the file by hand'
                         % (label, line, variable, effective, '; '.join(unmet),
                            '; line %s also set or use GRUB_CMDLINE_*' % ', '.join(map(str, others)) if others else ''))
     before_line = _joined(*(before['files'][-1][1:] if before['files'] else ('', '')))

@@ -105,6 +105,8 @@ EDITED = [
     # An assignment inside a function that a later line calls: that one is what sh keeps.
     ('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\nf() { GRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=off"; }\nf\n', None,
      'intel_iommu=on iommu=pt'),
+    # Init's arguments after '--' stay last; the kernel's go before it.
+    ('GRUB_CMDLINE_LINUX_DEFAULT="quiet -- single"\n', None, 'quiet intel_iommu=on iommu=pt -- single'),
     # intel_iommu=off earlier, the requested on later: the kernel's last on/off wins.
     ('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n', 'if true; then\n  GRUB_CMDLINE_LINUX="intel_iommu=off"\nfi\n',
      'intel_iommu=off quiet intel_iommu=on iommu=pt'),
@@ -138,6 +140,9 @@ REFUSED = [
     # A later assignment the editor cannot see as one (an eval) overrides it.
     ('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\neval \'GRUB_CMDLINE_LINUX_DEFAULT="intel_iommu=off"\'\n', None,
      ['grub line 1: the edit', 'still has intel_iommu=off', 'line 2 also set or use']),
+    # A '--' in GRUB_CMDLINE_LINUX hands all of GRUB_CMDLINE_LINUX_DEFAULT to init.
+    ('GRUB_CMDLINE_LINUX="ro -- single"\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\n', None,
+     ['grub line 2: ', 'missing intel_iommu=on', 'a bare -- before it']),
     # Drop-ins overriding the variable in each form.
     ('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n', 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n', ['50-local.cfg line 1 overrides']),
     ('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n', 'unset GRUB_CMDLINE_LINUX_DEFAULT\n', ['50-local.cfg line 1 overrides']),
