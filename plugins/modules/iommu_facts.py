@@ -281,9 +281,9 @@ ansible_facts:
           description:
             - The kernel modules the host cannot lose, each with why, from the same verdict as the devices'
               C(host_critical) (which M(vfio.passthrough.driver_blacklist) refuses); the drivers of every
-              device above the disks of C(/), C(/boot) and C(/boot/efi), their device-mapper and md layers and filesystems, the bridge, bond, VLAN and NIC drivers of the
-              management path, and what those load first (C(modules.dep), softdeps) in every kernel under
-              C(lib/modules).
+              device above the disks of C(/), C(/boot) and C(/boot/efi), their device-mapper and md layers
+              and filesystems, the bridge, bond, VLAN and NIC drivers of the management path, and what
+              those load first (C(modules.dep), softdeps) in every kernel under C(lib/modules).
           type: dict
           returned: always
           sample: {"crc16": ["crc16: needed by ext4 (filesystem of /) via modules.dep of 6.1.0-27-amd64"]}
