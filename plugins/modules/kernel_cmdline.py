@@ -307,6 +307,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOC
 from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import regeneration
 from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
 
+
 def _detect(module):
     params = module.params
     uuids_present = os.path.exists(params['uuids_file'])

@@ -379,5 +379,6 @@ def run(module, tx, modules, ids, softdeps, modprobe_lines):
         result.update(command=done['commands'][0], initramfs_updated=True)
     module.exit_json(**result)
 
+
 if __name__ == '__main__':
     main()
