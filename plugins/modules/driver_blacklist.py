@@ -100,7 +100,7 @@ attributes:
     support: full
   platform:
     platforms: debian
-    details: Debian 12 / Proxmox VE 8 with kmod and initramfs-tools.
+    details: Debian 13 / Proxmox VE 9 and Debian 12 / Proxmox VE 8 with kmod and initramfs-tools.
 notes:
   - The blacklist takes effect at the next boot; RV(reboot_required) says when one is due.
   - C(blacklist) only stops loading by device alias. A driver that another module needs,

@@ -60,7 +60,7 @@ attributes:
   platform:
     support: full
     platforms: [debian]
-    details: Linux with sysfs (Debian 12 / Proxmox VE 8). ZFS pools are inspected with C(zpool status -P).
+    details: Linux with sysfs (Debian 13 / Proxmox VE 9, Debian 12 / Proxmox VE 8). ZFS pools are inspected with C(zpool status -P).
 notes:
   - On the live root the module runs C(ip -o addr show) when there is an address to protect and
     C(zpool status -P POOL) when C(/) or C(/boot) is on ZFS. These only read state.

@@ -144,7 +144,7 @@ attributes:
     support: full
   platform:
     platforms: debian
-    details: Proxmox VE 8 and Debian 12 (GRUB 2, proxmox-boot-tool).
+    details: Proxmox VE 9 / Debian 13 and Proxmox VE 8 / Debian 12 (GRUB 2, proxmox-boot-tool).
 notes:
   - A reboot is needed for the running kernel to see the change; see RV(reboot_required).
 seealso:

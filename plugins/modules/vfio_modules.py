@@ -119,7 +119,7 @@ attributes:
     details: One before/after entry per file that changes, with the file name as header.
   platform:
     platforms: debian
-    details: Debian 12 / Proxmox VE 8 with initramfs-tools and systemd-modules-load.
+    details: Debian 13 / Proxmox VE 9 and Debian 12 / Proxmox VE 8 with initramfs-tools and systemd-modules-load.
 notes:
   - The new configuration takes effect after a reboot; RV(reboot_required) says when one is due.
 seealso:
