@@ -372,3 +372,16 @@ def test_restore_regeneration(changed, detection, stale, names, unrefreshed):
 def test_restore_regeneration_refuses_an_unknown_boot_loader():
     with pytest.raises(BackupError, match="cannot decide what to regenerate: unknown boot loader 'lilo'"):
         restore_regeneration(_changed('boot'), dict(GRUB_HOST, bootloader='lilo'), False)
+
+
+def test_backup_candidates_add_every_file_a_dry_run_will_write():
+    candidates = backup_candidates(
+        ['/etc/default/grub'], '/etc/default/grub.d', [], ['/etc/modprobe.d/vfio-passthrough.conf'], [],
+        boot_written=['/etc/default/grub', '/etc/kernel/cmdline'],
+        initramfs_written=['/etc/modprobe.d/vfio-passthrough.conf', '/usr/local/sbin/vfio-passthrough-bind'])
+    assert candidates == [
+        {'path': '/etc/default/grub', 'rebuild': 'boot'},
+        {'path': '/etc/modprobe.d/vfio-passthrough.conf', 'rebuild': 'initramfs'},
+        {'path': '/etc/kernel/cmdline', 'rebuild': 'boot'},
+        {'path': '/usr/local/sbin/vfio-passthrough-bind', 'rebuild': 'initramfs'},
+    ]
