@@ -133,6 +133,7 @@ class FakeHost:
         lines = ['# Aliases extracted from modules themselves.']
         lines += ['alias %s %s' % (pattern, module) for pattern, module in aliases]
         self.write('lib/modules/%s/modules.alias' % self._kernel, '\n'.join(lines) + '\n')
+        return self
 
     def modules_dep(self, deps):
         """lib/modules/<kernel>/modules.dep from {module: [modules it needs]}, with depmod's .ko paths."""
@@ -140,6 +141,7 @@ class FakeHost:
             return 'kernel/drivers/%s.ko.xz' % module.replace('_', '-')
         lines = ['%s: %s' % (path(module), ' '.join(path(n) for n in needs)) for module, needs in deps.items()]
         self.write('lib/modules/%s/modules.dep' % self._kernel, '\n'.join(lines) + '\n')
+        return self
 
     def module_holders(self, module, *holders):
         """sys/module/<module>/holders/<holder> links: the loaded modules that depend on ``module``."""
@@ -147,7 +149,6 @@ class FakeHost:
         for holder in holders:
             self.mkdir('sys/module/%s' % holder)
             self.link('sys/module/%s/holders/%s' % (module, holder), 'sys/module/%s' % holder)
-        return self
         return self
 
     def default_route(self, ifname, gateway='0100A8C0'):
