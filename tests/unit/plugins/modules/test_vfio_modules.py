@@ -217,6 +217,7 @@ def test_etc_modules_is_neither_needed_nor_touched(host, etc_modules):
         link.symlink_to('../modules')
     if etc_modules == 'file':
         etc_modules_file.write_bytes(b'# /etc/modules: kernel modules to load at boot time.\n\xff\n')
+
     def state():
         return [os.readlink(p) if p.is_symlink() else p.read_bytes() if p.exists() else None
                 for p in (etc_modules_file, link)]
