@@ -3,7 +3,8 @@
 CLI (also importable: ``start()``, ``get()``, ``VM.ssh()``, ``VM.reboot()``, ``VM.stop()``)::
 
     vmctl.py build [--suite trixie|bookworm]        # build/verify the cached base images
-    vmctl.py start --flavour intel|amd [--suite trixie|bookworm] [--nics N] [--name NAME] [--timeout S]
+    vmctl.py start --flavour intel|amd [--suite trixie|bookworm] [--boot bios|uefi-sdboot] [--nics N]
+                   [--name NAME] [--timeout S]
     vmctl.py wait-ssh NAME [--timeout S]
     vmctl.py ssh NAME -- 'cat /proc/cmdline'
     vmctl.py boot-id NAME
@@ -35,6 +36,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "build-image.sh"
+UEFI_BUILD_SCRIPT = HERE / "build-uefi-image.sh"
 INVENTORY_TEMPLATE = HERE / "inventory.ini.tmpl"
 CACHE = Path(os.environ.get("VFIO_VM_CACHE", "/var/cache/vfio-passthrough-vm"))
 RUNS = CACHE / "runs"
@@ -42,6 +44,11 @@ FLAVOURS = ("intel", "amd")
 # Debian 13 is Proxmox VE 9's base and the default; Debian 12 is VE 8's.
 SUITES = ("trixie", "bookworm")
 DEFAULT_SUITE = SUITES[0]
+# bios: the BIOS images (GRUB from /boot). uefi-sdboot: OVMF, systemd-boot from an ESP that the
+# real proxmox-boot-tool manages (Debian 12 + Proxmox VE 8's proxmox-kernel-helper, AMD only).
+BOOTS = ("bios", "uefi-sdboot")
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 MEMORY_MB = 1536
 SMP = 2
 # Under TCG on 2 shared cores a Debian 12 boot takes 30-40 s, a Debian 13 one about 1.5x that,
@@ -94,6 +101,28 @@ def ensure_image(build: bool = True, suite: str = DEFAULT_SUITE) -> Path:
     return d
 
 
+def uefi_image_dir() -> Path:
+    """The UEFI image dir the current UEFI build script produces (exit 3: no vendored tool)."""
+    out = subprocess.run([str(UEFI_BUILD_SCRIPT), "--print-dir"], capture_output=True, text=True,
+                         check=False)
+    if out.returncode != 0:
+        raise VMError(f"{UEFI_BUILD_SCRIPT} --print-dir exited {out.returncode}: {out.stderr.strip()}")
+    return Path(out.stdout.strip())
+
+
+def ensure_uefi_image(build: bool = True) -> Path:
+    """Return the UEFI image dir, building it first if missing (one OVMF boot, 3-4 min cold)."""
+    d = uefi_image_dir()
+    if not d.is_dir():
+        if not build:
+            raise VMError(f"no UEFI image at {d}: run {UEFI_BUILD_SCRIPT}")
+        log(f"UEFI image missing, building it with {UEFI_BUILD_SCRIPT} (3-5 min cold)")
+        subprocess.run([str(UEFI_BUILD_SCRIPT)], check=True)
+        if not d.is_dir():
+            raise VMError(f"{UEFI_BUILD_SCRIPT} succeeded but {d} does not exist")
+    return d
+
+
 # --- accelerator -----------------------------------------------------------------------------
 
 def choose_accel() -> tuple[str, str]:
@@ -137,6 +166,7 @@ class VM:
     nics: int
     accel: str
     suite: str = DEFAULT_SUITE
+    boot: str = "bios"
 
     # paths inside the run dir
     @property
@@ -154,6 +184,10 @@ class VM:
     @property
     def qemu_log(self) -> Path:
         return self.run_dir / "qemu.log"
+
+    @property
+    def efi_vars(self) -> Path:
+        return self.run_dir / "OVMF_VARS_4M.fd"
 
     @property
     def inventory_path(self) -> Path:
@@ -338,6 +372,7 @@ def qemu_argv(vm: VM) -> list[str]:
         "-M", "q35,kernel-irqchip=split", *accel,
         "-m", str(MEMORY_MB), "-smp", str(SMP),
         "-device", iommu,
+        *firmware_argv(vm),
         "-drive", f"file={vm.overlay},if=none,id=disk0,format=qcow2,discard=unmap",
         "-device", "virtio-blk-pci,drive=disk0",
         "-netdev", f"user,id=mgmt,hostfwd=tcp:127.0.0.1:{vm.port}-:22",
@@ -355,13 +390,34 @@ def qemu_argv(vm: VM) -> list[str]:
     return argv
 
 
+def firmware_argv(vm: VM) -> list[str]:
+    """OVMF on two pflash drives for UEFI guests (code read-only, the VM's own NVRAM); SeaBIOS else."""
+    if vm.boot == "bios":
+        return []
+    return ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+            "-drive", f"if=pflash,format=raw,unit=1,file={vm.efi_vars}"]
+
+
+def ensure_ovmf() -> None:
+    if OVMF_CODE.is_file() and OVMF_VARS.is_file():
+        return
+    log("installing host package ovmf")
+    subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-qq",
+                    "--no-install-recommends", "ovmf"], check=True, stdout=subprocess.DEVNULL,
+                   env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+
+
 def start(flavour: str, nics: int = 1, name: str | None = None,
           timeout: float = DEFAULT_BOOT_TIMEOUT, build: bool = True, wait: bool = True,
-          suite: str = DEFAULT_SUITE) -> VM:
+          suite: str = DEFAULT_SUITE, boot: str = "bios") -> VM:
     """Boot a throw-away VM of a Debian suite and (by default) wait for SSH. Returns the VM handle."""
     if flavour not in FLAVOURS:
         raise VMError(f"flavour must be one of {FLAVOURS}, not {flavour!r}")
     check_suite(suite)
+    if boot not in BOOTS:
+        raise VMError(f"boot must be one of {BOOTS}, not {boot!r}")
+    if boot != "bios" and suite != "bookworm":
+        raise VMError(f"boot {boot!r} exists for suite 'bookworm' only, not {suite!r}")
     if nics < 0:
         raise VMError(f"--nics must be >= 0, not {nics}")
     name = name or f"{suite}-{flavour}-{secrets.token_hex(3)}"
@@ -371,8 +427,15 @@ def start(flavour: str, nics: int = 1, name: str | None = None,
         if shutil.which(tool) is None:
             raise VMError(f"{tool} not found: run {BUILD_SCRIPT}, it installs the host packages")
 
-    images = ensure_image(build, suite)
-    base = images / f"{flavour}.qcow2"
+    if boot == "bios":
+        images = ensure_image(build, suite)
+        base = images / f"{flavour}.qcow2"
+    else:
+        ensure_ovmf()
+        images = ensure_uefi_image(build)
+        base = images / f"{flavour}-{boot.removeprefix('uefi-')}.qcow2"
+        if not base.is_file():
+            raise VMError(f"no {boot} image for flavour {flavour!r}: {base} does not exist")
     accel, why = choose_accel()
     log(f"accelerator: {accel} ({why})")
 
@@ -384,8 +447,10 @@ def start(flavour: str, nics: int = 1, name: str | None = None,
         raise VMError(f"run dir {run_dir} exists: VM {name!r} is running or was not "
                       f"stopped; `vmctl.py stop {name}` first") from None
     vm = VM(name=name, flavour=flavour, run_dir=run_dir, port=0, key=images / "id_ed25519",
-            base=base, nics=nics, accel=accel, suite=suite)
+            base=base, nics=nics, accel=accel, suite=suite, boot=boot)
     try:
+        if boot != "bios":
+            shutil.copyfile(OVMF_VARS, vm.efi_vars)
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(base),
                         "-F", "qcow2", str(vm.overlay)], check=True)
         # The port can be taken between probing and QEMU binding it: retry with a new one.
@@ -405,7 +470,7 @@ def start(flavour: str, nics: int = 1, name: str | None = None,
         else:
             raise VMError("could not find a free SSH port for QEMU after 5 tries")
         vm.inventory_path.write_text(vm.inventory_text())
-        log(f"{name}: QEMU pid {vm.pid()}, Debian {suite}, {flavour} IOMMU, {nics} e1000e, SSH on "
+        log(f"{name}: QEMU pid {vm.pid()}, Debian {suite} ({boot}), {flavour} IOMMU, {nics} e1000e, SSH on "
             f"127.0.0.1:{vm.port}, serial log {vm.serial_log}")
         if wait:
             vm.wait_ssh(timeout)
@@ -447,6 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("start", help="boot a throw-away VM and wait for SSH")
     p.add_argument("--flavour", required=True, choices=FLAVOURS)
     p.add_argument("--suite", default=DEFAULT_SUITE, choices=SUITES)
+    p.add_argument("--boot", default="bios", choices=BOOTS,
+                   help="bios (default) or uefi-sdboot (OVMF, real proxmox-boot-tool; bookworm, amd)")
     p.add_argument("--nics", type=int, default=1, help="e1000e passthrough candidates (default 1)")
     p.add_argument("--name")
     p.add_argument("--timeout", type=float, default=DEFAULT_BOOT_TIMEOUT)
@@ -480,7 +547,8 @@ def main(argv: list[str] | None = None) -> int:
             print(ensure_image(True, args.suite))
         elif args.cmd == "start":
             vm = start(args.flavour, args.nics, args.name, args.timeout,
-                       build=not args.no_build, wait=not args.no_wait, suite=args.suite)
+                       build=not args.no_build, wait=not args.no_wait, suite=args.suite,
+                       boot=args.boot)
             print(vm.name)
         elif args.cmd == "stop":
             if args.all == bool(args.names):
