@@ -147,13 +147,15 @@ def off_host(device):
 _TYPED = re.compile(r'(?:([0-9A-Fa-f]{4}):)?([0-9A-Fa-f]{2}):([01][0-9A-Fa-f])(?:\.([0-7]))?\Z')
 
 
-def normalise_address(value, existing):
+def normalise_address(value, existing, whole_device=True):
     """The canonical addresses ``value`` stands for, and a note when it was not written canonically.
 
     ``existing`` holds the host's addresses (``0000:01:00.0``, lowercase):
     a whole device (``01:00``) stands for every one of its functions found
-    there. Returns ``(addresses, note or None)``; raises ValueError naming
-    the value when it is no PCI address, or a whole device without functions.
+    there, unless ``whole_device`` is false (a request for exactly one
+    function). Returns ``(addresses, note or None)``; raises ValueError naming
+    the value when it is no PCI address, or a whole device without functions
+    or where one function is asked for.
     """
     text = value if isinstance(value, str) else ''
     match = _TYPED.match(text)
@@ -170,6 +172,9 @@ def normalise_address(value, existing):
     if function is not None:
         address = '%s.%s' % (device, function)
         return [address], None if address == value else '%r means %s' % (value, address)
+    if not whole_device:
+        raise ValueError('%r names the whole device %s, not one function: write its function too, like %s.0 '
+                         '(a multi-port card has one function per port)' % (value, device, device))
     functions = sorted(a for a in existing if slot(a) == device)
     if not functions:
         raise ValueError('%r names the whole device %s, which has no function on this host (see lspci -D)'

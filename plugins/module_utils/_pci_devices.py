@@ -76,8 +76,9 @@ def read_pci_devices(root):
     Raw facts: vendor_id, device_id, subsystem_vendor_id, subsystem_device_id,
     class, class_name, driver, driver_module, vfio_driver (the driver when it
     holds the device for a VM: vfio-pci or a variant), iommu_group,
-    reset_methods, sriov_totalvfs, sriov_numvfs, boot_vga, path (physical path
-    below root).
+    reset_methods, sriov_totalvfs, sriov_numvfs, virtfns (an SR-IOV physical
+    function's VFs by index, from its ``virtfnN`` links), physfn (a VF's
+    physical function), boot_vga, path (physical path below root).
     """
     tree = as_tree(root)
     modules = _driver_modules(tree, 'pci')
@@ -118,6 +119,10 @@ def read_pci_devices(root):
         # physical function) and boot_vga only on VGA devices: no failed open
         # for the thousands of devices without them.
         total_vfs = _int_or_none(attr('sriov_totalvfs'))
+        num_vfs = _int_or_none(attr('sriov_numvfs')) if total_vfs is not None else None
+        # virtfnN are the PF's links to its VFs, numbered from 0; a VF's own physfn
+        # link is set from them below, so devices without SR-IOV cost no readlink.
+        virtfns = [link_name(tree.readlink('%s/virtfn%d' % (rel, index))) for index in range(num_vfs or 0)]
         devices[address] = {
             'vendor_id': vendor,
             'device_id': device,
@@ -131,10 +136,16 @@ def read_pci_devices(root):
             'iommu_group': group,
             'reset_methods': reset.split() if reset else [],
             'sriov_totalvfs': total_vfs,
-            'sriov_numvfs': _int_or_none(attr('sriov_numvfs')) if total_vfs is not None else None,
+            'sriov_numvfs': num_vfs,
+            'virtfns': virtfns,
+            'physfn': None,
             'boot_vga': class_.startswith(_VGA_CLASS) and attr('boot_vga') == '1',
             'path': rel,
         }
+    for address, device in devices.items():
+        for vf in device['virtfns']:
+            if vf in devices:
+                devices[vf]['physfn'] = address
     return devices
 
 

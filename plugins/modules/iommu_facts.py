@@ -262,6 +262,17 @@ ansible_facts:
               description: Virtual functions enabled now, or null without SR-IOV.
               type: int
               sample: 0
+            virtfns:
+              description:
+                - An SR-IOV physical function's virtual functions now, by index (C(virtfn0) first); empty
+                  for every other device.
+              type: list
+              elements: str
+              sample: ["0000:01:10.0", "0000:01:10.2"]
+            physfn:
+              description: A virtual function's physical function (its C(physfn) link), or null.
+              type: str
+              sample: "0000:01:00.0"
             boot_vga:
               description: The firmware used this device as the boot display.
               type: bool

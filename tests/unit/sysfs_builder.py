@@ -268,6 +268,24 @@ class FakeHost:
             self.add_disk(virtio_block[0], '%s/virtio1' % rel, virtio_block[1])
         return self
 
+    def add_vfs(self, pf, addresses, device='10ca', drivers=(), groups=()):
+        """Give SR-IOV physical function ``pf`` the VFs ``addresses`` (index order), as the kernel links them:
+        ``<pf>/virtfnN`` -> VF, ``<vf>/physfn`` -> PF, ``sriov_numvfs`` = their count. ``drivers`` and
+        ``groups`` go by index (None: no driver, no group)."""
+        rel = self._dirs[pf]
+        parent = os.path.basename(os.path.dirname(rel))
+        vendor = (self.root / rel / 'vendor').read_text().strip()[2:]
+        class_ = (self.root / rel / 'class').read_text().strip()[2:]
+        for index, address in enumerate(addresses):
+            driver = drivers[index] if index < len(drivers) else None
+            group = groups[index] if index < len(groups) else None
+            self.add_device(address, vendor, device, class_, driver=driver, group=group,
+                            parent_bridge=parent if parent in self._dirs else None)
+            self.link('%s/virtfn%d' % (rel, index), self._dirs[address])
+            self.link('%s/physfn' % self._dirs[address], rel)
+        self.write(rel + '/sriov_numvfs', '%d\n' % len(addresses))
+        return self
+
     def add_bridge(self, address, group=None, parent_bridge=None, vendor='8086', device='1901'):
         """A PCIe root/downstream port: class 060400, bound to the built-in pcieport."""
         return self.add_device(address, vendor, device, '060400', driver='pcieport', module=False,

@@ -31,7 +31,7 @@ def test_read_pci_devices_intel_gpu(tmp_path):
         'vendor_id': '10de', 'device_id': '1b80', 'subsystem_vendor_id': '1043', 'subsystem_device_id': '85aa',
         'class': '030000', 'class_name': 'VGA compatible controller', 'driver': 'nouveau',
         'driver_module': 'nouveau', 'vfio_driver': None, 'iommu_group': 1, 'reset_methods': ['flr', 'bus'],
-        'sriov_totalvfs': None, 'sriov_numvfs': None, 'boot_vga': True,
+        'sriov_totalvfs': None, 'sriov_numvfs': None, 'virtfns': [], 'physfn': None, 'boot_vga': True,
     }
 
 

@@ -1,0 +1,426 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to vfio.passthrough
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""SR-IOV virtual functions: the request, when a count may change live, the boot files, the verdict.
+
+One rule each, used by the role's plan (preflight), the sriov_vfs module and
+verify alike:
+
+* ``check_request``: what an administrator asked for, checked against the
+  devices (PF exists, supports SR-IOV, count within ``sriov_totalvfs``, PF
+  not also passed through), normalised to ``{pf, vfs, vfio}`` entries.
+* ``decide``: whether a PF's running VFs already match, may be changed now
+  (``live``), or must wait for the next boot (``deferred``): the kernel
+  destroys every VF before it creates a new count, and a driver resets the
+  PF on the way, so a host-critical PF or a PF whose VFs are in use (their
+  /dev/vfio group open, named in a guest's ``hostpciN`` or a resource
+  mapping) never changes while the host runs.
+* ``render``: the udev rule that runs ``SCRIPT`` when the PF's driver binds,
+  and the script itself, which also does the live change.
+* ``verify``: the running state against the entries; each failure names the
+  PF and the VF.
+
+Pure functions except the ``read_*`` helpers, which read below a root
+through ``_sysfs.SysfsTree``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import header
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci import normalise_address, vfio_driver
+from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import as_tree
+
+__all__ = [
+    'OWNER', 'SCRIPT', 'RULES', 'NONE', 'LIVE', 'DEFERRED', 'check_request', 'vf_address', 'parse_hostpci',
+    'parse_pci_mapping', 'vfio_group_of', 'read_vfio_holders', 'read_guest_references', 'vfs_in_use',
+    'decide', 'render', 'script_argv', 'verify',
+]
+
+OWNER = 'sriov_vfs'
+SCRIPT = '/usr/local/sbin/vfio-passthrough-sriov'
+RULES = '/etc/udev/rules.d/70-vfio-passthrough-sriov.rules'
+NONE, LIVE, DEFERRED = 'none', 'live', 'deferred'
+_KEYS = ('pf', 'vfs', 'vfio')
+_VFIO_GROUP = re.compile(r'/dev/vfio/(\d+)\Z')
+_HOSTPCI = re.compile(r'^hostpci\d+:\s*(\S+)')
+_SECTION = re.compile(r'^\[')
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _vfio_indexes(value, count, label, errors):
+    """The VF indexes ``value`` sends to vfio-pci: ``all`` (the default), or a list of indexes."""
+    if value is None or value == 'all':
+        return list(range(count))
+    if not isinstance(value, list):
+        errors.append('%s: vfio must be "all" or a list of VF indexes, not %r' % (label, value))
+        return []
+    indexes = []
+    for index in value:
+        if not _is_int(index) or not 0 <= index < count:
+            errors.append('%s: vfio index %r is no VF of the %d asked for (0 to %d)' % (label, index, count, count - 1))
+        elif index not in indexes:
+            indexes.append(index)
+    return sorted(indexes)
+
+
+def check_request(request, devices, passthrough=(), name='pcie_passthrough_sriov'):
+    """Check and normalise the SR-IOV request against ``devices`` (iommu facts or read_pci_devices).
+
+    ``request`` is a list of ``{pf, vfs, vfio}``; ``passthrough`` the addresses
+    also going to vfio-pci whole. Returns ``(entries, errors, notes)``: entries
+    sorted by PF, ``{'pf': canonical address, 'vfs': count, 'vfio': [indexes]}``.
+    Every error names the value and why; nothing is raised.
+    """
+    entries, errors, notes = [], [], []
+    if not isinstance(request, list):
+        return [], ['%s must be a list of {pf, vfs, vfio}, not %r' % (name, request)], []
+    seen = {}
+    for position, item in enumerate(request):
+        label = '%s[%d]' % (name, position)
+        if not isinstance(item, dict):
+            errors.append('%s must be a dict with pf, vfs and optionally vfio, not %r' % (label, item))
+            continue
+        unknown = sorted(str(k) for k in item if k not in _KEYS)
+        if unknown:
+            errors.append('%s: unknown key %s (known: pf, vfs, vfio)' % (label, ', '.join(unknown)))
+        try:
+            addresses, note = normalise_address(item.get('pf'), devices, whole_device=False)
+        except ValueError as exc:
+            errors.append('%s: pf %s' % (label, exc))
+            continue
+        pf = addresses[0]
+        label = '%s (pf %s)' % (label, pf)
+        if note:
+            notes.append('%s: %s' % (name, note))
+        device = devices.get(pf)
+        count = item.get('vfs')
+        if device is None:
+            errors.append('%s: %s does not exist on this host (see lspci -D)' % (label, pf))
+            continue
+        if device.get('physfn'):
+            errors.append('%s: %s is itself a virtual function of %s; name the physical function'
+                          % (label, pf, device['physfn']))
+            continue
+        total = device.get('sriov_totalvfs')
+        if total is None:
+            errors.append('%s: %s does not support SR-IOV (it has no sriov_totalvfs)' % (label, pf))
+            continue
+        if not _is_int(count) or not 0 <= count <= total:
+            errors.append('%s: vfs %r is not a count from 0 to %d, the sriov_totalvfs of %s'
+                          % (label, count, total, pf))
+            continue
+        if pf in seen:
+            errors.append('%s: %s is already listed at %s[%d]' % (label, pf, name, seen[pf]))
+            continue
+        seen[pf] = position
+        if pf in passthrough:
+            errors.append('%s: %s is also in pcie_passthrough_devices; a PF passed through whole takes its VFs '
+                          'with it. Pass through its VFs (vfio) or the PF, not both' % (label, pf))
+            continue
+        vfio = _vfio_indexes(item.get('vfio'), count, label, errors)
+        for other in passthrough:
+            if (devices.get(other) or {}).get('physfn') == pf:
+                errors.append('%s: %s in pcie_passthrough_devices is a VF of %s, whose VFs this variable manages: '
+                              'choose it by index in vfio instead' % (label, other, pf))
+        for index in vfio:
+            vf = vf_address(devices, pf, index)
+            reasons = (devices.get(vf) or {}).get('host_critical') if vf else None
+            if reasons:
+                errors.append('%s: VF %d (%s) is host-critical (%s); keep it off vfio' % (label, index, vf,
+                                                                                        '; '.join(reasons)))
+        entries.append({'pf': pf, 'vfs': count, 'vfio': vfio})
+    return sorted(entries, key=lambda e: e['pf']), errors, notes
+
+
+def vf_address(devices, pf, index):
+    """The address of VF ``index`` of ``pf`` now (its ``virtfnN`` link), or None."""
+    virtfns = (devices.get(pf) or {}).get('virtfns') or []
+    return virtfns[index] if index < len(virtfns) else None
+
+
+# -- what holds a VF --------------------------------------------------------
+
+def vfio_group_of(target):
+    """The IOMMU group number a /proc/PID/fd link target opens (``/dev/vfio/12`` -> 12), or None."""
+    match = _VFIO_GROUP.match(target or '')
+    return int(match.group(1)) if match else None
+
+
+def read_vfio_holders(root):
+    """{IOMMU group: [pid]} for every /dev/vfio group a process holds open, from /proc/PID/fd."""
+    tree = as_tree(root)
+    held = {}
+    for pid in tree.listdir('proc'):
+        if not pid.isdigit():
+            continue
+        for fd in tree.listdir('proc/%s/fd' % pid, resolved=True):
+            group = vfio_group_of(tree.readlink('proc/%s/fd/%s' % (pid, fd)))
+            if group is not None and int(pid) not in held.setdefault(group, []):
+                held[group].append(int(pid))
+    return held
+
+
+def _typed_addresses(values, existing):
+    found = []
+    for value in values:
+        try:
+            addresses, _note = normalise_address(value, existing)
+        except ValueError:
+            continue
+        found.extend(a for a in addresses if a not in found)
+    return found
+
+
+def parse_hostpci(text, existing):
+    """Addresses a Proxmox guest config names in its ``hostpciN`` lines, snapshots included.
+
+    ``hostpci0: [host=]0000:01:10.0[;01:10.2][,pcie=1,...]``; a ``mapping=`` entry
+    names no address here (``parse_pci_mapping`` reads the mapping).
+    """
+    values = []
+    for line in (text or '').splitlines():
+        match = _HOSTPCI.match(line.strip())
+        if not match:
+            continue
+        first = match.group(1).split(',', 1)[0]
+        if first.startswith('mapping='):
+            continue
+        values.extend(first[len('host='):].split(';') if first.startswith('host=') else first.split(';'))
+    return _typed_addresses(values, existing)
+
+
+def parse_pci_mapping(text, existing, node=None):
+    """{mapping id: [addresses]} from /etc/pve/mapping/pci.cfg, the ``path=`` of each ``map`` line.
+
+    With ``node``, only the maps of that cluster node count (another node's
+    0000:01:10.0 is another device).
+    """
+    result = {}
+    current = None
+    for line in (text or '').splitlines():
+        if not line.strip() or line.lstrip().startswith('#'):
+            continue
+        if not line[0].isspace():
+            kind, _sep, ident = line.partition(':')
+            current = ident.strip() if kind.strip() == 'pci' else None
+            continue
+        fields = line.split(None, 1)
+        if current is None or len(fields) != 2 or fields[0] != 'map':
+            continue
+        options = dict(part.partition('=')[::2] for part in fields[1].split(','))
+        if node is not None and options.get('node') not in (None, node):
+            continue
+        paths = _typed_addresses(options.get('path', '').split(';'), existing)
+        bucket = result.setdefault(current, [])
+        bucket.extend(a for a in paths if a not in bucket)
+    return result
+
+
+def read_guest_references(root, existing, node=None):
+    """{address: ["guest 101 (hostpci)", "resource mapping nic1"]} from the Proxmox cluster files."""
+    tree = as_tree(root)
+    refs = {}
+
+    def add(address, where):
+        bucket = refs.setdefault(address, [])
+        if where not in bucket:
+            bucket.append(where)
+
+    configs = 'etc/pve/qemu-server'
+    for name in tree.listdir(configs):
+        if name.endswith('.conf'):
+            for address in parse_hostpci(tree.read('%s/%s' % (configs, name)), existing):
+                add(address, 'guest %s (hostpci)' % name[:-len('.conf')])
+    for ident, addresses in sorted(parse_pci_mapping(tree.read('etc/pve/mapping/pci.cfg'), existing, node).items()):
+        for address in addresses:
+            add(address, 'resource mapping %s' % ident)
+    return refs
+
+
+def vfs_in_use(pf, devices, holders, references):
+    """{vf address: [why]} for the VFs of ``pf`` now that a VM may be using."""
+    busy = {}
+    for vf in (devices.get(pf) or {}).get('virtfns') or []:
+        why = []
+        group = (devices.get(vf) or {}).get('iommu_group')
+        if group is not None and holders.get(group):
+            why.append('/dev/vfio/%d is open (pid %s)' % (group, ', '.join(str(p) for p in holders[group])))
+        why.extend('named by %s' % where for where in references.get(vf, []))
+        if why:
+            busy[vf] = why
+    return busy
+
+
+# -- what to do now -------------------------------------------------------
+
+def _misplaced(entry, devices):
+    """VFs (index, address) whose driver is not the one asked for: vfio-pci, or a host driver."""
+    wrong = []
+    for index in range(min(entry['vfs'], len((devices.get(entry['pf']) or {}).get('virtfns') or []))):
+        vf = vf_address(devices, entry['pf'], index)
+        device = devices.get(vf) or {}
+        on_vfio = bool(vfio_driver(device))
+        if (index in entry['vfio']) != on_vfio and (index in entry['vfio'] or on_vfio):
+            wrong.append((index, vf))
+    return wrong
+
+
+def decide(entry, devices, critical_reasons=(), busy=None):
+    """What ``entry`` needs now: ``{'pf', 'running', 'action': none|live|deferred, 'why'}``.
+
+    ``critical_reasons`` says why the host cannot lose the PF (empty: it can);
+    ``busy`` is ``vfs_in_use`` for the PF. A count change destroys every VF and
+    resets the PF, a rebind takes a VF from whoever drives it: neither happens
+    while the host depends on the PF or a VM may use one of the VFs.
+    """
+    busy = busy or {}
+    pf = entry['pf']
+    running = (devices.get(pf) or {}).get('sriov_numvfs') or 0
+    result = {'pf': pf, 'running': running, 'action': NONE, 'why': ''}
+    if running != entry['vfs']:
+        what = '%s has %d VFs, %d asked' % (pf, running, entry['vfs'])
+        if critical_reasons:
+            result.update(action=DEFERRED, why='%s; it is host-critical (%s) and changing the count resets it, so '
+                                               'the change waits for the next boot' % (what, '; '.join(critical_reasons)))
+        elif busy:
+            result.update(action=DEFERRED, why='%s; changing the count destroys every VF and %s, so the change waits '
+                                               'for the next boot' % (what, _busy_words(busy)))
+        else:
+            result.update(action=LIVE, why=what)
+        return result
+    wrong = _misplaced(entry, devices)
+    if wrong:
+        what = '%s: %s' % (pf, ', '.join('VF %d (%s) %s' % (i, vf, 'not on vfio-pci' if i in entry['vfio']
+                                                                else 'on vfio-pci, asked for the host')
+                                         for i, vf in wrong))
+        held = {vf: busy[vf] for _i, vf in wrong if vf in busy}
+        if held:
+            result.update(action=DEFERRED, why='%s; %s, so the rebinding waits for the next boot'
+                                               % (what, _busy_words(held)))
+        else:
+            result.update(action=LIVE, why=what)
+    return result
+
+
+def _busy_words(busy):
+    return '; '.join('VF %s is in use: %s' % (vf, ', '.join(why)) for vf, why in sorted(busy.items()))
+
+
+# -- the files --------------------------------------------------------------
+
+def _vfio_word(entry):
+    return ','.join(str(i) for i in entry['vfio']) or '-'
+
+
+def script_argv(entry, script=SCRIPT):
+    """The command that makes ``entry`` true now: the same script, with the same arguments, as at boot."""
+    return ['/bin/sh', script, entry['pf'], str(entry['vfs']), _vfio_word(entry)]
+
+
+_SCRIPT = r"""#!/bin/sh
+{header}
+# vfio.passthrough: give an SR-IOV physical function its virtual functions and their drivers.
+# Usage: {script} PF COUNT VFIO   (VFIO: comma-separated VF indexes for vfio-pci, or -)
+# The udev rule {rules} runs it when the PF's driver binds (at boot
+# and whenever it is bound again); vfio.passthrough.sriov_vfs runs it for a live change.
+# With sriov_drivers_autoprobe at 0 no driver takes the new VFs, so driver_override is set
+# before any probe: the chosen VFs bind vfio-pci by address (never by ids=, which every VF of
+# the same model shares), the others their own driver.
+set -u
+pf=$1 want=$2 vfio=$3
+sys=${{VFIO_PASSTHROUGH_SYSFS:-/sys}}
+dev=$sys/bus/pci/devices/$pf
+say() {{ echo "vfio-passthrough-sriov: $pf: $*" >&2; }}
+[ -e "$dev/sriov_numvfs" ] || {{ say "no such SR-IOV physical function"; exit 1; }}
+have=$(cat "$dev/sriov_numvfs")
+if [ "$have" != "$want" ]; then
+    echo 0 > "$dev/sriov_drivers_autoprobe" || exit 1
+    # The kernel refuses a new non-zero count over an existing one (EBUSY): 0 first.
+    if [ "$have" != 0 ]; then echo 0 > "$dev/sriov_numvfs" || exit 1; fi
+    if [ "$want" != 0 ]; then echo "$want" > "$dev/sriov_numvfs" || {{ say "cannot create $want VFs"; exit 1; }}; fi
+fi
+[ "$vfio" = - ] || /sbin/modprobe vfio-pci 2>/dev/null || say "modprobe vfio-pci failed"
+chosen() {{ case ",$vfio," in *,$1,*) return 0 ;; esac; return 1; }}
+i=0
+while [ "$i" -lt "$want" ]; do
+    vf=$(readlink "$dev/virtfn$i") && vf=${{vf##*/}} || {{ say "virtfn$i missing"; exit 1; }}
+    vdev=$sys/bus/pci/devices/$vf
+    driver=
+    if [ -e "$vdev/driver" ]; then driver=$(readlink "$vdev/driver"); driver=${{driver##*/}}; fi
+    if chosen "$i"; then
+        echo vfio-pci > "$vdev/driver_override"
+        [ "$driver" = vfio-pci ] && {{ i=$((i + 1)); continue; }}
+    else
+        echo > "$vdev/driver_override"
+        [ -n "$driver" ] && [ "$driver" != vfio-pci ] && {{ i=$((i + 1)); continue; }}
+    fi
+    [ -z "$driver" ] || echo "$vf" > "$vdev/driver/unbind" || say "cannot unbind VF $i ($vf) from $driver"
+    i=$((i + 1))
+done
+# Every override is in place: probing may take its normal course again.
+echo 1 > "$dev/sriov_drivers_autoprobe"
+i=0
+while [ "$i" -lt "$want" ]; do
+    vf=$(readlink "$dev/virtfn$i") && vf=${{vf##*/}}
+    [ -e "$sys/bus/pci/devices/$vf/driver" ] || echo "$vf" > "$sys/bus/pci/drivers_probe" \
+        || say "no driver took VF $i ($vf)"
+    i=$((i + 1))
+done
+exit 0
+"""
+
+_RULE = ('ACTION=="add|bind", SUBSYSTEM=="pci", KERNEL=="{pf}", DRIVER=="?*", '
+         'RUN+="{argv}"\n')
+
+
+def render(entries, script=SCRIPT, rules=RULES):
+    """``[(path, text or None, mode)]``: the udev rule and the script; both None without entries."""
+    if not entries:
+        return [(rules, None, 0o644), (script, None, 0o755)]
+    mark = header(OWNER)
+    lines = [mark, '# vfio.passthrough: SR-IOV virtual functions, made once each physical function\'s driver has '
+                   'bound (a udev "bind" event; "add" covers the PFs bound before udev started).']
+    for entry in entries:
+        lines.append('# %s: %d VFs, vfio-pci: %s' % (entry['pf'], entry['vfs'],
+                                                      ', '.join(str(i) for i in entry['vfio']) or 'none'))
+        lines.append(_RULE.format(pf=entry['pf'], argv=' '.join(script_argv(entry, script))).rstrip('\n'))
+    return [
+        (rules, '\n'.join(lines) + '\n', 0o644),
+        (script, _SCRIPT.format(header=mark, script=script, rules=rules), 0o755),
+    ]
+
+
+# -- the verdict -----------------------------------------------------------
+
+def verify(entries, devices):
+    """Errors of the running state against ``entries``; each names the PF and, where it is one, the VF."""
+    errors = []
+    for entry in entries:
+        pf = entry['pf']
+        device = devices.get(pf)
+        if device is None:
+            errors.append('SR-IOV: PF %s is gone' % pf)
+            continue
+        running = device.get('sriov_numvfs') or 0
+        if running != entry['vfs']:
+            errors.append('SR-IOV: PF %s has %d VFs, %d asked' % (pf, running, entry['vfs']))
+            continue
+        for index in range(entry['vfs']):
+            vf = vf_address(devices, pf, index)
+            vf_facts = devices.get(vf) if vf else None
+            if vf_facts is None:
+                errors.append('SR-IOV: PF %s: VF %d does not exist (no virtfn%d)' % (pf, index, index))
+                continue
+            holder = vfio_driver(vf_facts)
+            driver = vf_facts.get('driver') or 'none'
+            if index in entry['vfio'] and not holder:
+                errors.append('SR-IOV: PF %s: VF %d (%s) is on driver %s, not vfio-pci' % (pf, index, vf, driver))
+            elif index not in entry['vfio'] and (holder or driver == 'none'):
+                errors.append('SR-IOV: PF %s: VF %d (%s) is kept for the host but is on driver %s'
+                              % (pf, index, vf, driver))
+    return errors

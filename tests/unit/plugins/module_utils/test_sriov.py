@@ -1,0 +1,256 @@
+"""_sriov: the SR-IOV request, the live-or-deferred rule, the boot files and the verdict."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices
+from ansible_collections.vfio.passthrough.plugins.module_utils._sriov import (
+    DEFERRED, LIVE, NONE, check_request, decide, parse_hostpci, parse_pci_mapping, read_guest_references,
+    read_vfio_holders, render, script_argv, verify, vfio_group_of, vfs_in_use,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+from sysfs_builder import FakeHost  # noqa: E402
+
+PF0, PF1 = '0000:01:00.0', '0000:02:00.0'
+VFS0 = ['0000:01:10.0', '0000:01:10.2']
+
+
+def sriov_host(root, drivers=('vfio-pci', 'igbvf')):
+    """Two igb PFs (82576, 7 VFs each) behind their own root ports; PF0 has two VFs, PF1 none, a plain e1000e."""
+    host = FakeHost(root)
+    host.add_bridge('0000:00:02.0', group=1)
+    host.add_device(PF0, '8086', '10c9', '020000', driver='igb', group=2, parent_bridge='0000:00:02.0',
+                    netdev='enp1s0', sriov_totalvfs=7)
+    host.add_vfs(PF0, VFS0, drivers=drivers, groups=(5, 6))
+    host.add_bridge('0000:00:03.0', group=3)
+    host.add_device(PF1, '8086', '10c9', '020000', driver='igb', group=4, parent_bridge='0000:00:03.0',
+                    netdev='enp2s0', sriov_totalvfs=7)
+    host.add_device('0000:00:04.0', '8086', '10d3', '020000', driver='e1000e', group=7)
+    return host
+
+
+@pytest.fixture
+def devices(tmp_path):
+    sriov_host(tmp_path)
+    return read_pci_devices(str(tmp_path))
+
+
+def test_facts_link_pf_and_vfs(devices):
+    assert devices[PF0]['virtfns'] == VFS0 and devices[PF0]['sriov_numvfs'] == 2
+    assert [devices[vf]['physfn'] for vf in VFS0] == [PF0, PF0]
+    assert devices[PF1]['virtfns'] == [] and devices[PF0]['physfn'] is None
+
+
+@pytest.mark.parametrize('request_, entries, notes', [
+    ([{'pf': PF0, 'vfs': 2}], [{'pf': PF0, 'vfs': 2, 'vfio': [0, 1]}], []),
+    ([{'pf': '02:00.0', 'vfs': 4, 'vfio': [3, 1, 1]}], [{'pf': PF1, 'vfs': 4, 'vfio': [1, 3]}],
+     ["pcie_passthrough_sriov: '02:00.0' means 0000:02:00.0"]),
+    ([{'pf': PF1, 'vfs': 7, 'vfio': []}, {'pf': PF0, 'vfs': 0, 'vfio': 'all'}],
+     [{'pf': PF0, 'vfs': 0, 'vfio': []}, {'pf': PF1, 'vfs': 7, 'vfio': []}], []),
+])
+def test_check_request_accepts(devices, request_, entries, notes):
+    assert check_request(request_, devices) == (entries, [], notes)
+
+
+@pytest.mark.parametrize('request_, passthrough, expected', [
+    ([{'pf': '01:00', 'vfs': 2}], (), "'01:00' names the whole device 0000:01:00, not one function"),
+    ([{'pf': '01:00.0.1', 'vfs': 2}], (), "'01:00.0.1' is not a PCI address"),
+    ([{'pf': '05:00.0', 'vfs': 2}], (), '0000:05:00.0 does not exist on this host'),
+    ([{'pf': '00:04.0', 'vfs': 2}], (), '0000:00:04.0 does not support SR-IOV (it has no sriov_totalvfs)'),
+    ([{'pf': VFS0[1], 'vfs': 1}], (), '0000:01:10.2 is itself a virtual function of 0000:01:00.0'),
+    ([{'pf': PF0, 'vfs': 8}], (), 'vfs 8 is not a count from 0 to 7, the sriov_totalvfs of 0000:01:00.0'),
+    ([{'pf': PF0, 'vfs': True}], (), 'vfs True is not a count from 0 to 7'),
+    ([{'pf': PF0, 'vfs': -1}], (), 'vfs -1 is not a count'),
+    ([{'pf': PF0, 'vfs': 2, 'vfio': [2]}], (), 'vfio index 2 is no VF of the 2 asked for (0 to 1)'),
+    ([{'pf': PF0, 'vfs': 2, 'vfio': 'some'}], (), "vfio must be \"all\" or a list of VF indexes, not 'some'"),
+    ([{'pf': PF0, 'vfs': 2, 'vf': 1}], (), 'unknown key vf (known: pf, vfs, vfio)'),
+    ([{'pf': PF0, 'vfs': 1}, {'pf': '01:00.0', 'vfs': 2}], (), '0000:01:00.0 is already listed at pcie_passthrough_sriov[0]'),
+    ([{'pf': PF0, 'vfs': 2}], (PF0,), '0000:01:00.0 is also in pcie_passthrough_devices'),
+    ([{'pf': PF0, 'vfs': 2}], (VFS0[0],), '0000:01:10.0 in pcie_passthrough_devices is a VF of 0000:01:00.0'),
+    (['0000:01:00.0'], (), "must be a dict with pf, vfs and optionally vfio, not '0000:01:00.0'"),
+    ({'pf': PF0}, (), 'pcie_passthrough_sriov must be a list'),
+])
+def test_check_request_refuses_naming_the_value(devices, request_, passthrough, expected):
+    _entries, errors, _notes = check_request(request_, devices, passthrough)
+    assert len(errors) == 1 and expected in errors[0], errors
+
+
+def test_host_critical_vf_refused_for_vfio(devices):
+    devices[VFS0[1]]['host_critical'] = ['NIC enp1s10f1 carries the default route']
+    _entries, errors, _notes = check_request([{'pf': PF0, 'vfs': 2}], devices)
+    assert errors == ['pcie_passthrough_sriov[0] (pf 0000:01:00.0): VF 1 (0000:01:10.2) is host-critical '
+                      '(NIC enp1s10f1 carries the default route); keep it off vfio']
+    assert check_request([{'pf': PF0, 'vfs': 2, 'vfio': [0]}], devices)[1] == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(['pf', 'vfs', 'vfio', 'x']),
+                                st.one_of(st.none(), st.booleans(), st.integers(-3, 9), st.text(max_size=12),
+                                          st.lists(st.integers(-2, 9), max_size=4)))))
+def test_check_request_never_raises_and_entries_are_valid(request_):
+    host_devices = {PF0: {'sriov_totalvfs': 7, 'sriov_numvfs': 0, 'virtfns': [], 'physfn': None}}
+    entries, errors, _notes = check_request(request_, host_devices)
+    for entry in entries:
+        assert entry['pf'] == PF0 and 0 <= entry['vfs'] <= 7
+        assert all(0 <= i < entry['vfs'] for i in entry['vfio'])
+    assert len(entries) + len(errors) >= min(len(request_), 1)
+
+
+@pytest.mark.parametrize('entry, critical, busy, action, why', [
+    ({'pf': PF0, 'vfs': 2, 'vfio': [0]}, (), {}, NONE, ''),
+    ({'pf': PF0, 'vfs': 4, 'vfio': [0]}, (), {}, LIVE, '0000:01:00.0 has 2 VFs, 4 asked'),
+    ({'pf': PF0, 'vfs': 4, 'vfio': [0]}, ('NIC enp1s0 carries the default route',), {}, DEFERRED,
+     'it is host-critical (NIC enp1s0 carries the default route) and changing the count resets it'),
+    ({'pf': PF0, 'vfs': 0, 'vfio': []}, (), {VFS0[0]: ['/dev/vfio/5 is open (pid 42)']}, DEFERRED,
+     'VF 0000:01:10.0 is in use: /dev/vfio/5 is open (pid 42), so the change waits for the next boot'),
+    ({'pf': PF0, 'vfs': 2, 'vfio': [0, 1]}, (), {}, LIVE, 'VF 1 (0000:01:10.2) not on vfio-pci'),
+    ({'pf': PF0, 'vfs': 2, 'vfio': []}, (), {}, LIVE, 'VF 0 (0000:01:10.0) on vfio-pci, asked for the host'),
+    ({'pf': PF0, 'vfs': 2, 'vfio': []}, (), {VFS0[0]: ['named by guest 101 (hostpci)']}, DEFERRED,
+     'VF 0000:01:10.0 is in use: named by guest 101 (hostpci), so the rebinding waits'),
+    ({'pf': PF1, 'vfs': 3, 'vfio': [0]}, ('storage',), {}, DEFERRED, '0000:02:00.0 has 0 VFs, 3 asked; it is host-critical'),
+])
+def test_decide(devices, entry, critical, busy, action, why):
+    decision = decide(entry, devices, critical, busy)
+    assert decision['action'] == action and why in decision['why'], decision
+
+
+def test_in_use_from_open_groups_and_pve_files(tmp_path):
+    host = sriov_host(tmp_path)
+    os.makedirs(tmp_path / 'proc/42/fd')
+    os.symlink('/dev/vfio/6', tmp_path / 'proc/42/fd/7')
+    os.symlink('/dev/null', tmp_path / 'proc/42/fd/0')
+    os.makedirs(tmp_path / 'proc/self')
+    host.write('etc/pve/qemu-server/101.conf', 'boot: order=scsi0\nhostpci0: 0000:01:10.0,pcie=1\n')
+    host.write('etc/pve/qemu-server/102.conf', 'hostpci1: mapping=vf1\n')
+    host.write('etc/pve/mapping/pci.cfg', 'pci: vf1\n\tmap id=8086:10ca,node=pve1,path=0000:01:10.2\n'
+                                          '\tmap id=8086:10ca,node=pve2,path=0000:01:10.0\n')
+    devices = read_pci_devices(str(tmp_path))
+    holders = read_vfio_holders(str(tmp_path))
+    assert holders == {6: [42]}
+    refs = read_guest_references(str(tmp_path), devices, node='pve1')
+    assert refs == {VFS0[0]: ['guest 101 (hostpci)'], VFS0[1]: ['resource mapping vf1']}
+    assert vfs_in_use(PF0, devices, holders, refs) == {
+        VFS0[0]: ['named by guest 101 (hostpci)'],
+        VFS0[1]: ['/dev/vfio/6 is open (pid 42)', 'named by resource mapping vf1'],
+    }
+    assert vfs_in_use(PF1, devices, holders, refs) == {}
+
+
+@pytest.mark.parametrize('target, group', [
+    ('/dev/vfio/12', 12), ('/dev/vfio/vfio', None), ('/dev/vfio/12 (deleted)', None), (None, None),
+])
+def test_vfio_group_of(target, group):
+    assert vfio_group_of(target) == group
+
+
+@pytest.mark.parametrize('text, addresses', [
+    ('hostpci0: 01:10.0,pcie=1\n', ['0000:01:10.0']),
+    ('hostpci0: host=0000:01:10.0;01:10.2,x-vga=1\n', ['0000:01:10.0', '0000:01:10.2']),
+    ('hostpci3: 01:10\n', ['0000:01:10.0', '0000:01:10.2']),
+    ('hostpci0: mapping=nic\nnet0: virtio=AA:BB\n', []),
+    ('[snap1]\nhostpci0: 0000:01:10.2\n', ['0000:01:10.2']),
+    ('description: hostpci0: 01:10.0\n', []),
+])
+def test_parse_hostpci(text, addresses):
+    assert parse_hostpci(text, VFS0 + [PF0]) == addresses
+
+
+def test_parse_pci_mapping_keeps_this_node():
+    text = ('pci: gpu\n\tmap id=10de:1b80,node=a,path=0000:03:00.0;0000:03:00.1\n'
+            '# a comment\nusb: kbd\n\tmap id=046d:c31c,node=a\n'
+            'pci: other\n\tmap id=1,node=b,path=0000:04:00.0\n')
+    assert parse_pci_mapping(text, []) == {'gpu': ['0000:03:00.0', '0000:03:00.1'], 'other': ['0000:04:00.0']}
+    assert parse_pci_mapping(text, [], node='a') == {'gpu': ['0000:03:00.0', '0000:03:00.1']}
+
+
+def test_render_rule_names_each_pf_and_no_ids():
+    entries = [{'pf': PF0, 'vfs': 4, 'vfio': [0, 1]}, {'pf': PF1, 'vfs': 2, 'vfio': []}]
+    (rules, rule_text, rule_mode), (script, script_text, script_mode) = render(entries, '/s', '/r')
+    assert (rules, rule_mode, script, script_mode) == ('/r', 0o644, '/s', 0o755)
+    assert rule_text.splitlines()[0] == '# Managed by Ansible (vfio.passthrough.sriov_vfs): manual edits will be overwritten'
+    assert ('ACTION=="add|bind", SUBSYSTEM=="pci", KERNEL=="0000:01:00.0", DRIVER=="?*", '
+            'RUN+="/bin/sh /s 0000:01:00.0 4 0,1"') in rule_text.splitlines()
+    assert 'RUN+="/bin/sh /s 0000:02:00.0 2 -"' in rule_text
+    assert 'ids=' not in rule_text and 'ids=' not in script_text.replace('(never by ids=', '')
+    assert script_argv(entries[0], '/s') == ['/bin/sh', '/s', PF0, '4', '0,1']
+    assert render([], '/s', '/r') == [('/r', None, 0o644), ('/s', None, 0o755)]
+
+
+def _script(tmp_path):
+    path = tmp_path / 'sriov.sh'
+    path.write_text(render([{'pf': PF0, 'vfs': 1, 'vfio': []}])[1][1])
+    return path
+
+
+def _run_script(tmp_path, *args):
+    env = dict(os.environ, VFIO_PASSTHROUGH_SYSFS=str(tmp_path / 'sys'))
+    return subprocess.run(['sh', str(_script(tmp_path))] + list(args), env=env, capture_output=True, text=True,
+                          check=False)
+
+
+def test_script_moves_vfs_by_address(tmp_path):
+    # VF0 is on vfio-pci and VF1 on igbvf; asked: VF1 to vfio-pci, VF0 back to the host.
+    host = sriov_host(tmp_path)
+    done = _run_script(tmp_path, PF0, '2', '1')
+    assert done.returncode == 0, done.stderr
+    vf0, vf1 = (tmp_path / host.device_dir(vf) for vf in VFS0)
+    assert (vf1 / 'driver_override').read_text() == 'vfio-pci\n'
+    assert (vf0 / 'driver_override').read_text() == '\n'
+    drivers = tmp_path / 'sys/bus/pci/drivers'
+    assert (drivers / 'igbvf/unbind').read_text() == VFS0[1] + '\n'
+    assert (drivers / 'vfio-pci/unbind').read_text() == VFS0[0] + '\n'
+    assert (tmp_path / host.device_dir(PF0) / 'sriov_drivers_autoprobe').read_text() == '1\n'
+    assert (tmp_path / host.device_dir(PF0) / 'sriov_numvfs').read_text() == '2\n'
+    # A fake unbind leaves the driver link: a VF that still has a driver is never probed.
+    assert not (tmp_path / 'sys/bus/pci/drivers_probe').exists()
+
+
+def test_script_probes_vfs_without_driver(tmp_path):
+    host = sriov_host(tmp_path, drivers=(None, None))
+    done = _run_script(tmp_path, PF0, '2', '0')
+    assert done.returncode == 0, done.stderr
+    vf0, vf1 = (tmp_path / host.device_dir(vf) for vf in VFS0)
+    assert (vf0 / 'driver_override').read_text() == 'vfio-pci\n' and (vf1 / 'driver_override').read_text() == '\n'
+    assert not (tmp_path / 'sys/bus/pci/drivers/vfio-pci/unbind').exists()
+    # Probed in index order after the overrides: the last one written is VF 1.
+    assert (tmp_path / 'sys/bus/pci/drivers_probe').read_text() == VFS0[1] + '\n'
+
+
+def test_script_count_change_writes_zero_first_and_stops_without_vfs(tmp_path):
+    host = sriov_host(tmp_path)
+    done = _run_script(tmp_path, PF0, '3', '-')
+    pf = tmp_path / host.device_dir(PF0)
+    # The fake kernel makes no VFs for the new count: the script says so instead of binding the wrong ones.
+    assert (pf / 'sriov_numvfs').read_text() == '3\n' and (pf / 'sriov_drivers_autoprobe').read_text() == '0\n'
+    assert done.returncode == 1 and 'virtfn2 missing' in done.stderr
+
+
+def test_script_refuses_a_device_without_sriov(tmp_path):
+    sriov_host(tmp_path)
+    done = _run_script(tmp_path, '0000:00:04.0', '2', '-')
+    assert done.returncode == 1 and '0000:00:04.0: no such SR-IOV physical function' in done.stderr
+
+
+@pytest.mark.parametrize('entry, drivers, expected', [
+    ({'pf': PF0, 'vfs': 2, 'vfio': [0]}, ('vfio-pci', 'igbvf'), []),
+    ({'pf': PF0, 'vfs': 3, 'vfio': [0]}, ('vfio-pci', 'igbvf'), ['SR-IOV: PF 0000:01:00.0 has 2 VFs, 3 asked']),
+    ({'pf': PF0, 'vfs': 2, 'vfio': [0, 1]}, ('vfio-pci', 'igbvf'),
+     ['SR-IOV: PF 0000:01:00.0: VF 1 (0000:01:10.2) is on driver igbvf, not vfio-pci']),
+    ({'pf': PF0, 'vfs': 2, 'vfio': [0]}, ('vfio-pci', None),
+     ['SR-IOV: PF 0000:01:00.0: VF 1 (0000:01:10.2) is kept for the host but is on driver none']),
+    ({'pf': PF0, 'vfs': 2, 'vfio': []}, ('vfio-pci', 'igbvf'),
+     ['SR-IOV: PF 0000:01:00.0: VF 0 (0000:01:10.0) is kept for the host but is on driver vfio-pci']),
+    ({'pf': '0000:09:00.0', 'vfs': 2, 'vfio': []}, ('vfio-pci', 'igbvf'), ['SR-IOV: PF 0000:09:00.0 is gone']),
+])
+def test_verify_names_pf_and_vf(tmp_path, entry, drivers, expected):
+    sriov_host(tmp_path, drivers=drivers)
+    assert verify([entry], read_pci_devices(str(tmp_path))) == expected
