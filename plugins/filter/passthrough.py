@@ -26,8 +26,8 @@ def passthrough_reboot_reasons(facts, plan, cmdline_unmet=()):
     return reboot_reasons(_facts(facts), plan, cmdline_unmet or ())
 
 
-def passthrough_verify(facts, plan):
-    return verify_passthrough(_facts(facts), plan)
+def passthrough_verify(facts, plan, tuning=None):
+    return verify_passthrough(_facts(facts), plan, tuning)
 
 
 class FilterModule:

@@ -28,12 +28,12 @@ def passthrough_report_summary(facts):
     return _call(report_summary, facts)
 
 
-def passthrough_report_markdown(facts, host=''):
-    return _call(render_markdown, facts, str(host))
+def passthrough_report_markdown(facts, host='', tuning=None):
+    return _call(render_markdown, facts, str(host), tuning)
 
 
-def passthrough_report_html(facts, host=''):
-    return _call(render_html, facts, str(host))
+def passthrough_report_html(facts, host='', tuning=None):
+    return _call(render_html, facts, str(host), tuning)
 
 
 def passthrough_report_index(hosts, format='html'):  # pylint: disable=redefined-builtin

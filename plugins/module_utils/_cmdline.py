@@ -6,6 +6,10 @@
 Edits keep every byte they do not have to change: an argument list is held as
 (leading whitespace, token) pairs, so removing or replacing one token leaves
 the spacing, order and spelling of all others as the administrator wrote them.
+
+Arguments are a set, except for one ordered group (the hugepage arguments:
+``hugepages=N`` counts pages of the ``hugepagesz=`` before it), which is
+written adjacent and in order, in place of every token bearing one of its names.
 """
 
 from __future__ import annotations
@@ -13,6 +17,9 @@ from __future__ import annotations
 import re
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import normalise_module
+from ansible_collections.vfio.passthrough.plugins.module_utils._tuning import (
+    TuningError, foreign_reservations, parse_size,
+)
 
 __all__ = [
     'CmdlineError', 'DEFAULT_MERGE', 'ArgRequest', 'validate_request', 'split_args',
@@ -56,12 +63,23 @@ def _items(value):
 
 
 class ArgRequest:
-    """A validated present/absent request; build it with validate_request()."""
+    """A validated present/absent request; build it with validate_request().
 
-    def __init__(self, present, absent, merge):
+    ``group`` is the ordered group; with ``insert_group`` false its names are
+    only cleared (another GRUB variable than the one the group goes into).
+    """
+
+    def __init__(self, present, absent, merge, group=(), insert_group=True):
         self.present = list(present)
         self.absent = list(absent)
         self.merge = frozenset(normalise_module(n) for n in merge)
+        self.group = list(group)
+        self.insert_group = insert_group
+        self.group_names = frozenset(normalise_module(arg_name(t)) for t in self.group)
+
+    def only_absent(self):
+        """The part of the request for a line that receives no present argument."""
+        return ArgRequest([], self.absent, self.merge, self.group, insert_group=False)
 
     def is_merge(self, name):
         return normalise_module(name) in self.merge
@@ -84,15 +102,35 @@ def _check_arg(arg, option):
         raise CmdlineError('%s: kernel argument %r has an empty name' % (option, arg))
 
 
-def validate_request(present, absent, merge=DEFAULT_MERGE):
-    """Check every argument before anything is read or written; return an ArgRequest."""
+def _check_group(group, present, absent):
+    names = [normalise_module(arg_name(t)) for t in group]
+    if len(set(names)) != len(names):
+        raise CmdlineError('group: %s names an argument twice' % ' '.join(group))
     for option, args in (('present', present), ('absent', absent)):
+        for arg in args:
+            if normalise_module(arg_name(arg)) in names:
+                raise CmdlineError('%s: %r names an argument of the ordered group %s' % (option, arg, ' '.join(group)))
+    size = [arg_value(t) for t in group if normalise_module(arg_name(t)) == 'hugepagesz']
+    try:
+        if size:
+            parse_size(size[0], 'group: hugepagesz=%s' % size[0])
+        foreign = foreign_reservations(group, parse_size(size[0])) if size else []
+    except TuningError as exc:
+        raise CmdlineError(str(exc))
+    if foreign:
+        raise CmdlineError('group: %s reserves pages of more than one size (%s)' % (' '.join(group), ', '.join(foreign)))
+
+
+def validate_request(present, absent, merge=DEFAULT_MERGE, group=()):
+    """Check every argument before anything is read or written; return an ArgRequest."""
+    for option, args in (('present', present), ('absent', absent), ('group', group)):
         for arg in args:
             _check_arg(arg, option)
     for name in merge:
         if not isinstance(name, str) or not _PARAM_NAME.fullmatch(name):
             raise CmdlineError('merge: %r is not a kernel parameter name' % (name,))
-    request = ArgRequest(present, absent, merge)
+    _check_group(group, present, absent)
+    request = ArgRequest(present, absent, merge, group)
 
     seen = {}
     for arg in present:
@@ -236,7 +274,7 @@ def untouched_args(line, request):
     """What of ``line`` a request must leave alone, as a list: the kernel-part tokens
     it does not name, the items of list-valued ones it neither names nor
     contradicts (an admin's igfx_off), and init's part after '--'."""
-    names = {normalise_module(arg_name(arg)) for arg in request.present + request.absent}
+    names = {normalise_module(arg_name(arg)) for arg in request.present + request.absent} | request.group_names
     pairs, _trailing = split_args(line)
     end = _kernel_end(pairs)
     kept = [tok for _lead, tok in pairs[:end] if normalise_module(arg_name(tok)) not in names]
@@ -305,6 +343,53 @@ def _edit_merge(pairs, name, add_items, remove_items):
             _drop(pairs, index)
 
 
+def _group_positions(pairs, request):
+    return [i for i, (_lead, tok) in enumerate(pairs[:_kernel_end(pairs)])
+            if normalise_module(arg_name(tok)) in request.group_names]
+
+
+def _refuse_foreign(pairs, request):
+    """A line reserving hugepages of another size than the group's is refused, naming the tokens:
+    replacing them would drop an administrator's pool, keeping them would change what the group means."""
+    size = [arg_value(t) for t in request.group if normalise_module(arg_name(t)) == 'hugepagesz']
+    if not size:
+        return
+    tokens = [tok for _lead, tok in pairs[:_kernel_end(pairs)]]
+    try:
+        foreign = foreign_reservations(tokens, parse_size(size[0]))
+    except TuningError as exc:
+        raise CmdlineError('the command line "%s" holds a hugepage argument the kernel cannot read: %s'
+                           % (' '.join(tokens), exc))
+    if foreign:
+        raise CmdlineError('the command line "%s" holds %s, hugepages of another size than hugepagesz=%s: remove it '
+                           '(pcie_passthrough_kernel_args_absent) or ask for that size'
+                           % (' '.join(tokens), ' and '.join(foreign), size[0]))
+
+
+def _edit_group(pairs, request):
+    """Write the group adjacent and in order where its first token was (else at the end)."""
+    if not request.group_names:
+        return
+    _refuse_foreign(pairs, request)
+    positions = _group_positions(pairs, request)
+    if not request.insert_group:
+        for index in reversed(positions):
+            _drop(pairs, index)
+        return
+    if [pairs[i][1] for i in positions] == request.group and positions == list(range(positions[0], positions[0] + len(positions))):
+        return
+    if not positions:
+        for token in request.group:
+            _append(pairs, token)
+        return
+    first = positions[0]
+    for index in reversed(positions[1:]):
+        _drop(pairs, index)
+    pairs[first][1] = request.group[0]
+    for offset, token in enumerate(request.group[1:], 1):
+        pairs.insert(first + offset, ['', token])
+
+
 def edit_args(text, request):
     """Apply ``request`` to a command-line string; return the new string.
 
@@ -332,6 +417,8 @@ def edit_args(text, request):
 
     for _key, (name, add_items, remove_items) in merge_names.items():
         _edit_merge(pairs, name, add_items, remove_items)
+
+    _edit_group(pairs, request)
 
     for arg in request.present:
         name, value = arg_name(arg), arg_value(arg)
@@ -384,6 +471,12 @@ def unmet_args(text, request):
             hit = any(arg_value(tok) == value for tok in same)
         if hit:
             unmet.append('still has %s' % arg)
+    if request.group and request.insert_group:
+        # The same tokens in the same order mean the same pools, adjacent or not.
+        have = [tok for tok in tokens if normalise_module(arg_name(tok)) in request.group_names]
+        if [(normalise_module(arg_name(t)), arg_value(t)) for t in have] != \
+                [(normalise_module(arg_name(t)), arg_value(t)) for t in request.group]:
+            unmet.append('missing %s' % ' '.join(request.group))
     return unmet
 
 

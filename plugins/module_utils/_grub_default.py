@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import (
-    ArgRequest, CmdlineError, check_balanced_quotes, edit_args, unmet_args, untouched_args,
+    CmdlineError, check_balanced_quotes, edit_args, unmet_args, untouched_args,
 )
 
 __all__ = ['GrubError', 'CMDLINE_VARIABLES', 'find_assignments', 'edit_grub_default', 'effective_cmdline',
@@ -200,7 +200,7 @@ def effective_cmdline(sources):
 
 
 def _only_absent(request):
-    return ArgRequest([], request.absent, request.merge)
+    return request.only_absent()
 
 
 def edit_grub_default(text, request, variable='GRUB_CMDLINE_LINUX_DEFAULT', label='/etc/default/grub', dropins=()):
@@ -227,7 +227,10 @@ def edit_grub_default(text, request, variable='GRUB_CMDLINE_LINUX_DEFAULT', labe
         except CmdlineError as exc:
             raise GrubError(str(exc))
         wanted = request if (target and item is target[-1]) else _only_absent(request)
-        new_inner = edit_args(inner, wanted)
+        try:
+            new_inner = edit_args(inner, wanted)
+        except CmdlineError as exc:
+            raise GrubError('%s: %s' % (where, exc))
         if new_inner != inner:
             edits.append((item.start, item.end, _requote(style, new_inner)))
 

@@ -33,6 +33,10 @@ description:
     C(--) does not count as set. An unbalanced double quote in the edited value is refused with
     the line quoted.
   - If regenerating the boot configuration fails, the previous file is restored byte for byte.
+  - O(group) is written as one adjacent group in its order (the hugepage arguments, whose
+    C(hugepages=N) counts pages of the C(hugepagesz=) before it); a line reserving hugepages of another size
+    is refused, naming the tokens. When the request sets hugepages, the reservations on the resulting line,
+    summed, must leave the host the RAM O(hugepages_host_reserve_mib) says, else nothing is written.
 author:
   - vfio.passthrough developers (!UNKNOWN)
 extends_documentation_fragment:
@@ -123,6 +127,26 @@ options:
         the kernel would silently cut the end, where these arguments go.
     type: path
     default: /boot
+  group:
+    description:
+      - Arguments written adjacent and in this order, in place of every argument bearing one of their names
+        (in the edited line; removed from the other GRUB variable), for example
+        C([default_hugepagesz=1G, hugepagesz=1G, hugepages=16]). Their names may not be in O(present) or O(absent).
+      - A line that reserves hugepages of another size than the C(hugepagesz=) of the group is refused, naming it.
+    type: list
+    elements: str
+    default: []
+  meminfo:
+    description: Where C(MemTotal) is read for the hugepage memory guard.
+    type: path
+    default: /proc/meminfo
+  hugepages_host_reserve_mib:
+    description:
+      - When O(group) or O(present) names a hugepage argument, the hugepages every C(hugepages=) on the resulting
+        kernel line reserves (summed over all sizes) must leave the host at least this many MiB of C(MemTotal),
+        else nothing is written and the numbers are named.
+      - Unset, the host keeps a quarter of its RAM and at least 4096 MiB, whichever is larger.
+    type: int
   vfio_ids:
     description:
       - The vendor:device IDs this run writes to C(options vfio-pci ids=) in modprobe.d (as
@@ -166,6 +190,13 @@ EXAMPLES = r'''
   ansible.builtin.debug:
     msg: "Reboot needed: {{ cmdline.unmet | join(', ') }}"
   when: cmdline.reboot_required
+
+- name: Reserve 16 pages of 1 GiB as the default hugepage size, in the order the kernel needs
+  vfio.passthrough.kernel_cmdline:
+    group:
+      - default_hugepagesz=1G
+      - hugepagesz=1G
+      - hugepages=16
 
 - name: Split IOMMU groups with the ACS override on a lab host (systemd-boot on ZFS)
   vfio.passthrough.kernel_cmdline:
@@ -289,8 +320,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._bootloader import BootloaderError, detect_bootloader
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import (
-    DEFAULT_MERGE, CmdlineError, check_balanced_quotes, cmdline_vfio_ids, edit_args, same_name, strip_boot_args,
-    unmet_args, validate_request,
+    DEFAULT_MERGE, CmdlineError, check_balanced_quotes, cmdline_vfio_ids, edit_args, kernel_tokens, same_name,
+    strip_boot_args, unmet_args, validate_request,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline_limit import (
     HEADER_BYTES, CmdlineTooLong, check_length, grub_boot_line, kernel_version, parse_cmdline_size,
@@ -306,6 +337,9 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._grub_shell impor
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
 from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import regeneration
 from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
+from ansible_collections.vfio.passthrough.plugins.module_utils._tuning import (
+    HUGEPAGE_ARGS, TuningError, hugepage_reservations, memory_guard, parse_meminfo,
+)
 
 
 def _detect(module):
@@ -384,7 +418,10 @@ def _plan_systemd_boot(module, request, running, read):
         check_balanced_quotes(line, '%s line 1' % path)
     except CmdlineError as exc:
         module.fail_json(msg=str(exc), path=path)
-    after = edit_args(line, request)
+    try:
+        after = edit_args(line, request)
+    except CmdlineError as exc:
+        module.fail_json(msg='%s line 1: %s' % (path, exc), path=path)
     if old is not None and after == line:
         return path, old, old, {'before': before, 'after': after}
     return path, old, after + '\n' + rest, {'before': before, 'after': after}
@@ -443,6 +480,30 @@ def _check_vfio_ids(module, request, plans, running):
                     'exactly those IDs' % (where, ','.join(ids), ','.join(wanted) or '(none)'))
 
 
+def _check_memory(module, request, plans):
+    """Refuse a request for hugepages whose resulting line leaves the host too little RAM."""
+    asked = [arg for arg in request.present + request.group if any(same_name(arg, name) for name in HUGEPAGE_ARGS)]
+    if not asked:
+        return
+    try:
+        meminfo = read_text(module.params['meminfo'])
+    except FileError as exc:
+        module.fail_json(msg='cannot read %s for the hugepage memory guard: %s' % (module.params['meminfo'], exc))
+    mem_total = parse_meminfo(meminfo).get('MemTotal')
+    if mem_total is None:
+        module.fail_json(msg='%s has no MemTotal, so the hugepage memory guard cannot judge %s'
+                             % (module.params['meminfo'], ' '.join(asked)))
+    for path, _old, _new, values in plans:
+        line = values.get('effective', values['after']) or ''
+        try:
+            refusal = memory_guard(hugepage_reservations(kernel_tokens(line)), mem_total,
+                                   module.params['hugepages_host_reserve_mib'])
+        except TuningError as exc:
+            refusal = 'the resulting kernel line "%s" holds a hugepage argument the kernel cannot read: %s' % (line, exc)
+        if refusal:
+            module.fail_json(msg='%s: %s' % (path, refusal), path=path)
+
+
 def _running(path):
     try:
         text = read_text(path)
@@ -469,13 +530,16 @@ def run_module():
             backup=dict(type='bool', default=False),
             boot_dir=dict(type='path', default='/boot'),
             vfio_ids=dict(type='list', elements='str', default=[]),
+            group=dict(type='list', elements='str', default=[]),
+            meminfo=dict(type='path', default='/proc/meminfo'),
+            hugepages_host_reserve_mib=dict(type='int'),
             **TRANSACTION_ARGS
         ),
         supports_check_mode=True,
     )
     params = module.params
     try:
-        request = validate_request(params['present'], params['absent'], params['merge'])
+        request = validate_request(params['present'], params['absent'], params['merge'], params['group'])
     except CmdlineError as exc:
         module.fail_json(msg=str(exc))
 
@@ -498,6 +562,7 @@ def _run(module, request, tx):
     measured = _check_lengths(module, detection['bootloaders'], plans, running)
     if params['vfio_ids']:
         _check_vfio_ids(module, request, plans, running)
+    _check_memory(module, request, plans)
     for p_path, p_old, p_new, _values in plans:
         tx.change(p_path, p_old, p_new)
     changed = bool(tx.changes)

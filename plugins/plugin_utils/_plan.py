@@ -15,6 +15,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
     BRIDGE, PCI_ID, SAME_CARD, VFIO_HOLDER_MODULES, group_relation, normalise_address, normalise_module, off_host,
     vfio_driver,
 )
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._tuning_plan import plan_tuning, verify_tuning
 
 __all__ = ['plan_passthrough', 'reboot_reasons', 'verify_passthrough', 'TROUBLESHOOTING']
 
@@ -107,8 +108,12 @@ def _group_members(facts, address):
 
 def plan_passthrough(facts, devices=(), vfio_ids=(), softdep_drivers=(), vendor='auto', iommu_pt=True,
                      acs_override='', acs_accept_risk=False, force_host_critical=False,
-                     kernel_args=(), kernel_args_absent=()):
-    """Decide everything for one host. Returns a dict; ``errors`` non-empty means refuse."""
+                     kernel_args=(), kernel_args_absent=(), tuning=None, hugepages=None, isolated_cpus=None,
+                     isolated_nohz=False, force_cpu0=False):
+    """Decide everything for one host. Returns a dict; ``errors`` non-empty means refuse.
+
+    ``tuning`` is ansible_facts.host_tuning, needed when ``hugepages`` or ``isolated_cpus`` is not None.
+    """
     errors, warnings, notes = [], [], []
     known = facts.get('devices') or {}
     devices, normalised = _expand_devices(devices, known, errors, notes)
@@ -203,11 +208,14 @@ def plan_passthrough(facts, devices=(), vfio_ids=(), softdep_drivers=(), vendor=
         if driver and driver not in override_drivers and driver not in softdeps:
             softdeps.append(driver)
 
+    tuned = plan_tuning(tuning, hugepages, isolated_cpus, isolated_nohz, force_cpu0, kernel_args, kernel_args_absent)
+    errors.extend(tuned['errors'])
     present, absent = _kernel_args(vendor, iommu_pt, acs_override if acs_accept_risk else '',
-                                   list(kernel_args), list(kernel_args_absent))
+                                   list(kernel_args) + tuned['present'], list(kernel_args_absent) + tuned['absent'])
     return {
         'errors': errors, 'warnings': warnings, 'notes': notes,
-        'vendor': vendor, 'kernel_present': present, 'kernel_absent': absent,
+        'vendor': vendor, 'kernel_present': present, 'kernel_absent': absent, 'kernel_group': tuned['group'],
+        'tuning': {key: tuned[key] for key in ('hugepages', 'isolated_cpus', 'nohz')},
         'bind': sorted(bind), 'vfio_ids': by_id, 'by_address': sorted(by_address),
         'override_drivers': override_drivers, 'softdeps': softdeps,
         'acs_override': acs_override if acs_accept_risk else '',
@@ -244,13 +252,16 @@ def reboot_reasons(facts, plan, cmdline_unmet=()):
     return reasons
 
 
-def verify_passthrough(facts, plan):
+def verify_passthrough(facts, plan, tuning=None):
     """Check the live host after the reboot (or when none was needed).
 
     Returns dict(errors, warnings, bound): ``bound`` maps each planned address
     held for a VM to its driver (vfio-pci or a variant such as mlx5_vfio_pci).
+    ``tuning`` (ansible_facts.host_tuning) is judged against the plan's hugepages and isolated CPUs.
     """
     errors, warnings = [], []
+    if plan.get('tuning'):
+        errors.extend(verify_tuning(tuning, plan['tuning']))
     cmdline = facts.get('cmdline') or ''
     if not facts.get('enabled'):
         # As the kernel reads it: the kernel part only, the last on/off and the last iommu= win.

@@ -181,7 +181,7 @@ def _render_svg(facts, verdicts, host):
     return '\n'.join(out)
 
 
-def render_html(facts, host=''):
+def render_html(facts, host='', tuning=None):
     """One self-contained page: host summary, the SVG map of the IOMMU groups, groups and devices tables."""
     devices = facts_devices(facts)
     verdicts = device_verdicts(facts)
@@ -190,7 +190,7 @@ def render_html(facts, host=''):
     body = ['<header><h1>IOMMU report: %s</h1>' % html_text(name),
             '<p class="sub">%d PCI devices in %d IOMMU groups</p>' % (summary['devices'], summary['groups'])]
     body.append('<dl class="facts">')
-    for label, value in host_rows(facts):
+    for label, value in host_rows(facts, tuning):
         bad = ((label == 'IOMMU' and not facts.get('enabled'))
                or (label.startswith('Firmware') and facts.get('firmware_support') is False)
                or (label == 'Interrupt remapping' and facts.get('interrupt_remapping') is False))

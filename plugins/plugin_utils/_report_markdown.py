@@ -34,14 +34,14 @@ def md_code(value):
     return '%s%s%s%s%s' % (fence, pad, text, pad, fence) if text else '-'
 
 
-def render_markdown(facts, host=''):
+def render_markdown(facts, host='', tuning=None):
     """The host report as Markdown: summary, groups table, devices table, verdict meanings."""
     devices = facts_devices(facts)
     verdicts = device_verdicts(facts)
     summary = report_summary(facts)
     out = ['# IOMMU report: %s' % (md_text(host) or 'host'), '']
     out += ['| | |', '| --- | --- |']
-    for name, value in host_rows(facts):
+    for name, value in host_rows(facts, tuning):
         out.append('| %s | %s |' % (name, md_code(value) if name == 'Command line' else md_text(value)))
     counts = md_text(count_line(summary['counts']))
     out += ['', '%d devices in %d IOMMU groups: %s.' % (summary['devices'], summary['groups'], counts), '']

@@ -16,7 +16,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._pci import PCI_S
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts import KEYS, LABEL
 
 __all__ = [
-    'clean', 'host_rows', 'sriov_text', 'isolation_text', 'vfio_state', 'pci_id_text', 'verdict_text', 'count_line',
+    'clean', 'host_rows', 'tuning_rows', 'sriov_text', 'isolation_text', 'vfio_state', 'pci_id_text', 'verdict_text', 'count_line',
 ]
 
 # Bytes XML 1.0 cannot carry even escaped (and lone surrogates no encoder accepts):
@@ -32,7 +32,33 @@ def _yes_no(value, yes='yes', no='no'):
     return 'unknown' if value is None else (yes if value else no)
 
 
-def host_rows(facts):
+def _pool_text(size_kb, pool):
+    size = '%dG' % (size_kb // 1048576) if size_kb % 1048576 == 0 else '%dM' % (size_kb // 1024)
+    return '%s x %s' % (pool.get('nr_hugepages') if pool.get('nr_hugepages') is not None else '?', size)
+
+
+def tuning_rows(tuning):
+    """Summary rows from vfio.passthrough.host_tuning_facts: hugepages now and at boot, CPUs, isolation."""
+    if not tuning:
+        return []
+    pools = tuning.get('pools') or {}
+    live = ', '.join(_pool_text(int(size), pools[size]) for size in sorted(pools, key=int)) or 'none'
+    default_kb = tuning.get('hugepage_size_kb')
+    boot = tuning.get('cmdline') or {}
+    mem = tuning.get('mem_total_kb')
+    isolated = tuning.get('isolated')
+    nohz = tuning.get('nohz_full')
+    return [
+        ('Memory', '%d MiB' % (mem // 1024) if mem is not None else 'unknown'),
+        ('Hugepages now', '%s (default size %s kB; 1G pages %s)'
+         % (live, default_kb if default_kb is not None else '?', 'supported' if tuning.get('pdpe1gb') else 'not supported')),
+        ('Hugepages at boot', boot.get('error') or '; '.join(r['text'] for r in boot.get('reservations') or []) or 'none'),
+        ('CPUs', '%s (%s)' % (tuning.get('cpu_count') or '?', tuning.get('cpus_possible') or '?')),
+        ('Isolated CPUs', (isolated or 'none') + ('; nohz_full %s' % nohz if nohz else '')),
+    ]
+
+
+def host_rows(facts, tuning=None):
     acs = facts.get('acs_override')
     return [
         ('IOMMU', '%s (%s)' % ('on' if facts.get('enabled') else 'OFF', facts.get('vendor') or 'vendor unknown')),
@@ -42,7 +68,7 @@ def host_rows(facts):
         ('ACS override', 'pcie_acs_override=%s' % acs if acs is not None else 'none'),
         ('Kernel', facts.get('kernel') or 'unknown'),
         ('Command line', facts.get('cmdline') or ''),
-    ]
+    ] + tuning_rows(tuning)
 
 
 def sriov_text(device):

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.vfio.passthrough.plugins.module_utils._tuning_facts import gather_tuning_facts
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_html import render_html
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_index import render_index_html, render_index_markdown
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_markdown import render_markdown
@@ -88,9 +89,11 @@ def test_check_run_then_real_run_then_idempotent(bed):
         # the facts the host reported, unchanged, and each page rendered from them for this host name
         assert facts[host] == facts_of(tree)
         html = (reports / host / 'iommu.html').read_text()
-        assert html == render_html(facts[host], host)
+        # the summary also holds the host_tuning facts of the same tree
+        assert html == render_html(facts[host], host, gather_tuning_facts(str(tree)))
         check_page(html, facts[host])
-        assert (reports / host / 'iommu.md').read_text() == render_markdown(facts[host], host)
+        markdown = render_markdown(facts[host], host, gather_tuning_facts(str(tree)))
+        assert (reports / host / 'iommu.md').read_text() == markdown
         assert 'IOMMU report: %s' % host in html
     index = (reports / 'index.html').read_text()
     assert index == render_index_html(facts)

@@ -123,6 +123,25 @@ class FakeHost:
         self.write('proc/cpuinfo', '\n'.join(_CPUINFO.format(n=n, vendor=vendor) for n in range(cpus)))
         return self
 
+    def tuning(self, mem_kb=16 * 1024 * 1024, possible='0-3', isolated='', nohz_full='(null)', pools=None,
+               flags='fpu vme de pse', default_kb=2048):
+        """RAM, hugepage pools ({size_kb: nr}), CPUs and CPU flags as the running kernel reports them."""
+        pools = {2048: 0, 1048576: 0} if pools is None else pools
+        total = pools.get(default_kb, 0)
+        self.write('proc/meminfo', 'MemTotal:       %d kB\nMemFree:        %d kB\nHugePages_Total:   %d\n'
+                   'HugePages_Free:    %d\nHugepagesize:    %d kB\n' % (mem_kb, mem_kb // 2, total, total, default_kb))
+        cpus = len(range(*[int(n) + i for i, n in enumerate(possible.split('-'))])) if '-' in possible else 1
+        self.write('proc/cpuinfo', '\n'.join(_CPUINFO.replace('fpu vme de pse', flags).format(n=n, vendor='GenuineIntel')
+                                             for n in range(cpus)))
+        for name, value in (('possible', possible), ('present', possible), ('online', possible),
+                            ('isolated', isolated), ('nohz_full', nohz_full)):
+            self.write('sys/devices/system/cpu/' + name, value + '\n')
+        for size_kb, nr in pools.items():
+            base = 'sys/kernel/mm/hugepages/hugepages-%dkB/' % size_kb
+            for name, value in (('nr_hugepages', nr), ('free_hugepages', nr), ('resv_hugepages', 0)):
+                self.write(base + name, '%d\n' % value)
+        return self
+
     def osrelease(self, text):
         self.write('proc/sys/kernel/osrelease', text + '\n')
         self._kernel = text

@@ -371,3 +371,89 @@ def test_removing_vfio_pci_ids_is_allowed_while_the_running_kernel_still_has_it(
                                                        absent=INTEL['absent'] + ['vfio-pci.ids']))
     assert result['changed'] is True
     assert host.grub.read_text() == 'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"\n'
+
+
+HUGEPAGES_2M = ['default_hugepagesz=2M', 'hugepagesz=2M', 'hugepages=128']
+
+
+def _meminfo(host, mib):
+    path = host.root / 'proc/meminfo'
+    path.write_text('MemTotal:       %d kB\nMemFree:        1000 kB\n' % (mib * 1024))
+    return str(path)
+
+
+def test_hugepage_group_is_written_in_order_reported_unmet_then_met(host):
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet hugepages=64"\nGRUB_CMDLINE_LINUX=""\n')
+    args = host.args(group=HUGEPAGES_2M, meminfo=_meminfo(host, 1536), hugepages_host_reserve_mib=1024)
+    result = run_module(kernel_cmdline.main, args)
+    assert result['changed'] is True, result
+    assert host.grub.read_text().startswith('GRUB_CMDLINE_LINUX_DEFAULT="quiet %s intel_iommu=on iommu=pt"\n'
+                                            % ' '.join(HUGEPAGES_2M))
+    assert 'missing %s' % ' '.join(HUGEPAGES_2M) in result['unmet']
+    host.proc.write_text('BOOT_IMAGE=/boot/vmlinuz-6.1.0-27-amd64 root=UUID=1234 ro quiet %s intel_iommu=on iommu=pt\n'
+                         % ' '.join(HUGEPAGES_2M))
+    again = run_module(kernel_cmdline.main, args)
+    assert again['changed'] is False and again['unmet'] == [] and again['reboot_required'] is False
+
+
+@pytest.mark.parametrize('mib, reserve, fragment', [
+    (1200, 1024, 'reserve 256 MiB of the 1200 MiB RAM (MemTotal), leaving the host 944 MiB, less than the 1024 MiB'),
+    (1536, None, 'less than the 4096 MiB it keeps (25% of RAM and at least 4096 MiB)'),
+    (65536, None, 'less than the 16384 MiB it keeps'),
+])
+def test_hugepage_memory_guard_refuses_before_writing(host, mib, reserve, fragment):
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n')
+    group = HUGEPAGES_2M if mib < 65536 else ['default_hugepagesz=1G', 'hugepagesz=1G', 'hugepages=50']
+    args = host.args(group=group, meminfo=_meminfo(host, mib))
+    if reserve is not None:
+        args['hugepages_host_reserve_mib'] = reserve
+    before = host.snapshot()
+    result = run_module(kernel_cmdline.main, args)
+    assert result['failed'] is True and fragment in result['msg'], result
+    assert host.snapshot() == before and host.calls() == []
+
+
+@pytest.mark.parametrize('mib, ok', [(1279, False), (1280, True)])
+def test_hugepage_memory_guard_boundary(host, mib, ok):
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n')
+    args = host.args(group=HUGEPAGES_2M, meminfo=_meminfo(host, mib), hugepages_host_reserve_mib=1024)
+    result = run_module(kernel_cmdline.main, args, check_mode=True)
+    assert result.get('failed', False) is not ok, result
+    if not ok:
+        assert 'hugepagesz=2M hugepages=128 = 256 MiB' in result['msg']
+        assert 'leaving the host 1023 MiB, less than the 1024 MiB it keeps' in result['msg']
+
+
+def test_hugepage_memory_guard_sums_a_dropin_pool(host):
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n')
+    dropins = host.grub.parent / 'grub.d'
+    dropins.mkdir()
+    (dropins / 'pool.cfg').write_text('GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX hugepages=300"\n')
+    args = host.args(group=HUGEPAGES_2M, meminfo=_meminfo(host, 2048), hugepages_host_reserve_mib=1024)
+    before = host.snapshot()
+    result = run_module(kernel_cmdline.main, args)
+    assert result['failed'] is True and host.snapshot() == before
+    assert 'hugepages=300' in result['msg'] or 'drop-in' in result['msg']
+
+
+def test_hugepage_pool_of_another_size_is_refused_naming_it(host):
+    host.proxmox_boot_tool(UEFI_STATUS)
+    host.cmdline.write_text('root=ZFS=rpool/ROOT/pve-1 boot=zfs hugepagesz=1G hugepages=4\n')
+    args = host.args(group=HUGEPAGES_2M, meminfo=_meminfo(host, 65536))
+    before = host.snapshot()
+    result = run_module(kernel_cmdline.main, args)
+    assert result['failed'] is True
+    assert {k: v for k, v in host.snapshot().items() if k != 'calls.log'} == before
+    assert 'line 1: the command line' in result['msg'] and 'holds hugepagesz=1G hugepages=4' in result['msg']
+
+
+def test_hugepages_without_meminfo_are_refused(host):
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n')
+    result = run_module(kernel_cmdline.main, host.args(group=HUGEPAGES_2M, meminfo=str(host.root / 'proc/nothing')))
+    assert result['failed'] is True and 'has no MemTotal' in result['msg']
+
+
+def test_no_hugepage_request_skips_the_memory_guard_on_a_hand_set_pool(host):
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet hugepagesz=1G hugepages=60"\n')
+    result = run_module(kernel_cmdline.main, host.args(meminfo=_meminfo(host, 1024)))
+    assert result['changed'] is True and 'hugepages=60' in host.grub.read_text()

@@ -1,0 +1,233 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to vfio.passthrough
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Hugepages and isolated CPUs: the kernel's cpulist and size syntax, and the guards.
+
+Pure functions, text in and data out. The same functions read what an
+administrator asks for, what a command line reserves and what the running
+kernel reports, so the plan, the module's memory guard, the facts and the
+verification agree on every number.
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = [
+    'TuningError', 'PAGE_SIZES', 'HUGEPAGE_ARGS', 'ISOLATION_ARGS', 'MIB', 'GIB',
+    'parse_cpulist', 'format_cpulist', 'parse_size', 'page_size_name', 'hugepage_group',
+    'hugepage_reservations', 'foreign_reservations', 'memory_guard', 'cpu_guard', 'page_size_guard',
+    'parse_meminfo', 'cpu_flags', 'size_text',
+]
+
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+
+# The two sizes an x86-64 kernel offers: 2 MiB always, 1 GiB with the CPU's pdpe1gb flag.
+PAGE_SIZES = {'2M': 2 * MIB, '1G': GIB}
+_PAGE_FLAGS = {'1G': 'pdpe1gb'}
+
+# In the order the kernel needs them: hugepages=N counts pages of the hugepagesz= before it.
+HUGEPAGE_ARGS = ('default_hugepagesz', 'hugepagesz', 'hugepages')
+ISOLATION_ARGS = ('isolcpus', 'nohz_full', 'rcu_nocbs')
+
+# NR_CPUS is at most 8192 on x86-64: a larger number is a typo, and expanding it would cost memory.
+MAX_CPU = 8191
+
+# The default share of RAM the host keeps outside hugepages, and the floor of it.
+HOST_SHARE = 0.25
+HOST_FLOOR = 4 * GIB
+
+_CPU_ITEM = re.compile(r'(\d+)(?:-(\d+)(?::(\d+)/(\d+))?)?')
+_SIZE = re.compile(r'(\d+)([KMGkmg])?(?:[bB])?')
+_SUFFIX = {None: 1, 'k': 1024, 'm': MIB, 'g': GIB}
+
+
+class TuningError(ValueError):
+    """A value that must not be used; the message names it and says why."""
+
+
+def parse_cpulist(text, what='cpulist'):
+    """The sorted CPU numbers of a kernel cpulist (``0-3,8``, ``0-15:2/4``); '' is no CPU."""
+    if not isinstance(text, (str, int)) or isinstance(text, bool):
+        raise TuningError('%s: %r is not a cpulist like 2-7,10' % (what, text))
+    cpus = set()
+    if not str(text).strip():
+        return []
+    for item in str(text).strip().split(','):
+        match = _CPU_ITEM.fullmatch(item)
+        if not match:
+            raise TuningError('%s: %r is not a cpulist like 2-7,10 (the item %r is neither a CPU number nor a '
+                              'range a-b nor a-b:used/group)' % (what, str(text), item))
+        first = int(match.group(1))
+        last = int(match.group(2)) if match.group(2) is not None else first
+        if last < first:
+            raise TuningError('%s: the range %r in %r runs backwards' % (what, item, str(text)))
+        if last > MAX_CPU:
+            raise TuningError('%s: CPU %d in %r is beyond the largest CPU number a kernel knows (%d)'
+                              % (what, last, str(text), MAX_CPU))
+        used, group = (int(match.group(3)), int(match.group(4))) if match.group(3) is not None else (1, 1)
+        if group == 0 or used == 0 or used > group:
+            raise TuningError('%s: the stride %r in %r needs 0 < used <= group size' % (what, item, str(text)))
+        cpus.update(cpu for cpu in range(first, last + 1) if (cpu - first) % group < used)
+    return sorted(cpus)
+
+
+def format_cpulist(cpus):
+    """The kernel's own spelling of a set of CPUs (as /sys/devices/system/cpu/isolated prints it)."""
+    ranges, run = [], []
+    for cpu in sorted(set(cpus)):
+        if run and cpu == run[-1] + 1:
+            run.append(cpu)
+            continue
+        if run:
+            ranges.append(run)
+        run = [cpu]
+    if run:
+        ranges.append(run)
+    return ','.join(str(r[0]) if len(r) == 1 else '%d-%d' % (r[0], r[-1]) for r in ranges)
+
+
+def parse_size(text, what='size'):
+    """Bytes of a size as the kernel's memparse() reads it (``2M``, ``1G``, ``2048k``, ``2097152``)."""
+    match = _SIZE.fullmatch(str(text).strip()) if isinstance(text, (str, int)) and not isinstance(text, bool) else None
+    if not match:
+        raise TuningError('%s: %r is not a size like 2M or 1G' % (what, text))
+    return int(match.group(1)) * _SUFFIX[match.group(2).lower() if match.group(2) else None]
+
+
+def page_size_name(text, what='size'):
+    """'2M' or '1G' for any spelling of those two sizes; anything else is refused."""
+    size = parse_size(text, what)
+    for name, value in PAGE_SIZES.items():
+        if size == value:
+            return name
+    raise TuningError('%s: %r is not a hugepage size this host type offers (2M or 1G)' % (what, text))
+
+
+def size_text(size):
+    """A byte count as the kernel argument would spell it."""
+    for unit, suffix in ((GIB, 'G'), (MIB, 'M'), (1024, 'K')):
+        if size and size % unit == 0:
+            return '%d%s' % (size // unit, suffix)
+    return str(size)
+
+
+def hugepage_group(size, count):
+    """The ordered argument group that reserves ``count`` pages of ``size`` and makes it the default size."""
+    return ['default_hugepagesz=%s' % size, 'hugepagesz=%s' % size, 'hugepages=%d' % count]
+
+
+def _name(token):
+    return token.split('=', 1)[0].replace('-', '_')
+
+
+def _value(token):
+    return token.split('=', 1)[1] if '=' in token else ''
+
+
+def hugepage_reservations(tokens):
+    """Every pool a list of kernel tokens reserves, in order, as the kernel reads them.
+
+    A ``hugepages=N`` counts pages of the ``hugepagesz=`` before it, or of the
+    default size (``default_hugepagesz=`` anywhere on the line, else 2M) when
+    none comes before it. Returns dicts (size, count, text) where ``text``
+    names the tokens. A value the kernel cannot read is refused, naming it.
+    """
+    default = PAGE_SIZES['2M']
+    for token in tokens:
+        if _name(token) == 'default_hugepagesz':
+            default = parse_size(_value(token), token)
+    pools, current, current_token = [], None, None
+    for token in tokens:
+        name = _name(token)
+        if name == 'hugepagesz':
+            current, current_token = parse_size(_value(token), token), token
+        elif name == 'hugepages':
+            if not _value(token).isdigit():
+                raise TuningError('%s: %r is not a page count' % (token, _value(token)))
+            size = default if current is None else current
+            text = token if current is None else '%s %s' % (current_token, token)
+            pools.append({'size': size, 'count': int(_value(token)), 'text': text})
+    return pools
+
+
+def foreign_reservations(tokens, size):
+    """What of ``tokens`` reserves or declares hugepages of another size than ``size``, as text."""
+    foreign = [pool['text'] for pool in hugepage_reservations(tokens) if pool['size'] != size]
+    counted = ' '.join(foreign).split()
+    foreign += [tok for tok in tokens if _name(tok) == 'hugepagesz' and tok not in counted
+                and parse_size(_value(tok), tok) != size]
+    return foreign
+
+
+def memory_guard(pools, mem_total_kb, host_reserve_mib=None):
+    """None when the reservations leave the host enough RAM, else the refusal naming the numbers.
+
+    The host keeps ``host_reserve_mib`` MiB, or by default a quarter of RAM and
+    at least 4 GiB, whichever is larger.
+    """
+    total = sum(pool['size'] * pool['count'] for pool in pools)
+    if not total:
+        return None
+    mem = int(mem_total_kb) * 1024
+    if host_reserve_mib is None:
+        keep, rule = max(int(mem * HOST_SHARE), HOST_FLOOR), '25% of RAM and at least 4096 MiB'
+    else:
+        keep, rule = int(host_reserve_mib) * MIB, 'pcie_passthrough_hugepages_host_reserve_mib'
+    if mem - total >= keep:
+        return None
+    return ('the hugepages on the kernel command line (%s) reserve %d MiB of the %d MiB RAM (MemTotal), leaving the '
+            'host %d MiB, less than the %d MiB it keeps (%s): the host could run out of memory while booting. '
+            'Reserve fewer pages%s'
+            % ('; '.join('%s = %d MiB' % (pool['text'], pool['size'] * pool['count'] // MIB) for pool in pools),
+               total // MIB, mem // MIB, (mem - total) // MIB, keep // MIB, rule,
+               '' if host_reserve_mib is not None else ', or lower the share with '
+               'pcie_passthrough_hugepages_host_reserve_mib on a small host'))
+
+
+def page_size_guard(size, flags):
+    """None when the CPU offers pages of ``size`` ('2M'/'1G'), else the refusal."""
+    flag = _PAGE_FLAGS.get(size)
+    if flag and flag not in flags:
+        return ('pcie_passthrough_hugepages: %s pages need the CPU flag %s, which /proc/cpuinfo does not list: '
+                'the kernel would ignore hugepagesz=%s; use 2M pages' % (size, flag, size))
+    return None
+
+
+def cpu_guard(cpus, possible, force_cpu0=False, what='pcie_passthrough_isolated_cpus'):
+    """Refusals for isolating ``cpus`` (a list) on a host whose CPUs are ``possible`` (a list)."""
+    errors = []
+    text = format_cpulist(cpus)
+    missing = sorted(set(cpus) - set(possible))
+    if missing:
+        errors.append('%s: CPU %s of %s do%s not exist on this host (/sys/devices/system/cpu/possible: %s)'
+                      % (what, format_cpulist(missing), text, 'es' if len(missing) == 1 else '',
+                         format_cpulist(possible) or 'unknown'))
+    if possible and not set(possible) - set(cpus):
+        errors.append('%s: %s isolates every CPU of this host (%s): at least one housekeeping CPU must stay for '
+                      'the host, its interrupts and its timers' % (what, text, format_cpulist(possible)))
+    if 0 in cpus and not force_cpu0:
+        errors.append('%s: %s isolates CPU 0, which takes interrupts and timers the kernel cannot move; leave it '
+                      'out, or set pcie_passthrough_isolated_cpus_force_cpu0: true' % (what, text))
+    return errors
+
+
+def parse_meminfo(text):
+    """/proc/meminfo as {field: number} (kB fields in kB, page counts as counts)."""
+    info = {}
+    for line in (text or '').splitlines():
+        name, _sep, rest = line.partition(':')
+        words = rest.split()
+        if words and words[0].isdigit():
+            info[name.strip()] = int(words[0])
+    return info
+
+
+def cpu_flags(cpuinfo):
+    """The flags of the first processor in /proc/cpuinfo (every CPU of a host has the same)."""
+    for line in (cpuinfo or '').splitlines():
+        name, _sep, rest = line.partition(':')
+        if name.strip() == 'flags':
+            return rest.split()
+    return []
