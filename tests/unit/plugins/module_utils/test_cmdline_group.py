@@ -15,8 +15,8 @@ GROUP_TEXT = ' '.join(GROUP)
 HUGEPAGE_NAMES = ['default_hugepagesz', 'hugepagesz', 'hugepages']
 
 
-def _edit(line, group=GROUP, present=(), absent=()):
-    return edit_args(line, validate_request(list(present), list(absent), group=group))
+def _edit(line, group=None, present=(), absent=()):
+    return edit_args(line, validate_request(list(present), list(absent), group=GROUP if group is None else group))
 
 
 @pytest.mark.parametrize('line, expected', [

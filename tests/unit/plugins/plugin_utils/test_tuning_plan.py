@@ -141,8 +141,8 @@ PLANNED = {'hugepages': {'size': '2M', 'count': 128}, 'isolated_cpus': '1', 'noh
     ({2048: 128}, 2048, '0-1', ['/sys/devices/system/cpu/isolated is "0-1", not "1"']),
 ])
 def test_verify_names_what_is_missing(tmp_path, pools, default_kb, isolated, fragments):
-    host = sysfs_builder.intel_gpu_host(tmp_path).tuning(possible='0-1', isolated=isolated, pools=pools,
-                                                          default_kb=default_kb)
+    host = sysfs_builder.intel_gpu_host(tmp_path)
+    host.tuning(possible='0-1', isolated=isolated, pools=pools, default_kb=default_kb)
     errors = verify_tuning(_tuning(host), PLANNED)
     assert len(errors) == len(fragments), errors
     for error, fragment in zip(errors, fragments):
