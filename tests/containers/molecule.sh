@@ -111,17 +111,38 @@ log "ANSIBLE_COLLECTIONS_PATH=$ANSIBLE_COLLECTIONS_PATH"
 log "VFIO_MOLECULE_IMAGE=$VFIO_MOLECULE_IMAGE VFIO_MOLECULE_PREFIX=$VFIO_MOLECULE_PREFIX"
 step_done "setup"
 
+# Scenarios run MOLECULE_JOBS at a time (default 2, one per core): the work is mostly one
+# ansible-playbook process per scenario, and the containers' names, networks and molecule's
+# ephemeral dirs are per scenario. Each scenario's output is prefixed with its name.
+jobs=${MOLECULE_JOBS:-2}
+[[ $jobs =~ ^[1-9][0-9]*$ ]] || die "MOLECULE_JOBS must be a positive integer, not '$jobs'"
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+run_scenario() {
+    local s=$1 st=$SECONDS rc=0
+    log "scenario $s: molecule $MOLECULE_CMD"
+    molecule --base-config molecule/shared/base.yml "$MOLECULE_CMD" -s "$s" 2>&1 \
+        | sed -u "s/^/[$s] /" || rc=$?
+    if [ "$rc" -eq 0 ]; then
+        echo "PASS $s ($((SECONDS - st)) s)" > "$results/$s"
+    else
+        echo "FAIL $s ($((SECONDS - st)) s)" > "$results/$s"
+    fi
+}
+for s in "${scenarios[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    run_scenario "$s" &
+done
+wait
 failed=()
 summary=()
 for s in "${scenarios[@]}"; do
-    log "scenario $s: molecule $MOLECULE_CMD"
-    st=$SECONDS
-    if molecule --base-config molecule/shared/base.yml "$MOLECULE_CMD" -s "$s"; then
-        summary+=("PASS $s ($((SECONDS - st)) s)")
+    if [ -s "$results/$s" ]; then
+        summary+=("$(cat "$results/$s")")
     else
-        summary+=("FAIL $s ($((SECONDS - st)) s)")
-        failed+=("$s")
+        summary+=("FAIL $s (no result)")
     fi
+    case ${summary[-1]} in PASS*) ;; *) failed+=("$s") ;; esac
 done
 
 log "summary (total $((SECONDS - t0)) s)"

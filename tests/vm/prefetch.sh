@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Build every cached VM image (and QEMU tree) the scenarios need, in the background, while the
+# faster stages of `make test` run: a cold build is mostly downloads, dpkg and one firmware boot,
+# which overlap well with single-threaded units, sanity and lint on this 2-core machine kind.
+#
+#   tests/vm/prefetch.sh --background   start, return at once (log: tests/output/vm/prefetch.log)
+#   tests/vm/prefetch.sh                build in the foreground
+#
+# Nothing waits on this script: each builder holds its own lock, so a scenario that needs an
+# image still being built waits for that build, and one that finds it built goes on.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)
+log=$root/tests/output/vm/prefetch.log
+
+if [[ ${1:-} == --background ]]; then
+    mkdir -p "$(dirname "$log")"
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "prefetch: not root, no background image build (the VM stage says why it cannot run)"
+        exit 0
+    fi
+    setsid "$0" >"$log" 2>&1 </dev/null &
+    echo "prefetch: VM images building in the background (pid $!, log ${log#"$root"/})"
+    exit 0
+fi
+
+cd "$root"
+t0=$SECONDS
+step() {
+    local started=$SECONDS rc=0
+    echo "[prefetch] $*"
+    "$@" || rc=$?
+    echo "[prefetch] $1 exit $rc in $((SECONDS - started)) s"
+}
+# The order is the order the lanes need them in (tests/vm/lanes.py starts the longest first).
+step tests/vm/build-image.sh --suite trixie
+[[ -x tests/vm/qemu10.sh ]] && step tests/vm/qemu10.sh
+[[ -x tests/vm/build-uefi-image.sh ]] && step tests/vm/build-uefi-image.sh
+step tests/vm/build-image.sh --suite bookworm
+echo "[prefetch] done in $((SECONDS - t0)) s"
