@@ -22,8 +22,8 @@ def passthrough_plan(facts, **options):
     return plan_passthrough(_facts(facts), **options)
 
 
-def passthrough_reboot_reasons(facts, plan, cmdline_unmet=()):
-    return reboot_reasons(_facts(facts), plan, cmdline_unmet or ())
+def passthrough_reboot_reasons(facts, plan, cmdline_unmet=(), sriov_deferred=()):
+    return reboot_reasons(_facts(facts), plan, cmdline_unmet or (), sriov_deferred or ())
 
 
 def passthrough_verify(facts, plan, tuning=None):

@@ -11,6 +11,8 @@ that is wrong with a request in one run.
 from __future__ import annotations
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import effective_items, last_value
+from ansible_collections.vfio.passthrough.plugins.module_utils._sriov import check_request as check_sriov
+from ansible_collections.vfio.passthrough.plugins.module_utils._sriov import verify as verify_sriov
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
     BRIDGE, PCI_ID, SAME_CARD, VFIO_HOLDER_MODULES, group_relation, normalise_address, normalise_module, off_host,
     vfio_driver,
@@ -109,7 +111,7 @@ def _group_members(facts, address):
 def plan_passthrough(facts, devices=(), vfio_ids=(), softdep_drivers=(), vendor='auto', iommu_pt=True,
                      acs_override='', acs_accept_risk=False, force_host_critical=False,
                      kernel_args=(), kernel_args_absent=(), tuning=None, hugepages=None, isolated_cpus=None,
-                     isolated_nohz=False, force_cpu0=False):
+                     isolated_nohz=False, force_cpu0=False, sriov=()):
     """Decide everything for one host. Returns a dict; ``errors`` non-empty means refuse.
 
     ``tuning`` is ansible_facts.host_tuning, needed when ``hugepages`` or ``isolated_cpus`` is not None.
@@ -210,6 +212,11 @@ def plan_passthrough(facts, devices=(), vfio_ids=(), softdep_drivers=(), vendor=
 
     tuned = plan_tuning(tuning, hugepages, isolated_cpus, isolated_nohz, force_cpu0, kernel_args, kernel_args_absent)
     errors.extend(tuned['errors'])
+
+    sriov, sriov_errors, sriov_notes = check_sriov(list(sriov), known, bind)
+    errors.extend(sriov_errors)
+    notes.extend(sriov_notes)
+
     present, absent = _kernel_args(vendor, iommu_pt, acs_override if acs_accept_risk else '',
                                    list(kernel_args) + tuned['present'], list(kernel_args_absent) + tuned['absent'])
     return {
@@ -221,17 +228,19 @@ def plan_passthrough(facts, devices=(), vfio_ids=(), softdep_drivers=(), vendor=
         'acs_override': acs_override if acs_accept_risk else '',
         'iommu_pt': bool(iommu_pt),
         'normalised': normalised,
+        'sriov': sriov,
     }
 
 
 _STATE_ARGS = ('intel_iommu', 'amd_iommu', 'iommu', 'pcie_acs_override')
 
 
-def reboot_reasons(facts, plan, cmdline_unmet=()):
+def reboot_reasons(facts, plan, cmdline_unmet=(), sriov_deferred=()):
     """Why the running kernel is not yet what the plan asks for; empty means no reboot.
 
     Judged on effective state, not on text: a Proxmox VE 8.2+ kernel turns the
     Intel IOMMU on by itself, so a missing ``intel_iommu=on`` alone costs no reboot.
+    ``sriov_deferred`` are the VF changes sriov_vfs judged unsafe while the host runs.
     """
     reasons = []
     if not facts.get('enabled'):
@@ -249,6 +258,8 @@ def reboot_reasons(facts, plan, cmdline_unmet=()):
         arg = item.split(' ', 1)[-1]
         if normalise_module(arg.split('=', 1)[0]) not in _STATE_ARGS:
             reasons.append('the running kernel command line is not as configured: %s' % item)
+    for item in sriov_deferred:
+        reasons.append('SR-IOV: %s' % item['why'])
     return reasons
 
 
@@ -291,4 +302,5 @@ def verify_passthrough(facts, plan, tuning=None):
         else:
             errors.append('%s is on driver %s, not vfio-pci or a variant of it. %s'
                           % (address, device.get('driver') or 'none', TROUBLESHOOTING['still_bound']))
+    errors.extend(verify_sriov(plan.get('sriov') or [], devices))
     return {'errors': errors, 'warnings': warnings, 'bound': bound}

@@ -3,7 +3,7 @@
 CLI (also importable: ``start()``, ``get()``, ``VM.ssh()``, ``VM.reboot()``, ``VM.stop()``)::
 
     vmctl.py build [--suite trixie|bookworm]        # build/verify the cached base images
-    vmctl.py start --flavour intel|amd [--suite trixie|bookworm] [--boot bios|uefi-sdboot] [--nics N]
+    vmctl.py start --flavour intel|amd [--suite trixie|bookworm] [--boot bios|uefi-sdboot] [--nics N] [--igb N]
                    [--name NAME] [--timeout S]
     vmctl.py wait-ssh NAME [--timeout S]
     vmctl.py ssh NAME -- 'cat /proc/cmdline'
@@ -37,6 +37,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BUILD_SCRIPT = HERE / "build-image.sh"
 UEFI_BUILD_SCRIPT = HERE / "build-uefi-image.sh"
+QEMU10_SCRIPT = HERE / "qemu10.sh"
 INVENTORY_TEMPLATE = HERE / "inventory.ini.tmpl"
 CACHE = Path(os.environ.get("VFIO_VM_CACHE", "/var/cache/vfio-passthrough-vm"))
 RUNS = CACHE / "runs"
@@ -167,6 +168,10 @@ class VM:
     accel: str
     suite: str = DEFAULT_SUITE
     boot: str = "bios"
+    # igb SR-IOV NICs (82576, PF 8086:10c9), each behind its own PCIe root port; they need
+    # QEMU 10 (tests/vm/qemu10.sh), which then runs this VM instead of the system's QEMU.
+    igb: int = 0
+    qemu: str = "qemu-system-x86_64"
 
     # paths inside the run dir
     @property
@@ -368,7 +373,7 @@ def qemu_argv(vm: VM) -> list[str]:
     iommu = ("intel-iommu,intremap=on,caching-mode=on" if vm.flavour == "intel"
              else "amd-iommu,intremap=on")
     argv = [
-        "qemu-system-x86_64", "-name", vm.name,
+        vm.qemu, "-name", vm.name,
         "-M", "q35,kernel-irqchip=split", *accel,
         "-m", str(MEMORY_MB), "-smp", str(SMP),
         "-device", iommu,
@@ -381,6 +386,7 @@ def qemu_argv(vm: VM) -> list[str]:
     # Passthrough candidates: e1000e is 8086:10d3; the guest's network config ignores it.
     for i in range(vm.nics):
         argv += ["-netdev", f"user,id=pt{i}", "-device", f"e1000e,netdev=pt{i}"]
+    argv += igb_argv(vm.igb)
     argv += [
         "-display", "none", "-vga", "none",
         "-serial", f"file:{vm.serial_log}",
@@ -388,6 +394,21 @@ def qemu_argv(vm: VM) -> list[str]:
         "-pidfile", str(vm.pidfile), "-daemonize",
     ]
     return argv
+
+
+def igb_argv(count: int) -> list[str]:
+    """``count`` igb PFs, each alone behind a root port (which has ACS: PF and each VF get their own group)."""
+    argv = []
+    for i in range(count):
+        argv += ["-device", f"pcie-root-port,id=sriov{i},chassis={20 + i},slot={20 + i}",
+                 "-netdev", f"user,id=igb{i}", "-device", f"igb,bus=sriov{i},netdev=igb{i}"]
+    return argv
+
+
+def qemu10() -> str:
+    """The QEMU 10 wrapper tests/vm/qemu10.sh installs (once, cached), for guests with igb NICs."""
+    done = subprocess.run(["bash", str(QEMU10_SCRIPT)], check=True, capture_output=True, text=True)
+    return done.stdout.strip().splitlines()[-1]
 
 
 def firmware_argv(vm: VM) -> list[str]:
@@ -409,7 +430,7 @@ def ensure_ovmf() -> None:
 
 def start(flavour: str, nics: int = 1, name: str | None = None,
           timeout: float = DEFAULT_BOOT_TIMEOUT, build: bool = True, wait: bool = True,
-          suite: str = DEFAULT_SUITE, boot: str = "bios") -> VM:
+          suite: str = DEFAULT_SUITE, boot: str = "bios", igb: int = 0) -> VM:
     """Boot a throw-away VM of a Debian suite and (by default) wait for SSH. Returns the VM handle."""
     if flavour not in FLAVOURS:
         raise VMError(f"flavour must be one of {FLAVOURS}, not {flavour!r}")
@@ -420,6 +441,8 @@ def start(flavour: str, nics: int = 1, name: str | None = None,
         raise VMError(f"boot {boot!r} exists for suite 'bookworm' only, not {suite!r}")
     if nics < 0:
         raise VMError(f"--nics must be >= 0, not {nics}")
+    if igb < 0:
+        raise VMError(f"--igb must be >= 0, not {igb}")
     name = name or f"{suite}-{flavour}-{secrets.token_hex(3)}"
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,40}", name):
         raise VMError(f"bad VM name {name!r}: letters, digits, . _ - only, at most 41 chars")
@@ -447,7 +470,8 @@ def start(flavour: str, nics: int = 1, name: str | None = None,
         raise VMError(f"run dir {run_dir} exists: VM {name!r} is running or was not "
                       f"stopped; `vmctl.py stop {name}` first") from None
     vm = VM(name=name, flavour=flavour, run_dir=run_dir, port=0, key=images / "id_ed25519",
-            base=base, nics=nics, accel=accel, suite=suite, boot=boot)
+            base=base, nics=nics, accel=accel, suite=suite, boot=boot, igb=igb,
+            qemu=qemu10() if igb else "qemu-system-x86_64")
     try:
         if boot != "bios":
             shutil.copyfile(OVMF_VARS, vm.efi_vars)
@@ -470,7 +494,7 @@ def start(flavour: str, nics: int = 1, name: str | None = None,
         else:
             raise VMError("could not find a free SSH port for QEMU after 5 tries")
         vm.inventory_path.write_text(vm.inventory_text())
-        log(f"{name}: QEMU pid {vm.pid()}, Debian {suite} ({boot}), {flavour} IOMMU, {nics} e1000e, SSH on "
+        log(f"{name}: QEMU pid {vm.pid()}, Debian {suite} ({boot}), {flavour} IOMMU, {nics} e1000e, {igb} igb, SSH on "
             f"127.0.0.1:{vm.port}, serial log {vm.serial_log}")
         if wait:
             vm.wait_ssh(timeout)
@@ -515,6 +539,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--boot", default="bios", choices=BOOTS,
                    help="bios (default) or uefi-sdboot (OVMF, real proxmox-boot-tool; bookworm, amd)")
     p.add_argument("--nics", type=int, default=1, help="e1000e passthrough candidates (default 1)")
+    p.add_argument("--igb", type=int, default=0,
+                   help="igb SR-IOV NICs behind their own root ports (runs QEMU 10 from tests/vm/qemu10.sh)")
     p.add_argument("--name")
     p.add_argument("--timeout", type=float, default=DEFAULT_BOOT_TIMEOUT)
     p.add_argument("--no-build", action="store_true", help="fail instead of building the image")
@@ -548,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "start":
             vm = start(args.flavour, args.nics, args.name, args.timeout,
                        build=not args.no_build, wait=not args.no_wait, suite=args.suite,
-                       boot=args.boot)
+                       boot=args.boot, igb=args.igb)
             print(vm.name)
         elif args.cmd == "stop":
             if args.all == bool(args.names):
