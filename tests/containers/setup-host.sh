@@ -35,8 +35,14 @@ if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]} (apt-get update + install)"
     start=$SECONDS
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >&2
-    apt-get install -y -q --no-install-recommends podman runc debootstrap >&2
+    # make test builds VM images in the background (tests/vm/prefetch.sh), which may hold the
+    # dpkg lock (waited for below) or apt's lists lock (which apt never waits for: retry).
+    for try in 1 2 3 4 5 6 7 8 9 10; do
+        apt-get -o DPkg::Lock::Timeout=600 update -q >&2 && break
+        [ "$try" -lt 10 ] || die "apt-get update failed 10 times"
+        sleep 6
+    done
+    apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends podman runc debootstrap >&2
     log "apt done in $((SECONDS - start)) s"
 else
     log "podman, runc, debootstrap already installed"
