@@ -9,7 +9,7 @@ DOCUMENTATION = r'''
 ---
 module: sriov_vfs
 short_description: Create SR-IOV virtual functions at every boot and bind the chosen ones to vfio-pci by address
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Writes a udev rule (O(rules)) that runs a script (O(script)) each time the driver of a listed physical
     function (PF) binds, at boot and later. The script sets the PF's C(sriov_drivers_autoprobe) to 0, writes

@@ -13,7 +13,7 @@ from __future__ import annotations
 import html
 
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_text import (
-    clean, host_rows, isolation_text, pci_id_text, sriov_text, verdict_text, vfio_state,
+    address_text, clean, device_order, host_rows, isolation_text, pci_id_text, sriov_text, verdict_text, vfio_state,
 )
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts import (
     FILL, KEYS, LABEL, STROKE, VERDICTS, device_verdicts, facts_devices, report_groups, report_summary,
@@ -218,7 +218,7 @@ def render_html(facts, host='', tuning=None):
     body.append('<section><h2>Devices</h2><table><thead><tr><th>address</th><th>vendor:device</th><th>class</th>'
                 '<th>driver</th><th>group</th><th>reset methods</th><th>SR-IOV</th><th>isolation</th>'
                 '<th>vfio</th><th>verdict</th></tr></thead><tbody>')
-    for address in sorted(devices):
+    for address in device_order(devices):
         device, verdict = devices[address], verdicts[address]
         group = device.get('iommu_group')
         notes = ''.join('<li>%s</li>' % html_text(note) for note in verdict['notes'])
@@ -226,10 +226,10 @@ def render_html(facts, host='', tuning=None):
             '<tr id="dev-%s"><td class="mono">%s</td><td class="mono">%s</td><td>%s</td><td class="mono">%s</td>'
             '<td class="mono">%s</td><td class="mono">%s</td><td>%s</td><td>%s</td><td>%s</td>'
             '<td class="why">%s %s%s</td></tr>' % (
-                html_text(address), html_text(address), html_text(pci_id_text(device)), html_text(device.get('class_name')),
+                html_text(address), html_text(address_text(address, device)), html_text(pci_id_text(device)), html_text(device.get('class_name')),
                 html_text(device.get('driver') or '-'),
                 '-' if group is None else html_text(group), html_text(' '.join(device.get('reset_methods') or []) or '-'),
-                html_text(sriov_text(device)), html_text(isolation_text(device)), html_text(vfio_state(device)),
+                html_text(sriov_text(device, devices)), html_text(isolation_text(device)), html_text(vfio_state(device)),
                 badge(verdict['verdict']), html_text(verdict['reason']), '<ul>%s</ul>' % notes if notes else ''))
     body.append('</tbody></table></section>')
 

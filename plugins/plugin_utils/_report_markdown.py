@@ -9,7 +9,8 @@ import html
 import re
 
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_text import (
-    clean, count_line, host_rows, isolation_text, pci_id_text, sriov_text, verdict_text, vfio_state,
+    address_text, clean, count_line, device_order, host_rows, isolation_text, pci_id_text, sriov_text, verdict_text,
+    vfio_state,
 )
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts import (
     LABEL, VERDICTS, device_verdicts, facts_devices, report_groups, report_summary,
@@ -57,13 +58,13 @@ def render_markdown(facts, host='', tuning=None):
     out += ['## Devices', '',
             '| address | vendor:device | class | driver | group | reset methods | SR-IOV | isolation | vfio | verdict |',
             '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
-    for address in sorted(devices):
+    for address in device_order(devices):
         device, verdict = devices[address], verdicts[address]
         group = device.get('iommu_group')
         out.append('| %s |' % ' | '.join([
-            md_text(address), md_text(pci_id_text(device)), md_text(device.get('class_name')), md_text(device.get('driver') or '-'),
+            md_text(address_text(address, device)), md_text(pci_id_text(device)), md_text(device.get('class_name')), md_text(device.get('driver') or '-'),
             '-' if group is None else md_text(group), md_text(' '.join(device.get('reset_methods') or []) or '-'),
-            md_text(sriov_text(device)), md_text(isolation_text(device)), md_text(vfio_state(device)),
+            md_text(sriov_text(device, devices)), md_text(isolation_text(device)), md_text(vfio_state(device)),
             '**%s**: %s' % (md_text(verdict['label']), md_text(verdict_text(verdict))),
         ]))
     out += ['', '## Verdicts', '']

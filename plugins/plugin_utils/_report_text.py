@@ -16,7 +16,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._pci import PCI_S
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts import KEYS, LABEL
 
 __all__ = [
-    'clean', 'host_rows', 'tuning_rows', 'sriov_text', 'isolation_text', 'vfio_state', 'pci_id_text', 'verdict_text', 'count_line',
+    'clean', 'host_rows', 'tuning_rows', 'sriov_text', 'device_order', 'address_text', 'isolation_text', 'vfio_state', 'pci_id_text', 'verdict_text', 'count_line',
 ]
 
 # Bytes XML 1.0 cannot carry even escaped (and lone surrogates no encoder accepts):
@@ -71,11 +71,35 @@ def host_rows(facts, tuning=None):
     ] + tuning_rows(tuning)
 
 
-def sriov_text(device):
+def sriov_text(device, devices=None):
+    """``2 of 7 VFs`` for a physical function, ``VF 1 of 0000:01:00.0`` for a virtual one, else ``-``."""
+    physfn = device.get('physfn')
+    if physfn:
+        virtfns = ((devices or {}).get(physfn) or {}).get('virtfns') or []
+        for index, vf in enumerate(virtfns):
+            if vf is not None and (devices or {}).get(vf) is device:
+                return 'VF %d of %s' % (index, physfn)
+        return 'VF of %s' % physfn
     total = device.get('sriov_totalvfs')
     if not total:
         return '-'
     return '%s of %s VFs' % (device.get('sriov_numvfs') or 0, total)
+
+
+def device_order(devices):
+    """Addresses in order, each physical function's VFs right under it (by VF index), not at their own bus."""
+    order = []
+    for address in sorted(devices):
+        if devices[address].get('physfn') in devices:
+            continue
+        order.append(address)
+        order.extend(vf for vf in devices[address].get('virtfns') or [] if vf in devices)
+    return order
+
+
+def address_text(address, device):
+    """The address as the device tables show it: a VF indented under its PF."""
+    return '\u21b3 %s' % address if device.get('physfn') else address
 
 
 def isolation_text(device):

@@ -253,3 +253,36 @@ def test_a_driver_named_like_a_variant_is_still_a_host_driver(variants):
     assert reboot_reasons(variants, plan) == ['not yet on vfio-pci: 0000:44:00.0']
     [error] = verify_passthrough(variants, plan)['errors']
     assert error.startswith('0000:44:00.0 is on driver fake_vfio_pci, not vfio-pci or a variant of it.')
+
+
+def _sriov_facts(tmp_path, drivers=('vfio-pci', 'igbvf')):
+    host = sysfs_builder.intel_gpu_host(tmp_path)
+    host.add_bridge('0000:00:1c.4', group=20)
+    host.add_device('0000:05:00.0', '8086', '10c9', '020000', driver='igb', group=21, parent_bridge='0000:00:1c.4',
+                    netdev='enp5s0', sriov_totalvfs=7)
+    host.add_vfs('0000:05:00.0', ['0000:05:10.0', '0000:05:10.2'], drivers=drivers, groups=(22, 23))
+    return _facts(host)
+
+
+def test_sriov_request_is_checked_in_the_plan(tmp_path):
+    facts = _sriov_facts(tmp_path)
+    plan = plan_passthrough(facts, sriov=[{'pf': '05:00.0', 'vfs': 2, 'vfio': [0]}])
+    assert plan['errors'] == [] and plan['sriov'] == [{'pf': '0000:05:00.0', 'vfs': 2, 'vfio': [0]}]
+    assert "pcie_passthrough_sriov: '05:00.0' means 0000:05:00.0" in plan['notes']
+    refused = plan_passthrough(facts, devices=['0000:05:00.0'], sriov=[{'pf': '05:00', 'vfs': 2},
+                                                                     {'pf': '0000:05:00.0', 'vfs': 9}])
+    assert any("'05:00' names the whole device 0000:05:00, not one function" in e for e in refused['errors'])
+    assert any('vfs 9 is not a count from 0 to 7' in e for e in refused['errors'])
+    assert plan_passthrough(facts, devices=['0000:05:00.0'],
+                            sriov=[{'pf': '0000:05:00.0', 'vfs': 2}])['errors'][-1].endswith(
+        'Pass through its VFs (vfio) or the PF, not both')
+
+
+def test_sriov_deferred_change_is_a_reboot_reason_and_verify_names_pf_and_vf(tmp_path):
+    facts = _sriov_facts(tmp_path, drivers=('igbvf', 'igbvf'))
+    plan = plan_passthrough(facts, sriov=[{'pf': '0000:05:00.0', 'vfs': 2, 'vfio': [0]}])
+    deferred = [{'pf': '0000:05:00.0', 'why': '0000:05:00.0 has 2 VFs, 4 asked; it is host-critical (x)'}]
+    assert 'SR-IOV: 0000:05:00.0 has 2 VFs, 4 asked; it is host-critical (x)' in reboot_reasons(facts, plan, (), deferred)
+    assert not any(r.startswith('SR-IOV') for r in reboot_reasons(facts, plan))
+    assert ('SR-IOV: PF 0000:05:00.0: VF 0 (0000:05:10.0) is on driver igbvf, not vfio-pci'
+            in verify_passthrough(facts, plan)['errors'])
