@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Build the cached UEFI image whose ESP the real proxmox-boot-tool manages (issue 14).
 #
-# Usage: tests/vm/build-uefi-image.sh [--force] [--print-dir]
+# Usage: tests/vm/build-uefi-image.sh [--variant sdboot|grub] [--force] [--print-dir]
+#   --variant    sdboot (default): `proxmox-boot-tool init` makes a systemd-boot ESP (a ZFS/UEFI
+#                install); grub: `init <esp> grub` makes GRUB on the ESP (a Secure Boot install,
+#                Secure Boot itself off)
 #   --force      rebuild even if a complete image for this script's hash exists
 #   --print-dir  only print the image dir this script version would produce, then exit
 #
 # Debian 12 (Proxmox VE 8's base) with Proxmox's proxmox-kernel-helper 8.1.0 from
 # ../shared/vendor/proxmox-kernel-helper (never copied into the project), installed as its .deb
 # would install it: the files where its Makefiles put them, the grub-install diversion, the
-# hooks. GPT disk: vfat ESP (512 MiB, not in fstab: proxmox-boot-tool mounts it itself) and an
-# ext4 root. systemd-boot and bootctl come from Debian.
+# hooks. GPT disk: a vfat ESP (512 MiB, not in fstab: proxmox-boot-tool mounts it itself) and an
+# ext4 root. systemd-boot and bootctl (and for GRUB on the ESP its EFI modules) come from Debian.
 #
-# Output: $VFIO_VM_CACHE/images/bookworm-uefi-<key>/{amd-sdboot.qcow2,id_ed25519,id_ed25519.pub,
-# build-info.txt}; <key> hashes this script and the vendored tree. Exit 3 (nothing built) when
-# the vendored tree is absent.
+# Output: $VFIO_VM_CACHE/images/bookworm-uefi-<variant>-<key>/{amd-<variant>.qcow2,id_ed25519,
+# id_ed25519.pub,build-info.txt}; <key> hashes this script and the vendored tree. Exit 3
+# (nothing built) when the vendored tree is absent.
 set -euo pipefail
 
 CACHE=${VFIO_VM_CACHE:-/var/cache/vfio-passthrough-vm}
@@ -30,17 +33,24 @@ FLAVOUR=amd
 FLAVOUR_ARG="amd_iommu=off"
 EXTRA_PACKAGES="systemd-boot systemd-boot-efi dosfstools gdisk"
 
-FORCE=0 PRINT_DIR=0
+FORCE=0 PRINT_DIR=0 VARIANT=sdboot
 args=("$@")
 while (($#)); do
     case $1 in
+        --variant) (($# >= 2)) || { echo "build-uefi-image.sh: --variant needs a value" >&2; exit 2; }; VARIANT=$2; shift ;;
+        --variant=*) VARIANT=${1#--variant=} ;;
         --force) FORCE=1 ;;
         --print-dir) PRINT_DIR=1 ;;
-        -h|--help) sed -n '2,16p' "$SELF"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$SELF"; exit 0 ;;
         *) echo "build-uefi-image.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
 done
+case $VARIANT in
+    sdboot) INIT_MODE="" STATUS_MODE=uefi ;;
+    grub) INIT_MODE=grub STATUS_MODE=grub EXTRA_PACKAGES+=" grub-efi-amd64-bin" ;;
+    *) echo "build-uefi-image.sh: --variant must be sdboot or grub, not '$VARIANT'" >&2; exit 2 ;;
+esac
 if [[ ! -x $VENDOR/src/bin/proxmox-boot-tool ]]; then
     echo "build-uefi-image.sh: $VENDOR/src/bin/proxmox-boot-tool not found: the vendored" \
          "proxmox-kernel-helper sits beside the checkout only in this workspace" >&2
@@ -49,7 +59,8 @@ fi
 KEY=$( { sha256sum "$SELF"; (cd "$VENDOR" && find . -type f -print0 | sort -z | xargs -0 sha256sum); } \
        | sha256sum | cut -c1-16)
 IMAGES=$CACHE/images
-FINAL=$IMAGES/$SUITE-uefi-$KEY
+FINAL=$IMAGES/$SUITE-uefi-$VARIANT-$KEY
+IMAGE=$FLAVOUR-$VARIANT.qcow2
 [[ $PRINT_DIR -eq 1 ]] && { echo "$FINAL"; exit 0; }
 
 # The BIOS builder's untouched debootstrap result is reused (same name, same key): the UEFI
@@ -68,13 +79,13 @@ fi
 
 DEBS=$CACHE/debs/$SUITE-uefi-apt
 mkdir -p "$CACHE" "$IMAGES" "$DEBS"
-exec 9>"$CACHE/.build-$SUITE-uefi.lock"
+exec 9>"$CACHE/.build-$SUITE-uefi-$VARIANT.lock"
 if ! flock -n 9; then
-    log "another build holds $CACHE/.build-$SUITE-uefi.lock; waiting"
+    log "another build holds $CACHE/.build-$SUITE-uefi-$VARIANT.lock; waiting"
     flock 9
 fi
 if [[ -d $FINAL && $FORCE -eq 0 ]]; then
-    for f in $FLAVOUR-sdboot.qcow2 id_ed25519 id_ed25519.pub; do
+    for f in $IMAGE id_ed25519 id_ed25519.pub; do
         [[ -s $FINAL/$f ]] || die "$FINAL exists but lacks $f: delete it and rerun"
     done
     log "image up to date: $FINAL"
@@ -93,7 +104,7 @@ for pair in sgdisk:gdisk mkfs.vfat:dosfstools parted:parted qemu-img:qemu-utils 
         --no-install-recommends "${pair#*:}" >/dev/null
 done
 
-WORK=$CACHE/build.$SUITE-uefi-$KEY.$$
+WORK=$CACHE/build.$SUITE-uefi-$VARIANT-$KEY.$$
 RAW=$WORK/disk.raw
 MNT=$WORK/mnt
 LOOP=""
@@ -121,7 +132,7 @@ trap 'exit 130' INT TERM
 
 no_udev_noise() { "$@" 2> >(grep -v 'udevadm: not found' >&2); }
 
-log "building $SUITE UEFI image $KEY in $WORK"
+log "building $SUITE UEFI image ($VARIANT) $KEY in $WORK"
 mkdir -p "$WORK" "$MNT"
 truncate -s "$DISK_SIZE" "$RAW"
 # The ESP is created as a bare partition of the ESP type: proxmox-boot-tool format makes its
@@ -220,27 +231,43 @@ in_chroot update-initramfs -u -k "$KVER" >"$WORK/initramfs.log" 2>&1 \
     || { tail -n 30 "$WORK/initramfs.log" >&2; die "update-initramfs failed"; }
 log "initramfs (MODULES=dep) in $((SECONDS - t0)) s"
 cp "$MNT/boot/vmlinuz-$KVER" "$MNT/boot/initrd.img-$KVER" "$WORK/"
+if [[ $VARIANT == grub ]]; then
+    # As an installer leaves it: the console in a drop-in that extends GRUB_CMDLINE_LINUX,
+    # the IOMMU off in /etc/default/grub (as in the BIOS images), and /etc/kernel/cmdline
+    # beside them, which GRUB does not read.
+    G=$MNT/etc/default/grub
+    sed -i -e 's/^GRUB_TIMEOUT=.*/GRUB_TIMEOUT=1/' \
+        -e "s/^GRUB_CMDLINE_LINUX_DEFAULT=.*/GRUB_CMDLINE_LINUX_DEFAULT=\"quiet $FLAVOUR_ARG\"/" "$G"
+    grep -qx "GRUB_CMDLINE_LINUX_DEFAULT=\"quiet $FLAVOUR_ARG\"" "$G" || die "could not set $FLAVOUR_ARG in $G"
+    mkdir -p "$MNT/etc/default/grub.d"
+    cat >"$MNT/etc/default/grub.d/installer.cfg" <<EOF
+GRUB_TERMINAL="console serial"
+GRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200 --word=8 --parity=no --stop=1"
+GRUB_CMDLINE_LINUX="\$GRUB_CMDLINE_LINUX console=ttyS0,115200n8"
+EOF
+fi
 
 # The build host runs in a container without EFI and without vfat: it can neither mount the
 # ESP nor show the tool /sys/firmware/efi. So `format` and `init` run where they would on a
 # Proxmox VE host, in the guest itself: one boot under OVMF (kernel and initrd handed over by
 # QEMU, the ESP being empty), a oneshot unit that removes itself, then poweroff.
-cat >"$MNT/usr/local/sbin/vfio-pbt-firstboot" <<'EOF'
+cat >"$MNT/usr/local/sbin/vfio-pbt-firstboot" <<EOF
 #!/bin/sh
 # Image build only: make the ESP a proxmox-boot-tool ESP under real UEFI firmware.
 set -eu
-ESP=$(readlink -f /dev/disk/by-partlabel/esp)
-proxmox-boot-tool format "$ESP"
-udevadm trigger --action=change --settle "$ESP"
-proxmox-boot-tool init "$ESP"
+ESP=\$(readlink -f /dev/disk/by-partlabel/esp)
+proxmox-boot-tool format "\$ESP"
+udevadm trigger --action=change --settle "\$ESP"
+proxmox-boot-tool init "\$ESP" $INIT_MODE
 proxmox-boot-tool status
-UUID=$(cat /etc/kernel/proxmox-boot-uuids)
+UUID=\$(cat /etc/kernel/proxmox-boot-uuids)
 mkdir -p /run/esp
-mount -o ro "/dev/disk/by-uuid/$UUID" /run/esp
+mount -o ro "/dev/disk/by-uuid/\$UUID" /run/esp
 echo "--- ESP files"
 (cd /run/esp && find . -type f | sort)
-echo "--- loader entries"
-cat /run/esp/loader/loader.conf /run/esp/loader/entries/*.conf
+echo "--- boot entries"
+cat /run/esp/loader/loader.conf /run/esp/loader/entries/*.conf 2>/dev/null || true
+grep -E '^\s+linux\s' /run/esp/grub/grub.cfg 2>/dev/null | sed 's/^\s*//' || true
 umount /run/esp
 EOF
 chmod 755 "$MNT/usr/local/sbin/vfio-pbt-firstboot"
@@ -293,11 +320,17 @@ printf '%s\n' "$REPORT" | sed 's/^/    /'
 [[ ! -e $MNT/etc/systemd/system/vfio-pbt-firstboot.service ]] || die "first-boot unit did not remove itself"
 ESP_UUID=$(cat "$MNT/etc/kernel/proxmox-boot-uuids")
 grep -qx "System currently booted with uefi" <<<"$REPORT" || die "the first boot was not a UEFI boot"
-grep -qx "$ESP_UUID is configured with: uefi (versions: $KVER)" <<<"$REPORT" \
-    || die "status does not say '$ESP_UUID is configured with: uefi (versions: $KVER)'"
-grep -qx "options  $CMDLINE" <<<"$REPORT" || die "loader entry options are not /etc/kernel/cmdline"
+grep -qx "$ESP_UUID is configured with: $STATUS_MODE (versions: $KVER)" <<<"$REPORT" \
+    || die "status does not say '$ESP_UUID is configured with: $STATUS_MODE (versions: $KVER)'"
+if [[ $VARIANT == sdboot ]]; then
+    grep -qx "options  $CMDLINE" <<<"$REPORT" || die "loader entry options are not /etc/kernel/cmdline"
+else
+    grep -qE "^linux\s+/vmlinuz-$KVER root=UUID=$UUID ro +console=ttyS0,115200n8 quiet $FLAVOUR_ARG\$" <<<"$REPORT" \
+        || die "grub.cfg on the ESP lacks the drop-in's console and $FLAVOUR_ARG"
+    grep -qx './EFI/proxmox/grubx64.efi' <<<"$REPORT" || die "no EFI/proxmox/grubx64.efi on the ESP"
+fi
 grep -qx './EFI/BOOT/BOOTX64.EFI' <<<"$REPORT" \
-    || die "no removable-path EFI/BOOT/BOOTX64.EFI: firmware without boot entries would not find systemd-boot"
+    || die "no removable-path EFI/BOOT/BOOTX64.EFI: firmware without boot entries would not find the loader"
 rm -f "$MNT/root/pbt-firstboot.log" "$MNT/root/pbt-firstboot.ok"
 rm -rf "$MNT/var/log/journal/"* "$MNT/var/tmp/espmounts"
 fstrim "$MNT"
@@ -305,8 +338,8 @@ umount "$MNT"
 partx -d "$LOOP" 2>/dev/null || true
 losetup -d "$LOOP"; LOOP=""
 t0=$SECONDS
-qemu-img convert -O qcow2 "$RAW" "$WORK/$FLAVOUR-sdboot.qcow2"
-log "$FLAVOUR-sdboot.qcow2: $(du -m "$WORK/$FLAVOUR-sdboot.qcow2" | cut -f1) MiB in $((SECONDS - t0)) s"
+qemu-img convert -O qcow2 "$RAW" "$WORK/$IMAGE"
+log "$IMAGE: $(du -m "$WORK/$IMAGE" | cut -f1) MiB in $((SECONDS - t0)) s"
 rm -f "$RAW" "$WORK/vars.fd" "$WORK/vmlinuz-$KVER" "$WORK/initrd.img-$KVER" "$WORK/serial.log"
 rmdir "$MNT"
 
@@ -315,6 +348,7 @@ key=$KEY
 built=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 build_seconds=$SECONDS
 suite=$SUITE
+variant=$VARIANT
 kernel=$KVER
 root_uuid=$UUID
 esp_uuid=$ESP_UUID

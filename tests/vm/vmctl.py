@@ -3,8 +3,8 @@
 CLI (also importable: ``start()``, ``get()``, ``VM.ssh()``, ``VM.reboot()``, ``VM.stop()``)::
 
     vmctl.py build [--suite trixie|bookworm]        # build/verify the cached base images
-    vmctl.py start --flavour intel|amd [--suite trixie|bookworm] [--boot bios|uefi-sdboot] [--nics N] [--igb N]
-                   [--name NAME] [--timeout S]
+    vmctl.py start --flavour intel|amd [--suite trixie|bookworm] [--boot bios|uefi-sdboot|uefi-grub] [--nics N]
+                   [--igb N] [--name NAME] [--timeout S]
     vmctl.py wait-ssh NAME [--timeout S]
     vmctl.py ssh NAME -- 'cat /proc/cmdline'
     vmctl.py boot-id NAME
@@ -45,9 +45,10 @@ FLAVOURS = ("intel", "amd")
 # Debian 13 is Proxmox VE 9's base and the default; Debian 12 is VE 8's.
 SUITES = ("trixie", "bookworm")
 DEFAULT_SUITE = SUITES[0]
-# bios: the BIOS images (GRUB from /boot). uefi-sdboot: OVMF, systemd-boot from an ESP that the
-# real proxmox-boot-tool manages (Debian 12 + Proxmox VE 8's proxmox-kernel-helper, AMD only).
-BOOTS = ("bios", "uefi-sdboot")
+# bios: the BIOS images (GRUB from /boot). uefi-sdboot / uefi-grub: OVMF, systemd-boot or GRUB
+# from an ESP that the real proxmox-boot-tool manages (Debian 12 + Proxmox VE 8's
+# proxmox-kernel-helper, AMD only).
+BOOTS = ("bios", "uefi-sdboot", "uefi-grub")
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 MEMORY_MB = 1536
@@ -102,23 +103,23 @@ def ensure_image(build: bool = True, suite: str = DEFAULT_SUITE) -> Path:
     return d
 
 
-def uefi_image_dir() -> Path:
+def uefi_image_dir(variant: str = "sdboot") -> Path:
     """The UEFI image dir the current UEFI build script produces (exit 3: no vendored tool)."""
-    out = subprocess.run([str(UEFI_BUILD_SCRIPT), "--print-dir"], capture_output=True, text=True,
-                         check=False)
+    out = subprocess.run([str(UEFI_BUILD_SCRIPT), "--variant", variant, "--print-dir"],
+                         capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise VMError(f"{UEFI_BUILD_SCRIPT} --print-dir exited {out.returncode}: {out.stderr.strip()}")
     return Path(out.stdout.strip())
 
 
-def ensure_uefi_image(build: bool = True) -> Path:
-    """Return the UEFI image dir, building it first if missing (one OVMF boot, 3-4 min cold)."""
-    d = uefi_image_dir()
+def ensure_uefi_image(build: bool = True, variant: str = "sdboot") -> Path:
+    """Return a UEFI image dir, building it first if missing (one OVMF boot, 3-4 min cold)."""
+    d = uefi_image_dir(variant)
     if not d.is_dir():
         if not build:
-            raise VMError(f"no UEFI image at {d}: run {UEFI_BUILD_SCRIPT}")
-        log(f"UEFI image missing, building it with {UEFI_BUILD_SCRIPT} (3-5 min cold)")
-        subprocess.run([str(UEFI_BUILD_SCRIPT)], check=True)
+            raise VMError(f"no UEFI image at {d}: run {UEFI_BUILD_SCRIPT} --variant {variant}")
+        log(f"UEFI image missing, building it with {UEFI_BUILD_SCRIPT} --variant {variant} (3-5 min cold)")
+        subprocess.run([str(UEFI_BUILD_SCRIPT), "--variant", variant], check=True)
         if not d.is_dir():
             raise VMError(f"{UEFI_BUILD_SCRIPT} succeeded but {d} does not exist")
     return d
@@ -455,8 +456,9 @@ def start(flavour: str, nics: int = 1, name: str | None = None,
         base = images / f"{flavour}.qcow2"
     else:
         ensure_ovmf()
-        images = ensure_uefi_image(build)
-        base = images / f"{flavour}-{boot.removeprefix('uefi-')}.qcow2"
+        variant = boot.removeprefix("uefi-")
+        images = ensure_uefi_image(build, variant)
+        base = images / f"{flavour}-{variant}.qcow2"
         if not base.is_file():
             raise VMError(f"no {boot} image for flavour {flavour!r}: {base} does not exist")
     accel, why = choose_accel()
@@ -537,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flavour", required=True, choices=FLAVOURS)
     p.add_argument("--suite", default=DEFAULT_SUITE, choices=SUITES)
     p.add_argument("--boot", default="bios", choices=BOOTS,
-                   help="bios (default) or uefi-sdboot (OVMF, real proxmox-boot-tool; bookworm, amd)")
+                   help="bios (default), uefi-sdboot or uefi-grub (OVMF, real proxmox-boot-tool; bookworm, amd)")
     p.add_argument("--nics", type=int, default=1, help="e1000e passthrough candidates (default 1)")
     p.add_argument("--igb", type=int, default=0,
                    help="igb SR-IOV NICs behind their own root ports (runs QEMU 10 from tests/vm/qemu10.sh)")
