@@ -131,8 +131,8 @@ def check_request(request, devices, passthrough=(), name='pcie_passthrough_sriov
             vf = vf_address(devices, pf, index)
             reasons = (devices.get(vf) or {}).get('host_critical') if vf else None
             if reasons:
-                errors.append('%s: VF %d (%s) is host-critical (%s); keep it off vfio' % (label, index, vf,
-                                                                                        '; '.join(reasons)))
+                errors.append('%s: VF %d (%s) is host-critical (%s); keep it off vfio'
+                              % (label, index, vf, '; '.join(reasons)))
         entries.append({'pf': pf, 'vfs': count, 'vfio': vfio})
     return sorted(entries, key=lambda e: e['pf']), errors, notes
 
@@ -295,9 +295,9 @@ def decide(entry, devices, critical_reasons=(), busy=None):
         return result
     wrong = _misplaced(entry, devices)
     if wrong:
-        what = '%s: %s' % (pf, ', '.join('VF %d (%s) %s' % (i, vf, 'not on vfio-pci' if i in entry['vfio']
-                                                                else 'on vfio-pci, asked for the host')
-                                         for i, vf in wrong))
+        states = ('VF %d (%s) %s' % (i, vf, 'not on vfio-pci' if i in entry['vfio'] else 'on vfio-pci, asked for the host')
+                  for i, vf in wrong)
+        what = '%s: %s' % (pf, ', '.join(states))
         held = {vf: busy[vf] for _i, vf in wrong if vf in busy}
         if held:
             result.update(action=DEFERRED, why='%s; %s, so the rebinding waits for the next boot'
@@ -386,8 +386,8 @@ def render(entries, script=SCRIPT, rules=RULES):
     lines = [mark, '# vfio.passthrough: SR-IOV virtual functions, made once each physical function\'s driver has '
                    'bound (a udev "bind" event; "add" covers the PFs bound before udev started).']
     for entry in entries:
-        lines.append('# %s: %d VFs, vfio-pci: %s' % (entry['pf'], entry['vfs'],
-                                                      ', '.join(str(i) for i in entry['vfio']) or 'none'))
+        chosen = ', '.join(str(i) for i in entry['vfio']) or 'none'
+        lines.append('# %s: %d VFs, vfio-pci: %s' % (entry['pf'], entry['vfs'], chosen))
         lines.append(_RULE.format(pf=entry['pf'], argv=' '.join(script_argv(entry, script))).rstrip('\n'))
     return [
         (rules, '\n'.join(lines) + '\n', 0o644),

@@ -192,7 +192,7 @@ def main():
                 vfs=dict(type='int', required=True),
                 vfio=dict(type='raw', default='all'),
             )),
-            passthrough=dict(type='list', elements='str', default=[]),
+            passthrough=dict(type='list', elements='str', default=[], no_log=False),
             apply=dict(type='bool', default=True),
             root=dict(type='path', default='/'),
             protect_addresses=dict(type='list', elements='str', default=[]),

@@ -48,7 +48,7 @@ def plan_lanes(lanes, present):
     items = [item for item in PLAN if item[0] in present]
     listed = {item[0] for item in PLAN}
     items += [(name, None, DEFAULT_ESTIMATE) for name in sorted(present - listed)]
-    queues, load = [[] for _ in range(lanes)], [0] * lanes
+    queues, load = [[] for _lane in range(lanes)], [0] * lanes
     for item in sorted(items, key=lambda item: -item[2]):
         lane = load.index(min(load))
         queues[lane].append(item)
@@ -72,8 +72,8 @@ def run_lane(lane, queue, pytest_args, results):
                 say(lane, line.rstrip('\n'))
         seconds = time.monotonic() - started
         results.append((lane, item_label(item), proc.returncode, seconds))
-        say(lane, '%s %s in %.0f s' % ('PASS' if proc.returncode == 0 else 'FAIL (rc=%d)' % proc.returncode,
-                                      item_label(item), seconds))
+        verdict = 'PASS' if proc.returncode == 0 else 'FAIL (rc=%d)' % proc.returncode
+        say(lane, '%s %s in %.0f s' % (verdict, item_label(item), seconds))
 
 
 def main(argv=None):
@@ -91,8 +91,8 @@ def main(argv=None):
     for name in sorted({item[0] for item in PLAN} - present):
         print('[lanes] %s is in PLAN but not in tests/vm/scenarios: nothing to run for it' % name)
     for lane, queue in enumerate(queues, 1):
-        print('[lanes] lane %d: %s (about %d min)' % (lane, ', '.join(item_label(i) for i in queue) or 'idle',
-                                                    sum(i[2] for i in queue)))
+        labels = ', '.join(item_label(item) for item in queue) or 'idle'
+        print('[lanes] lane %d: %s (about %d min)' % (lane, labels, sum(item[2] for item in queue)))
     if args.list:
         return 0
     sys.stdout.flush()
@@ -108,7 +108,7 @@ def main(argv=None):
     for lane, label, rc, seconds in sorted(results):
         print('  lane %d  %-40s %s  %6.0f s' % (lane, label, 'PASS' if rc == 0 else 'FAIL', seconds))
     # pytest exits 5 when -k selects nothing: that is a lane plan error, not a pass.
-    return 0 if results and all(rc == 0 for _, _, rc, _ in results) else 1
+    return 0 if results and all(result[2] == 0 for result in results) else 1
 
 
 if __name__ == '__main__':

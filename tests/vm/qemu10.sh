@@ -33,7 +33,9 @@ if [[ -x $WRAPPER ]]; then
     exit 0
 fi
 [[ $(id -u) -eq 0 ]] || die "must run as root (it writes under $CACHE)"
-command -v apt-get >/dev/null && command -v dpkg >/dev/null || die "needs apt-get and dpkg (a Debian host)"
+if ! command -v apt-get >/dev/null || ! command -v dpkg >/dev/null; then
+    die "needs apt-get and dpkg (a Debian host)"
+fi
 
 WORK=$(mktemp -d "$CACHE/.qemu10.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT

@@ -51,8 +51,8 @@ def test_writes_rule_and_script_then_is_idempotent(host):
     assert _files(host) == {}
     done = _run(host, REQUEST, diff=True)
     for result in (checked, done):
-        assert result['changed'] is True and result['files_changed'] == [str(host / 'rules.d/70-sriov.rules'),
-                                                                          str(host / 'sbin/sriov')]
+        written = [str(host / 'rules.d/70-sriov.rules'), str(host / 'sbin/sriov')]
+        assert result['changed'] is True and result['files_changed'] == written
         assert [d['after_header'] for d in result['diff']] == [str(host / 'rules.d/70-sriov.rules'), str(host / 'sbin/sriov')]
         assert result['pfs'] == [{'pf': PF0, 'vfs': 2, 'vfio': [0]}, {'pf': PF1, 'vfs': 3, 'vfio': [0, 1, 2]}]
         # PF1 has 0 VFs and 3 are asked, but a fake root is not the running system: nothing changes live.
