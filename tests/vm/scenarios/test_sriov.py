@@ -73,9 +73,9 @@ def sriov(base_image, run_playbook):
         # A VM stand-in: a process holding PF A's VF 0 group open. A count change destroys every VF,
         # so the role must not make it now.
         group = notes['live_state'][0][1][0][2]
-        guest.sh('setsid nohup sleep 100000 3<>/dev/vfio/%s >/dev/null 2>&1 </dev/null & sleep 1' % group)
+        pid = guest.sh('setsid nohup sleep 100000 3<>/dev/vfio/%s >/dev/null 2>&1 </dev/null & echo $!' % group).strip()
         notes['held_group'] = group
-        notes['holder'] = guest.sh('ls -l /proc/$(pgrep -f "sleep 100000")/fd/3').strip()
+        notes['holder'] = guest.sh('sleep 1; ls -l /proc/%s/fd/3' % pid).strip()
         play('deferred', 4, 3)
         yield {'guest': guest, 'runs': runs, 'notes': notes, 'pfs': (pf_a, pf_b)}
     finally:
