@@ -5,10 +5,11 @@ update-initramfs, a boot), so two guests side by side on this 2-core machine kin
 in about 60 % of the time they take one after the other. Each lane is a sequence of pytest
 runs, one guest module at a time; lanes run at once, their output prefixed with the lane.
 
-    python tests/vm/lanes.py [--lanes N] [--list] [pytest args...]
+    python tests/vm/lanes.py [--lanes N] [--list] [--held] [pytest args...]
 
 Scenario files that no lane names still run (in the lane that is shortest by the table's
-estimates), and the run says so: a new scenario is never silently left out.
+estimates), and the run says so: a new scenario is never silently left out. A file in HELD is
+not run by default, and every run prints why.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ PLAN = [
     ('test_intel_twins.py', 'bookworm', 12),
 ]
 DEFAULT_ESTIMATE = 15
+# Scenario files that make test does not run yet, each with the reason printed on every run.
+# `--held` runs them too (or run the file with pytest directly).
+HELD = {
+    'test_proxmox_boot_tool.py': 'issue 14 is open: scenario 1 has not passed end to end in a guest yet, '
+                                 'scenarios 2-4 are not written; its converge took 33 min under load',
+}
 _print_lock = threading.Lock()
 
 
@@ -80,15 +87,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--lanes', type=int, default=2, help='guests at once (default 2: one per core)')
     parser.add_argument('--list', action='store_true', help='print the lanes and exit')
+    parser.add_argument('--held', action='store_true', help='also run the scenarios HELD names')
     args, pytest_args = parser.parse_known_args(argv)
     if args.lanes < 1:
         parser.error('--lanes must be at least 1, not %d' % args.lanes)
-    present = {path.name for path in SCENARIOS.glob('test_*.py')}
+    present = every = {path.name for path in SCENARIOS.glob('test_*.py')}
+    if not args.held:
+        for name in sorted(present & set(HELD)):
+            print('[lanes] not run by make test: %s (%s); --held runs it' % (name, HELD[name]))
+        present = present - set(HELD)
     queues, unlisted = plan_lanes(args.lanes, present)
     for name in unlisted:
         print('[lanes] %s is not in tests/vm/lanes.py PLAN: it runs with an estimate of %d min'
               % (name, DEFAULT_ESTIMATE))
-    for name in sorted({item[0] for item in PLAN} - present):
+    for name in sorted({item[0] for item in PLAN} - every):
         print('[lanes] %s is in PLAN but not in tests/vm/scenarios: nothing to run for it' % name)
     for lane, queue in enumerate(queues, 1):
         labels = ', '.join(item_label(item) for item in queue) or 'idle'
