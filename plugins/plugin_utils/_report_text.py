@@ -16,7 +16,8 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._pci import PCI_S
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts import KEYS, LABEL
 
 __all__ = [
-    'clean', 'host_rows', 'tuning_rows', 'sriov_text', 'device_order', 'address_text', 'isolation_text', 'vfio_state', 'pci_id_text', 'verdict_text', 'count_line',
+    'clean', 'host_rows', 'tuning_rows', 'sriov_text', 'device_order', 'address_text', 'isolation_text',
+    'vfio_state', 'pci_id_text', 'verdict_text', 'count_line',
 ]
 
 # Bytes XML 1.0 cannot carry even escaped (and lone surrogates no encoder accepts):

@@ -269,8 +269,8 @@ def test_sriov_request_is_checked_in_the_plan(tmp_path):
     plan = plan_passthrough(facts, sriov=[{'pf': '05:00.0', 'vfs': 2, 'vfio': [0]}])
     assert plan['errors'] == [] and plan['sriov'] == [{'pf': '0000:05:00.0', 'vfs': 2, 'vfio': [0]}]
     assert "pcie_passthrough_sriov: '05:00.0' means 0000:05:00.0" in plan['notes']
-    refused = plan_passthrough(facts, devices=['0000:05:00.0'], sriov=[{'pf': '05:00', 'vfs': 2},
-                                                                     {'pf': '0000:05:00.0', 'vfs': 9}])
+    asked = [{'pf': '05:00', 'vfs': 2}, {'pf': '0000:05:00.0', 'vfs': 9}]
+    refused = plan_passthrough(facts, devices=['0000:05:00.0'], sriov=asked)
     assert any("'05:00' names the whole device 0000:05:00, not one function" in e for e in refused['errors'])
     assert any('vfs 9 is not a count from 0 to 7' in e for e in refused['errors'])
     assert plan_passthrough(facts, devices=['0000:05:00.0'],
