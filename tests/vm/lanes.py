@@ -40,6 +40,8 @@ DEFAULT_ESTIMATE = 15
 HELD = {
     'test_proxmox_boot_tool.py': 'issue 14 is open: scenario 1 has not passed end to end in a guest yet, '
                                  'scenarios 2-4 are not written; its converge took 33 min under load',
+    'test_sriov.py': 'issue 15 is open: the deferred count change has not run in a guest yet (its one run '
+                     'stopped in the fixture after the converge, rerun and live change had passed)',
 }
 _print_lock = threading.Lock()
 

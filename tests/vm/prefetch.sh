@@ -34,8 +34,8 @@ step() {
 }
 # The order is the order the lanes need them in (tests/vm/lanes.py starts the longest first).
 step tests/vm/build-image.sh --suite trixie
-[[ -x tests/vm/qemu10.sh ]] && step tests/vm/qemu10.sh
-# The UEFI image (build-uefi-image.sh) is not built here while its scenario is held out of
-# make test (tests/vm/lanes.py HELD): its build boots OVMF for minutes of CPU.
+# QEMU 10 (qemu10.sh) and the UEFI image (build-uefi-image.sh) are not built here while their
+# scenarios are held out of make test (tests/vm/lanes.py HELD): the UEFI build boots OVMF for
+# minutes of CPU.
 step tests/vm/build-image.sh --suite bookworm
 echo "[prefetch] done in $((SECONDS - t0)) s"
