@@ -83,46 +83,46 @@ def check_suite(suite: str) -> str:
     return suite
 
 
-def image_dir(suite: str = DEFAULT_SUITE) -> Path:
-    """The image dir the current build script produces for a suite (the key hashes the script)."""
-    out = subprocess.run([str(BUILD_SCRIPT), "--suite", check_suite(suite), "--print-dir"],
-                         check=True, capture_output=True, text=True)
+def _print_dir(argv: list[str]) -> Path:
+    """The image dir a build script version would produce (`--print-dir`; its key hashes the script)."""
+    out = subprocess.run([*argv, "--print-dir"], capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise VMError(f"{' '.join(argv)} --print-dir exited {out.returncode}: {out.stderr.strip()}")
     return Path(out.stdout.strip())
 
 
-def ensure_image(build: bool = True, suite: str = DEFAULT_SUITE) -> Path:
-    """Return the suite's image dir, building it first if missing (a no-op when up to date)."""
-    d = image_dir(suite)
+def _ensure_built(argv: list[str], build: bool, what: str, cost: str) -> Path:
+    """Return the image dir argv builds, building it first if missing (a no-op when up to date)."""
+    d = _print_dir(argv)
     if not d.is_dir():
         if not build:
-            raise VMError(f"no base image at {d}: run {BUILD_SCRIPT} --suite {suite}")
-        log(f"{suite} base image missing, building it with {BUILD_SCRIPT} (3-6 min cold)")
-        subprocess.run([str(BUILD_SCRIPT), "--suite", suite], check=True)
+            raise VMError(f"no {what} at {d}: run {' '.join(argv)}")
+        log(f"{what} missing, building it with {' '.join(argv)} ({cost} cold)")
+        subprocess.run(argv, check=True)
         if not d.is_dir():
-            raise VMError(f"{BUILD_SCRIPT} succeeded but {d} does not exist")
+            raise VMError(f"{' '.join(argv)} succeeded but {d} does not exist")
     return d
+
+
+def image_dir(suite: str = DEFAULT_SUITE) -> Path:
+    """The BIOS image dir the current build script produces for a suite."""
+    return _print_dir([str(BUILD_SCRIPT), "--suite", check_suite(suite)])
+
+
+def ensure_image(build: bool = True, suite: str = DEFAULT_SUITE) -> Path:
+    """Return the suite's BIOS image dir, building it first if missing."""
+    return _ensure_built([str(BUILD_SCRIPT), "--suite", check_suite(suite)], build,
+                         f"{suite} base image", "3-6 min")
 
 
 def uefi_image_dir(variant: str = "sdboot") -> Path:
     """The UEFI image dir the current UEFI build script produces (exit 3: no vendored tool)."""
-    out = subprocess.run([str(UEFI_BUILD_SCRIPT), "--variant", variant, "--print-dir"],
-                         capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise VMError(f"{UEFI_BUILD_SCRIPT} --print-dir exited {out.returncode}: {out.stderr.strip()}")
-    return Path(out.stdout.strip())
+    return _print_dir([str(UEFI_BUILD_SCRIPT), "--variant", variant])
 
 
 def ensure_uefi_image(build: bool = True, variant: str = "sdboot") -> Path:
-    """Return a UEFI image dir, building it first if missing (one OVMF boot, 3-4 min cold)."""
-    d = uefi_image_dir(variant)
-    if not d.is_dir():
-        if not build:
-            raise VMError(f"no UEFI image at {d}: run {UEFI_BUILD_SCRIPT} --variant {variant}")
-        log(f"UEFI image missing, building it with {UEFI_BUILD_SCRIPT} --variant {variant} (3-5 min cold)")
-        subprocess.run([str(UEFI_BUILD_SCRIPT), "--variant", variant], check=True)
-        if not d.is_dir():
-            raise VMError(f"{UEFI_BUILD_SCRIPT} succeeded but {d} does not exist")
-    return d
+    """Return a UEFI image dir, building it first if missing (one OVMF boot)."""
+    return _ensure_built([str(UEFI_BUILD_SCRIPT), "--variant", variant], build, "UEFI image", "3-5 min")
 
 
 # --- accelerator -----------------------------------------------------------------------------
