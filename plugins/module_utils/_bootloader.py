@@ -20,12 +20,18 @@ from __future__ import annotations
 
 import re
 
-__all__ = ['BootloaderError', 'parse_boot_tool_status', 'detect_bootloader']
+__all__ = ['BootloaderError', 'parse_boot_tool_status', 'detect_bootloader', 'booted_loader', 'SYSTEMD_BOOT_GUID']
 
 _ESP_LINE = re.compile(r'^(\S+) is configured with: (.*)$')
 _MODE = re.compile(r'\b(uefi|grub)\b(?= \(versions:|\s*$|,)')
 _BOOTED = re.compile(r'^System currently booted with (uefi|legacy bios)\s*$')
 _LOADER = {'uefi': 'systemd-boot', 'grub': 'grub'}
+# The vendor GUID of the Boot Loader Interface variables systemd-boot sets on every boot.
+SYSTEMD_BOOT_GUID = '4a67b082-0a4c-41cf-b6c7-440b29bb8c4f'
+# Volatile variables systemd-boot sets while it starts a kernel. Not LoaderSystemToken or
+# LoaderEntryDefault: bootctl install and bootctl set-default write those to NVRAM, so they
+# survive into a later boot that GRUB started.
+_BOOTED_BY_SYSTEMD_BOOT = ('LoaderInfo', 'LoaderEntrySelected')
 
 
 class BootloaderError(ValueError):
@@ -90,3 +96,44 @@ def detect_bootloader(uuids_file_present, status_output=None, status_rc=None):
                   'GRUB reads /etc/default/grub and systemd-boot reads /etc/kernel/cmdline, so both are edited'
                   % (described, status['booted'] or 'an unknown mode'))
     return _result(bootloaders, 'proxmox-boot-tool', reason, status)
+
+
+def _efi_string(text):
+    """An efivarfs UTF-16 string value as read as text: the attribute bytes and NULs dropped."""
+    return ''.join(char for char in (text or '')[4:] if char.isprintable()).strip()
+
+
+def booted_loader(efi, efivars, cmdline, loader_info=None):
+    """Which path the firmware took to the running kernel: dict(firmware, loader, reason).
+
+    ``efi``: /sys/firmware/efi exists. ``efivars``: the names in
+    /sys/firmware/efi/efivars. ``cmdline``: /proc/cmdline. ``loader_info``: the
+    text of the LoaderInfo variable, when there is one (it names the loader's
+    version). ``firmware`` is 'uefi' or 'bios'; ``loader`` 'systemd-boot',
+    'grub' or None (not recognised). systemd-boot announces itself through
+    EFI variables; GRUB sets none but its linux command puts BOOT_IMAGE= first
+    on the command line (systemd-boot puts initrd= there instead).
+    """
+    args = (cmdline or '').split()
+    grub_image = next((arg for arg in args if arg.startswith('BOOT_IMAGE=')), None)
+    if not efi:
+        if grub_image:
+            return {'firmware': 'bios', 'loader': 'grub',
+                    'reason': 'no /sys/firmware/efi (legacy BIOS boot) and %s on /proc/cmdline' % grub_image}
+        return {'firmware': 'bios', 'loader': None,
+                'reason': 'no /sys/firmware/efi (legacy BIOS boot) and no BOOT_IMAGE= on /proc/cmdline'}
+    names = set(efivars or ())
+    seen = ['%s-%s' % (name, SYSTEMD_BOOT_GUID) for name in _BOOTED_BY_SYSTEMD_BOOT
+            if '%s-%s' % (name, SYSTEMD_BOOT_GUID) in names]
+    if seen:
+        version = _efi_string(loader_info)
+        return {'firmware': 'uefi', 'loader': 'systemd-boot',
+                'reason': 'UEFI boot; systemd-boot set the EFI variable%s %s%s' % (
+                    's' if len(seen) > 1 else '', ' and '.join(name.split('-', 1)[0] for name in seen),
+                    ' (%s)' % version if version else '')}
+    if grub_image:
+        return {'firmware': 'uefi', 'loader': 'grub',
+                'reason': 'UEFI boot; no systemd-boot EFI variable (LoaderInfo, LoaderEntrySelected) and %s on '
+                          '/proc/cmdline' % grub_image}
+    return {'firmware': 'uefi', 'loader': None,
+            'reason': 'UEFI boot, but neither systemd-boot EFI variables nor BOOT_IMAGE= on /proc/cmdline'}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.vfio.passthrough.plugins.module_utils._bootloader import SYSTEMD_BOOT_GUID, booted_loader
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import kernel_args
 from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import read_net_interfaces
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
@@ -116,6 +117,14 @@ def _passthrough_mode(groups, cmdline_args, enabled):
     return None
 
 
+def _boot_path(tree, cmdline):
+    efivars = 'sys/firmware/efi/efivars'
+    names = tree.listdir(efivars)
+    info = 'LoaderInfo-' + SYSTEMD_BOOT_GUID
+    return booted_loader(tree.exists('sys/firmware/efi'), names, cmdline,
+                         tree.read(efivars + '/' + info) if info in names else None)
+
+
 def gather_iommu_facts(root, kernel_log=None, interfaces=None):
     """Build ``ansible_facts.iommu`` (without host_critical, which the caller adds).
 
@@ -209,6 +218,7 @@ def gather_iommu_facts(root, kernel_log=None, interfaces=None):
         'passthrough_mode': _passthrough_mode(groups, args, enabled),
         'acs_override': (acs[-1] or '') if acs else None,
         'cmdline': cmdline,
+        'boot_path': _boot_path(tree, cmdline),
         'kernel': kernel,
         'iommu_units': units,
         'groups': {str(n): {'devices': members[n], 'type': groups[n]['type']} for n in sorted(groups)},

@@ -159,6 +159,17 @@ ansible_facts:
           type: str
           returned: always
           sample: BOOT_IMAGE=/boot/vmlinuz-6.8.12-4-pve root=/dev/mapper/pve-root ro quiet intel_iommu=on iommu=pt
+        boot_path:
+          description:
+            - Which path the firmware took to the running kernel, and why it is believed.
+            - C(firmware) is V(uefi) (C(sys/firmware/efi) exists) or V(bios).
+            - C(loader) is V(systemd-boot) (it set the EFI variable LoaderInfo or LoaderEntrySelected),
+              V(grub) (no such variable and C(BOOT_IMAGE=) on the command line) or null (not recognised).
+          type: dict
+          returned: always
+          sample: {firmware: uefi, loader: systemd-boot,
+                   reason: "UEFI boot; systemd-boot set the EFI variables LoaderInfo and LoaderEntrySelected
+                            (systemd-boot 252.39-1~deb12u1)"}
         kernel:
           description: The running kernel's release (C(proc/sys/kernel/osrelease)), or null.
           type: str

@@ -16,7 +16,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._pci import PCI_S
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts import KEYS, LABEL
 
 __all__ = [
-    'clean', 'host_rows', 'tuning_rows', 'sriov_text', 'device_order', 'address_text', 'isolation_text',
+    'clean', 'host_rows', 'boot_path_rows', 'tuning_rows', 'sriov_text', 'device_order', 'address_text', 'isolation_text',
     'vfio_state', 'pci_id_text', 'verdict_text', 'count_line',
 ]
 
@@ -69,7 +69,16 @@ def host_rows(facts, tuning=None):
         ('ACS override', 'pcie_acs_override=%s' % acs if acs is not None else 'none'),
         ('Kernel', facts.get('kernel') or 'unknown'),
         ('Command line', facts.get('cmdline') or ''),
-    ] + tuning_rows(tuning)
+    ] + boot_path_rows(facts.get('boot_path')) + tuning_rows(tuning)
+
+
+def boot_path_rows(boot_path):
+    """The boot path row from iommu_facts' boot_path: firmware, loader, and why it is believed."""
+    if not boot_path:
+        return []
+    return [('Booted by', '%s via %s: %s' % ((boot_path.get('firmware') or 'unknown firmware').upper(),
+                                             boot_path.get('loader') or 'an unrecognised loader',
+                                             boot_path.get('reason') or 'no reason given'))]
 
 
 def sriov_text(device, devices=None):

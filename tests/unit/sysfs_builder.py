@@ -115,6 +115,13 @@ class FakeHost:
         self.write('proc/cmdline', text + '\n')
         return self
 
+    def efivar(self, name, value=''):
+        """An efivarfs file as the kernel shows it: 4 attribute bytes, then the value (UTF-16LE for strings)."""
+        self.mkdir('sys/firmware/efi/efivars')
+        data = b'\x06\x00\x00\x00' + (value.encode('utf-16-le') + b'\x00\x00' if value else b'')
+        (self.root / 'sys/firmware/efi/efivars' / name).write_bytes(data)
+        return self
+
     def interrupts(self, remapped):
         self.write('proc/interrupts', _INTERRUPTS_IR if remapped else _INTERRUPTS_PLAIN)
         return self

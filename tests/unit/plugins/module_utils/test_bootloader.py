@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._bootloader import (
-    BootloaderError, detect_bootloader, parse_boot_tool_status,
+    SYSTEMD_BOOT_GUID, BootloaderError, booted_loader, detect_bootloader, parse_boot_tool_status,
 )
 
 # Shaped like `proxmox-boot-tool status` on a Proxmox VE 8 ZFS install.
@@ -97,3 +97,42 @@ def test_vendored_status_text_matches_the_parser():
     assert 'result="${result}, grub (versions: ${versions_grub})"' in source
     assert 'echo "System currently booted with uefi"' in source
     assert 'warn "E: $ESP_LIST does not exist."' in source and 'exit 2' in source
+
+
+# -- which loader started the running kernel -------------------------------------
+
+SD_INFO = 'LoaderInfo-' + SYSTEMD_BOOT_GUID
+SD_SELECTED = 'LoaderEntrySelected-' + SYSTEMD_BOOT_GUID
+# Written to NVRAM by bootctl install: survives into boots that GRUB makes.
+SD_TOKEN = 'LoaderSystemToken-' + SYSTEMD_BOOT_GUID
+SD_BOOT_LINE = 'initrd=\\EFI\\proxmox\\6.1.0-50-amd64\\initrd.img-6.1.0-50-amd64 root=UUID=0b1c ro iommu=pt'
+GRUB_LINE = 'BOOT_IMAGE=/vmlinuz-6.1.0-50-amd64 root=UUID=0b1c ro console=ttyS0,115200n8 iommu=pt'
+BOOT_ORDER = 'BootOrder-8be4df61-93ca-11d2-aa0d-00e098032b8c'
+
+
+@pytest.mark.parametrize('efi, names, cmdline, firmware, loader, reason', [
+    (True, [BOOT_ORDER, SD_INFO, SD_SELECTED, SD_TOKEN], SD_BOOT_LINE, 'uefi', 'systemd-boot',
+     'systemd-boot set the EFI variables LoaderInfo and LoaderEntrySelected'),
+    (True, [SD_SELECTED], SD_BOOT_LINE, 'uefi', 'systemd-boot', 'the EFI variable LoaderEntrySelected'),
+    # The variables win over the line: systemd-boot can start a kernel whose options hold BOOT_IMAGE=.
+    (True, [SD_INFO], 'BOOT_IMAGE=/vmlinuz root=/dev/sda1', 'uefi', 'systemd-boot', 'LoaderInfo'),
+    (True, [BOOT_ORDER], GRUB_LINE, 'uefi', 'grub', 'and BOOT_IMAGE=/vmlinuz-6.1.0-50-amd64 on /proc/cmdline'),
+    # bootctl install left its token in NVRAM; GRUB booted this time.
+    (True, [BOOT_ORDER, SD_TOKEN], GRUB_LINE, 'uefi', 'grub', 'no systemd-boot EFI variable'),
+    # Another vendor's LoaderInfo is not systemd-boot's.
+    (True, ['LoaderInfo-00000000-0000-0000-0000-000000000000'], 'root=/dev/sda1', 'uefi', None, 'neither'),
+    (True, [], 'root=/dev/sda1 ro', 'uefi', None, 'neither systemd-boot EFI variables nor BOOT_IMAGE='),
+    (False, [], 'BOOT_IMAGE=/boot/vmlinuz-6.8.12-4-pve root=ZFS=rpool/ROOT/pve-1', 'bios', 'grub',
+     'legacy BIOS boot) and BOOT_IMAGE=/boot/vmlinuz-6.8.12-4-pve'),
+    (False, [], '', 'bios', None, 'no BOOT_IMAGE='),
+])
+def test_booted_loader(efi, names, cmdline, firmware, loader, reason):
+    result = booted_loader(efi, names, cmdline)
+    assert (result['firmware'], result['loader']) == (firmware, loader)
+    assert reason in result['reason']
+
+
+def test_booted_loader_names_the_systemd_boot_version():
+    raw = '\x06\x00\x00\x00' + 'systemd-boot 252.39-1~deb12u1'.encode('utf-16-le').decode('utf-8') + '\x00'
+    result = booted_loader(True, [SD_INFO], SD_BOOT_LINE, raw)
+    assert result['reason'].endswith('LoaderInfo (systemd-boot 252.39-1~deb12u1)')

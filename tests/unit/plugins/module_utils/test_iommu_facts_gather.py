@@ -146,3 +146,27 @@ def test_vendor_from_iommu_units_when_tables_hidden(tmp_path):
     host.iommu_unit('ivhd0', under='0000:00:00.2')
     facts = gather_iommu_facts(str(tmp_path))
     assert (facts['vendor'], facts['cpu_vendor'], facts['firmware_support']) == ('amd', 'intel', None)
+
+
+# -- the boot path, from fake efivars trees ----------------------------------------
+
+_GUID = '4a67b082-0a4c-41cf-b6c7-440b29bb8c4f'
+
+
+@pytest.mark.parametrize('efivars, cmdline, expected', [
+    ({'LoaderInfo-' + _GUID: 'systemd-boot 252.39-1~deb12u1', 'LoaderEntrySelected-' + _GUID: 'proxmox-6.1.0.conf',
+      'LoaderSystemToken-' + _GUID: ''},
+     'initrd=\\EFI\\proxmox\\6.1\\initrd.img root=UUID=0b1c ro',
+     ('uefi', 'systemd-boot', 'LoaderInfo and LoaderEntrySelected (systemd-boot 252.39-1~deb12u1)')),
+    ({'LoaderSystemToken-' + _GUID: '', 'BootOrder-8be4df61-93ca-11d2-aa0d-00e098032b8c': ''},
+     'BOOT_IMAGE=/vmlinuz-6.1.0-50-amd64 root=UUID=0b1c ro',
+     ('uefi', 'grub', 'no systemd-boot EFI variable')),
+    (None, 'BOOT_IMAGE=/boot/vmlinuz-6.1.0-50-amd64 root=/dev/sda1 ro', ('bios', 'grub', 'legacy BIOS')),
+])
+def test_boot_path_from_a_fake_efivars_tree(tmp_path, efivars, cmdline, expected):
+    host = FakeHost(tmp_path).cmdline(cmdline)
+    for name, value in (efivars or {}).items():
+        host.efivar(name, value)
+    boot = gather_iommu_facts(str(tmp_path))['boot_path']
+    assert (boot['firmware'], boot['loader']) == expected[:2]
+    assert expected[2] in boot['reason'], boot['reason']
