@@ -1,8 +1,9 @@
 """The Proxmox boot path for real (issue 14): UEFI guests whose ESPs the real proxmox-boot-tool manages.
 
 Debian 12 under OVMF with Proxmox VE 8's proxmox-kernel-helper (../shared/vendor, never copied
-into the project): scenario 1, a systemd-boot guest converged. Every boot costs minutes under
-TCG, so each class boots one guest and stops it before the next class starts.
+into the project). One systemd-boot guest serves scenario 1 (converge) and then scenario 4
+(restore.yml on the same guest). Every boot costs
+minutes under TCG, so each class boots one guest and stops it before the next class starts.
 Each check reads the guest directly: the tool's own status, the boot entries on the ESP,
 /proc/cmdline, sha256 of the files, boot ids, sysfs driver links.
 """
@@ -35,6 +36,9 @@ KERNEL_CMDLINE = '/etc/kernel/cmdline'
 BACKUPS = OUTPUT / 'pbt-backups'
 # The tool mounts the ESP itself (it is in no fstab); the checks mount it read-only and let go.
 ESP_MOUNT = '/run/vfio-check-esp'
+# The vendor GUID of systemd-boot's Boot Loader Interface variables (written here, not imported: the
+# check reads efivarfs independently of the code under test).
+SYSTEMD_BOOT_GUID = '4a67b082-0a4c-41cf-b6c7-440b29bb8c4f'
 
 
 class PbtGuest(Guest):
@@ -92,6 +96,11 @@ class PbtGuest(Guest):
         on_esp = self.esp('sha256sum ' + layout.format(kver=kver)).split()[0]
         return on_esp == self.sha256('/boot/initrd.img-%s' % kver)
 
+    def systemd_boot_vars(self):
+        """The Boot Loader Interface EFI variables present now (name without the vendor GUID), raw from efivarfs."""
+        out = self.sh('ls /sys/firmware/efi/efivars | grep -- -%s || true' % SYSTEMD_BOOT_GUID)
+        return sorted(name.rsplit('-', 5)[0] for name in out.split())
+
 
 def say_before_after(title, pairs, tail):
     """The scenario's raw evidence for the log: each (label, before, after), then timings."""
@@ -100,6 +109,13 @@ def say_before_after(title, pairs, tail):
         for when, value in (('before', before), ('after', after)):
             lines.append('  %s %s: %s' % (label, when, str(value).strip().replace('\n', '\n      ')))
     say('\n'.join(lines + ['  ' + tail]))
+
+
+def booted_line(output):
+    """The role's last 'Booted by ...' line (verify.yml, after the reboot), unquoted from the debug output."""
+    lines = [line.strip().rstrip(',').strip('"') for line in output.splitlines() if '"Booted by ' in line]
+    assert lines, 'the role did not say which loader booted'
+    return lines[-1]
 
 
 def run_ansible(collections_path, guest, playbook, name, variables):
@@ -169,6 +185,10 @@ class TestSystemdBoot:
         for options in options_before.values():
             assert options.split() == kernel_cmdline_before.split(), (options, kernel_cmdline_before)
         hashes_before = guest.file_hashes()
+        uefi_guest.update(cmdline_before=cmdline_before, options_before=options_before, hashes_before=hashes_before)
+        # systemd-boot announces itself in volatile EFI variables on every boot it makes.
+        loader_vars_before = guest.systemd_boot_vars()
+        assert {'LoaderInfo', 'LoaderEntrySelected'} <= set(loader_vars_before), loader_vars_before
 
         shutil.rmtree(BACKUPS, ignore_errors=True)
         variables = {'pcie_passthrough_devices': [nic], 'pcie_passthrough_backup_dir': str(BACKUPS)}
@@ -202,13 +222,50 @@ class TestSystemdBoot:
         assert set(guest.sh('cat /sys/kernel/iommu_groups/*/type').split()) == {'identity'}
         status_after, uuid_after = guest.configured_only('uefi')
         assert uuid_after == uuid
+        loader_vars_after = guest.systemd_boot_vars()
+        assert {'LoaderInfo', 'LoaderEntrySelected'} <= set(loader_vars_after), loader_vars_after
+        # The role says which file it edited and why, and which loader the firmware started after the reboot.
+        assert 'Kernel command line read by systemd-boot: proxmox-boot-tool status: ESPs configured with uefi' \
+            in run.output, run.tail()
+        booted = booted_line(run.output)
+        assert booted.startswith('Booted by systemd-boot (UEFI): UEFI boot; systemd-boot set the EFI variables '
+                                 'LoaderInfo and LoaderEntrySelected (systemd-boot '), booted
 
         rerun = run_ansible(collections_path, guest, 'passthrough.yml', 'bookworm-uefi-sdboot-rerun', variables)
         assert rerun.rc == 0 and rerun.changed == 0, rerun.tail()
         assert guest.boot_id() == boot_after
+        uefi_guest['converged'] = True
         say_before_after('bookworm uefi-sdboot (scenario 1)', [
             ('proxmox-boot-tool status', status, status_after), ('loader entry options', options_before, options_after),
             ('/proc/cmdline', cmdline_before, cmdline), ('boot id', boot, boot_after),
-            ('sha256', hashes_before, hashes_after), (nic + ' driver', 'e1000e', link)],
+            ('sha256', hashes_before, hashes_after), (nic + ' driver', 'e1000e', link),
+            ('systemd-boot EFI variables', loader_vars_before, loader_vars_after), ('role says', '-', booted)],
             'converge+reboot %.1f s, rerun %.1f s, scenario %.1f s'
             % (run.seconds, rerun.seconds, time.monotonic() - started))
+
+    def test_restore_puts_the_original_command_line_back(self, uefi_guest, collections_path):
+        """Scenario 4 on the same guest: restore.yml puts the files back and refreshes the ESP; after a reboot
+        /proc/cmdline is the original again."""
+        if not uefi_guest.get('converged'):
+            pytest.fail('scenario 1 did not converge this guest, so there is nothing to restore')
+        guest = uefi_guest['guest']
+        started = time.monotonic()
+        run = run_ansible(collections_path, guest, 'restore.yml', 'bookworm-uefi-sdboot-restore',
+                          {'pcie_passthrough_backup_dir': str(BACKUPS)})
+        assert run.rc == 0, run.tail()
+        assert 'REBOOT REQUIRED' in run.output, run.tail()
+        hashes = guest.file_hashes()
+        assert hashes == uefi_guest['hashes_before'], (hashes, uefi_guest['hashes_before'])
+        # Before the reboot: the ESP already holds the original options (the refresh reached it).
+        assert guest.loader_options() == uefi_guest['options_before']
+        assert guest.esp_initrd_matches_boot()
+        old, new, reboot_seconds = guest.vm.reboot()
+        cmdline = guest.sh('cat /proc/cmdline').strip()
+        assert cmdline == uefi_guest['cmdline_before'], (cmdline, uefi_guest['cmdline_before'])
+        assert 'LoaderInfo' in guest.systemd_boot_vars()
+        [nic] = guest.pci_by_id(E1000E)
+        assert guest.driver(nic) == 'e1000e', guest.driver(nic)
+        say('bookworm uefi-sdboot restore (scenario 4):\n  loader entry options: %s\n  /proc/cmdline: %s\n'
+            '  boot ids %s -> %s\n  sha256: %s\n  %s driver -> e1000e\n  restore %.1f s, reboot %.1f s, scenario %.1f s'
+            % (guest.loader_options(), cmdline, old, new, hashes, nic, run.seconds, reboot_seconds,
+               time.monotonic() - started))
