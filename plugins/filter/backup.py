@@ -21,11 +21,13 @@ def _list(value, name):
 
 
 def passthrough_backup_files(boot_files, grub_dropin_dir='/etc/default/grub.d', found_dropins=None,
-                             initramfs_inputs=None, other_files=None, boot_written=None, initramfs_written=None):
+                             initramfs_inputs=None, other_files=None, boot_written=None, initramfs_written=None,
+                             plain_written=None):
     return backup_candidates(_list(boot_files, 'boot_files'), str(grub_dropin_dir),
                              [str(p) for p in _list(found_dropins, 'found_dropins')],
                              _list(initramfs_inputs, 'initramfs_inputs'), _list(other_files, 'other_files'),
-                             _list(boot_written, 'boot_written'), _list(initramfs_written, 'initramfs_written'))
+                             _list(boot_written, 'boot_written'), _list(initramfs_written, 'initramfs_written'),
+                             _list(plain_written, 'plain_written'))
 
 
 def passthrough_backup_manifest(stat_results, host, time, due, collection_root):

@@ -82,20 +82,21 @@ def collection_version(collection_root):
 
 
 def backup_candidates(boot_files, grub_dropin_dir, found_dropins, initramfs_inputs, other_files,
-                      boot_written=(), initramfs_written=()):
+                      boot_written=(), initramfs_written=(), plain_written=()):
     """Every file the role may write, in order, each with what restoring it regenerates.
 
     ``found_dropins``: paths that exist below ``grub_dropin_dir`` (the role finds them); only
     its direct ``*.cfg`` children count, as grub-mkconfig sources only those.
-    ``boot_written``, ``initramfs_written``: the ``files_changed`` of the modules' dry runs
-    (kernel_cmdline; vfio_modules, driver_blacklist, vfio_address_binding). Every file a module
-    says it will write is in the bundle, also one the lists above do not name.
+    ``boot_written``, ``initramfs_written``, ``plain_written``: the ``files_changed`` of the modules'
+    dry runs (kernel_cmdline; vfio_modules, driver_blacklist, vfio_address_binding; sriov_vfs, whose
+    udev rule and script need no regeneration). Every file a module says it will write is in the
+    bundle, also one the lists above do not name.
     """
     prefix = grub_dropin_dir.rstrip('/') + '/'
     dropins = sorted(p for p in found_dropins
                      if p.startswith(prefix) and '/' not in p[len(prefix):] and p.endswith('.cfg'))
     kinds = [(boot_files, 'boot'), (dropins, 'boot'), (other_files, 'none'), (initramfs_inputs, 'initramfs'),
-             (boot_written, 'boot'), (initramfs_written, 'initramfs')]
+             (boot_written, 'boot'), (initramfs_written, 'initramfs'), (plain_written, 'none')]
     candidates, seen = [], set()
     for paths, kind in kinds:
         for path in paths:

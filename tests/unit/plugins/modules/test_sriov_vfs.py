@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'plugins' / 'module_utils'))
 from module_runner import run_module  # noqa: E402
 from test_sriov import PF0, PF1, sriov_host  # noqa: E402
+from tree_snapshot import tree_snapshot  # noqa: E402
 
 REQUEST = [{'pf': PF0, 'vfs': 2, 'vfio': [0]}, {'pf': '02:00.0', 'vfs': 3}]
 OTHER = '# Managed by Ansible (vfio.passthrough.driver_blacklist): manual edits will be overwritten\nblacklist x\n'
@@ -72,9 +73,15 @@ def test_removing_the_request_removes_only_its_files(host):
     (host / 'rules.d').mkdir()
     (host / 'rules.d/60-other.rules').write_text('# not ours\n')
     _run(host, REQUEST)
+    ours = {'rules.d/70-sriov.rules', 'sbin/sriov'}
+    before = {k: v for k, v in tree_snapshot(host).items() if k not in ours}
     gone = _run(host, [], diff=True)
     assert gone['changed'] is True and _files(host) == {}
     assert gone['diff'][0]['after'] == '' and gone['reboot_required'] is False
+    # Nothing else: the running VFs (sriov_numvfs and every VF file of the fake sysfs below root) and
+    # every other file stay byte for byte and inode for inode; no command runs.
+    assert tree_snapshot(host) == before
+    assert gone['live'] == [] and gone['deferred'] == [] and gone['commands'] == []
     assert (host / 'rules.d/60-other.rules').read_text() == '# not ours\n'
     assert _run(host, [])['changed'] is False
 

@@ -378,10 +378,14 @@ def test_backup_candidates_add_every_file_a_dry_run_will_write():
     candidates = backup_candidates(
         ['/etc/default/grub'], '/etc/default/grub.d', [], ['/etc/modprobe.d/vfio-passthrough.conf'], [],
         boot_written=['/etc/default/grub', '/etc/kernel/cmdline'],
-        initramfs_written=['/etc/modprobe.d/vfio-passthrough.conf', '/usr/local/sbin/vfio-passthrough-bind'])
+        initramfs_written=['/etc/modprobe.d/vfio-passthrough.conf', '/usr/local/sbin/vfio-passthrough-bind'],
+        plain_written=['/etc/udev/rules.d/70-vfio-passthrough-sriov.rules', '/usr/local/sbin/vfio-passthrough-sriov'])
     assert candidates == [
         {'path': '/etc/default/grub', 'rebuild': 'boot'},
         {'path': '/etc/modprobe.d/vfio-passthrough.conf', 'rebuild': 'initramfs'},
         {'path': '/etc/kernel/cmdline', 'rebuild': 'boot'},
         {'path': '/usr/local/sbin/vfio-passthrough-bind', 'rebuild': 'initramfs'},
+        # sriov_vfs' udev rule and script: putting them back regenerates nothing (udev reads them at boot).
+        {'path': '/etc/udev/rules.d/70-vfio-passthrough-sriov.rules', 'rebuild': 'none'},
+        {'path': '/usr/local/sbin/vfio-passthrough-sriov', 'rebuild': 'none'},
     ]

@@ -286,3 +286,16 @@ def test_sriov_deferred_change_is_a_reboot_reason_and_verify_names_pf_and_vf(tmp
     assert not any(r.startswith('SR-IOV') for r in reboot_reasons(facts, plan))
     assert ('SR-IOV: PF 0000:05:00.0: VF 0 (0000:05:10.0) is on driver igbvf, not vfio-pci'
             in verify_passthrough(facts, plan)['errors'])
+
+
+def test_removing_the_sriov_request_changes_nothing_else_in_the_plan(tmp_path):
+    # The VFs of the earlier request still exist (until the next boot), one on igbvf: without the
+    # request they are no longer judged, and the rest of the plan is the same as with it.
+    facts = _sriov_facts(tmp_path)
+    asked = plan_passthrough(facts, devices=['0000:01:00.0', '0000:01:00.1'], sriov=[{'pf': '0000:05:00.0', 'vfs': 2}])
+    removed = plan_passthrough(facts, devices=['0000:01:00.0', '0000:01:00.1'])
+    assert asked['errors'] == [] and removed['sriov'] == []
+    assert {k: v for k, v in asked.items() if k != 'sriov'} == {k: v for k, v in removed.items() if k != 'sriov'}
+    assert reboot_reasons(facts, removed) == reboot_reasons(facts, asked)
+    assert any('SR-IOV' in e for e in verify_passthrough(facts, asked)['errors'])
+    assert not any('SR-IOV' in e for e in verify_passthrough(facts, removed)['errors'])
