@@ -28,8 +28,7 @@ SCENARIOS = HERE / 'scenarios'
 # (scenario file, pytest -k expression or None, estimated minutes on a quiet machine with a
 # second lane busy). The longest items start first so the lanes end close together.
 PLAN = [
-    ('test_intel_twins.py', 'trixie', 17),
-    ('test_sriov.py', None, 16),
+    ('test_intel_twins.py', 'trixie', 27),
     ('test_proxmox_boot_tool.py', None, 15),
     ('test_amd_grub.py', None, 12),
     ('test_intel_twins.py', 'bookworm', 12),
@@ -40,8 +39,6 @@ DEFAULT_ESTIMATE = 15
 HELD = {
     'test_proxmox_boot_tool.py': 'issue 14 is open: scenario 1 has not passed end to end in a guest yet, '
                                  'scenarios 2-4 are not written; its converge took 33 min under load',
-    'test_sriov.py': 'issue 15 is open: the deferred count change has not run in a guest yet (its one run '
-                     'stopped in the fixture after the converge, rerun and live change had passed)',
 }
 _print_lock = threading.Lock()
 

@@ -33,9 +33,11 @@ step() {
     echo "[prefetch] $1 exit $rc in $((SECONDS - started)) s"
 }
 # The order is the order the lanes need them in (tests/vm/lanes.py starts the longest first).
+# QEMU 10 is only unpacked debs (seconds); each UEFI build ends in a first OVMF boot that runs
+# proxmox-boot-tool format and init, minutes of CPU that overlap the molecule stage.
 step tests/vm/build-image.sh --suite trixie
-# QEMU 10 (qemu10.sh) and the UEFI image (build-uefi-image.sh) are not built here while their
-# scenarios are held out of make test (tests/vm/lanes.py HELD): the UEFI build boots OVMF for
-# minutes of CPU.
+step tests/vm/qemu10.sh
 step tests/vm/build-image.sh --suite bookworm
+step tests/vm/build-uefi-image.sh --variant sdboot
+step tests/vm/build-uefi-image.sh --variant grub
 echo "[prefetch] done in $((SECONDS - t0)) s"

@@ -4,7 +4,7 @@
 # Usage: tests/vm/qemu10.sh [--print]
 #   --print  only print the wrapper path this script would install (whether or not it exists)
 #
-# QEMU 7.2 (bookworm) has no emulated igb, the SR-IOV NIC of tests/vm/scenarios/test_sriov.py.
+# QEMU 7.2 (bookworm) has no emulated igb, the SR-IOV NIC of the Debian 13 Intel scenario (tests/vm/scenarios/test_intel_twins.py).
 # The packages come from a private apt state under the cache (the system's sources, lists and
 # installed QEMU stay untouched, so every other scenario keeps the default QEMU), are unpacked
 # with dpkg -x into $VFIO_VM_CACHE/qemu10-<version>/tree, and a wrapper there

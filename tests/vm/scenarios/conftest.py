@@ -170,26 +170,27 @@ def run_playbook(collections_path):
     return run
 
 
-def boot(flavour, suite, nics=1, name=None):
+def boot(flavour, suite, nics=1, name=None, igb=0):
     started = time.monotonic()
-    vm = vmctl.start(flavour, nics=nics, name=name, suite=suite)
+    vm = vmctl.start(flavour, nics=nics, name=name, suite=suite, igb=igb)
     seconds = time.monotonic() - started
-    say('%s: Debian %s %s guest with %d e1000e up in %.1f s' % (vm.name, suite, flavour, nics, seconds))
+    say('%s: Debian %s %s guest with %d e1000e%s up in %.1f s'
+        % (vm.name, suite, flavour, nics, ' and %d igb (QEMU 10)' % igb if igb else '', seconds))
     return Guest(vm, seconds)
 
 
 @pytest.fixture(scope='module')
 def guest_factory(base_image):
-    """make(flavour, suite, nics): boot a guest; every guest of the module stops at its end.
+    """make(flavour, suite, nics, igb=0): boot a guest; every guest of the module stops at its end.
 
     The machine has 2 cores and each TCG guest wants both: a module boots its guests
     one after the other, and fixtures that share a guest across tests ask for it once.
     """
     guests = []
 
-    def make(flavour, suite, nics=1, name=None):
+    def make(flavour, suite, nics=1, name=None, igb=0):
         base_image(suite)
-        guest = boot(flavour, suite, nics, name)
+        guest = boot(flavour, suite, nics, name, igb)
         guests.append(guest)
         return guest
 

@@ -3,7 +3,11 @@
 Debian 13 (Proxmox VE 9's base) first refuses three unsafe requests, writing nothing, then
 converts from intel_iommu=off with exactly one reboot, binding only the requested twin by
 address; Debian 12 (VE 8's) converges the same way. Both rerun with 0 changed.
-The Debian 13 converge also reserves 2 MiB hugepages and isolates CPU 1 in the same single reboot.
+The Debian 13 converge also reserves 2 MiB hugepages and isolates CPU 1 in the same single reboot,
+and creates SR-IOV VFs on two igb PFs (QEMU 10), persisted by the udev rule, the chosen ones on
+vfio-pci by address. After the rerun, a VF count change on a PF whose VFs nobody uses is made live
+(same boot); one on a PF whose VF group a process holds open is deferred to a reboot the role
+makes, and verified after it. One guest for all of it: each boot and converge costs CI minutes.
 """
 
 from __future__ import annotations
@@ -31,21 +35,61 @@ TUNING_SUITES = ['trixie']
 TUNING = {'pcie_passthrough_hugepages': {'size': '2M', 'count': 128}, 'pcie_passthrough_isolated_cpus': '1',
           'pcie_passthrough_hugepages_host_reserve_mib': 768}
 TUNING_ARGS = ['default_hugepagesz=2M', 'hugepagesz=2M', 'hugepages=128']
+# Two emulated 82576 PFs (QEMU 10's igb) behind root ports, with the emulated Intel IOMMU.
+SRIOV_SUITES = ['trixie']
+PF_ID, VF_ID = '8086:10c9', '8086:10ca'
 
 
-def converge_vars(suite, nic):
-    return dict({'pcie_passthrough_devices': [nic]}, **(TUNING if suite in TUNING_SUITES else {}))
+def sriov_vars(pfs, a_vfs, b_vfs, b_vfio=None):
+    # PF A keeps VF 1 (and 3) for the host; PF B keeps VF 0 at first, then (b_vfio None) gives every VF
+    # to vfio-pci, the default.
+    b = {'pf': pfs[1], 'vfs': b_vfs}
+    if b_vfio is not None:
+        b['vfio'] = b_vfio
+    return {'pcie_passthrough_sriov': [{'pf': pfs[0], 'vfs': a_vfs, 'vfio': [0, 2]}, b]}
+
+
+def converge_vars(state, sriov=(3, 2, [1])):
+    variables = {'pcie_passthrough_devices': [state['nic']]}
+    if state['suite'] in TUNING_SUITES:
+        variables.update(TUNING)
+    if state['suite'] in SRIOV_SUITES:
+        variables.update(sriov_vars(state['pfs'], *sriov))
+    return variables
+
+
+def sriov_state(guest, pf):
+    """(sriov_numvfs, [(vf, driver, iommu group)]) read from sysfs."""
+    numvfs = int(guest.sh('cat /sys/bus/pci/devices/%s/sriov_numvfs' % pf))
+    out = guest.sh('name() { l=$(readlink "$1") && basename "$l" || echo none; }; '
+                   'for v in /sys/bus/pci/devices/%s/virtfn*; do [ -e "$v" ] || continue; '
+                   'echo "${v##*virtfn} $(basename $(readlink -f $v)) $(name $v/driver) $(name $v/iommu_group)"; '
+                   'done' % pf)
+    rows = sorted((line.split() for line in out.strip().splitlines()), key=lambda row: int(row[0]))
+    return numvfs, [(vf, driver, group) for _index, vf, driver, group in rows]
+
+
+def sriov_snapshot(guest, pfs):
+    return {'lspci': guest.sh('lspci -Dnnk -d %s; lspci -Dnnk -d %s' % (PF_ID, VF_ID)),
+            'state': tuple(sriov_state(guest, pf) for pf in pfs)}
+
+
+def drivers(rows):
+    return [driver for _vf, driver, _group in rows]
 
 
 @pytest.fixture(scope='module')
 def intel(suite, guest_factory, run_playbook):
-    guest = guest_factory('intel', suite, nics=2)
+    guest = guest_factory('intel', suite, nics=2, igb=2 if suite in SRIOV_SUITES else 0)
     guest.enable_boot_count()
     guest.capture('%s-intel-before' % suite)
     wanted, twin = guest.pci_by_id(E1000E)
     state = {'guest': guest, 'suite': suite, 'nic': wanted, 'twin': twin, 'refusals': {},
              'facts': release_facts(guest), 'cmdline_before': guest.sh('cat /proc/cmdline').strip(),
              'etc_modules_before': guest.sh('sha256sum /etc/modules 2>/dev/null || true')}
+    if suite in SRIOV_SUITES:
+        state['pfs'] = guest.pci_by_id(PF_ID)
+        state['sriov_before'] = sriov_snapshot(guest, state['pfs'])
     say('%s intel before: uname -r %s; /proc/cmdline: %s' % (suite, state['facts']['kernel'], state['cmdline_before']))
     if suite in REFUSAL_SUITES:
         management = guest.nic_address(guest.default_route_dev())
@@ -57,7 +101,10 @@ def intel(suite, guest_factory, run_playbook):
                                dict({'pcie_passthrough_devices': [wanted]}, **extra))
             state['refusals'][case] = (run, before, guest.etc_checksum())
     state['boot_before'], state['boots_before'] = guest.boot_id(), guest.boots()
-    state['run'] = run_playbook(guest, '%s-intel-converge' % suite, converge_vars(suite, wanted))
+    state['run'] = run_playbook(guest, '%s-intel-converge' % suite, converge_vars(state))
+    state['boot_after'] = guest.boot_id()
+    if suite in SRIOV_SUITES:
+        state['sriov_after'] = sriov_snapshot(guest, state['pfs'])
     yield state
     # Free both cores before the next release's guest boots.
     guest.vm.stop(keep_logs=True)
@@ -139,10 +186,12 @@ def test_vfio_modules_load_cleanly_at_boot(intel):
 def test_second_run_changes_nothing_and_does_not_reboot(intel, run_playbook):
     guest = intel['guest']
     boot = guest.boot_id()
-    run = run_playbook(guest, '%s-intel-rerun' % intel['suite'], converge_vars(intel['suite'], intel['nic']))
+    run = run_playbook(guest, '%s-intel-rerun' % intel['suite'], converge_vars(intel))
     assert run.rc == 0, run.tail()
     assert run.changed == 0, run.tail()
     assert guest.boot_id() == boot
+    say('%s rerun (%.1f s): %s' % (intel['suite'], run.seconds,
+                                   [line.strip() for line in run.output.splitlines() if 'changed=' in line]))
 
 
 @pytest.mark.parametrize('suite', TUNING_SUITES, scope='module')
@@ -167,3 +216,81 @@ def test_hugepages_and_isolated_cpu_arrive_with_the_same_reboot(intel):
     assert int(fields['HugePages_Total']) == 128 and fields['Hugepagesize'] == '2048', meminfo
     assert nr == '128'
     assert (possible, isolated) == ('0-1', '1')
+
+
+@pytest.mark.parametrize('suite', SRIOV_SUITES, scope='module')
+def test_fresh_host_gets_vfs_persisted_and_bound_with_the_same_reboot(intel):
+    guest, run = intel['guest'], intel['run']
+    assert run.rc == 0, run.tail()
+    assert intel['sriov_before']['state'] == ((0, []), (0, [])), intel['sriov_before']['state']
+    assert guest.boots() == intel['boots_before'] + 1, 'the role must reboot exactly once'
+    (a_count, a_rows), (b_count, b_rows) = intel['sriov_after']['state']
+    assert (a_count, b_count) == (3, 2)
+    assert drivers(a_rows) == ['vfio-pci', 'igbvf', 'vfio-pci'], a_rows
+    assert drivers(b_rows) == ['igbvf', 'vfio-pci'], b_rows
+    groups = [group for _vf, _driver, group in a_rows + b_rows]
+    assert len(set(groups)) == len(groups), 'each VF behind the root port has its own IOMMU group: %s' % groups
+    assert guest.sh('grep -rh "ids=" /etc/modprobe.d || true').strip() == '', 'VFs are bound by address only'
+    rule = guest.sh('cat /etc/udev/rules.d/70-vfio-passthrough-sriov.rules')
+    assert all('KERNEL=="%s"' % pf in rule for pf in intel['pfs']), rule
+    say('sriov converge (%.1f s): lspci -Dnnk before:\n%s\n  after:\n%s\n  sriov_numvfs %d / %d; VFs (address, '
+        'driver, IOMMU group): %s / %s\n  boot ids %s -> %s'
+        % (run.seconds, intel['sriov_before']['lspci'], intel['sriov_after']['lspci'], a_count, b_count,
+           a_rows, b_rows, intel['boot_before'], intel['boot_after']))
+
+
+@pytest.fixture(scope='module')
+def sriov_changes(intel, run_playbook):
+    """After the converge and its rerun: a live count change, then one deferred by a held VF group."""
+    guest, notes, runs = intel['guest'], {}, {}
+
+    def play(name, sriov):
+        notes[name + '_before'] = sriov_snapshot(guest, intel['pfs'])
+        notes[name + '_boot_before'], notes[name + '_boots_before'] = guest.boot_id(), guest.boots()
+        runs[name] = run_playbook(guest, '%s-sriov-%s' % (intel['suite'], name), converge_vars(intel, sriov))
+        notes[name + '_boot_after'], notes[name + '_boots_after'] = guest.boot_id(), guest.boots()
+        notes[name + '_after'] = sriov_snapshot(guest, intel['pfs'])
+
+    play('live', (3, 3))
+    # A VM stand-in: a process holding PF A's VF 0 group open. A count change destroys every VF,
+    # so the role must not make it now.
+    group = notes['live_after']['state'][0][1][0][2]
+    pid = guest.sh('setsid nohup sleep 100000 3<>/dev/vfio/%s >/dev/null 2>&1 </dev/null & echo $!' % group).strip()
+    notes['held_group'] = group
+    notes['holder'] = guest.sh('sleep 1; ls -l /proc/%s/fd/3' % pid).strip()
+    play('deferred', (4, 3))
+    return {'runs': runs, 'notes': notes}
+
+
+@pytest.mark.parametrize('suite', SRIOV_SUITES, scope='module')
+def test_vf_count_change_without_users_is_live(intel, sriov_changes):
+    run, notes = sriov_changes['runs']['live'], sriov_changes['notes']
+    assert run.rc == 0, run.tail()
+    assert run.changed > 0
+    # The rerun before it left the VFs as the converge made them.
+    assert notes['live_before']['state'] == intel['sriov_after']['state']
+    assert notes['live_boot_after'] == notes['live_boot_before'], 'a live change must not reboot'
+    (_a_count, a_rows), (b_count, b_rows) = notes['live_after']['state']
+    assert a_rows == intel['sriov_after']['state'][0][1], 'PF A was not asked to change'
+    assert b_count == 3 and drivers(b_rows) == ['vfio-pci'] * 3, b_rows
+    say('sriov live change PF B 2 -> 3, all VFs to vfio-pci (%.1f s), boot id %s unchanged: %s'
+        % (run.seconds, notes['live_boot_after'], b_rows))
+
+
+@pytest.mark.parametrize('suite', SRIOV_SUITES, scope='module')
+def test_vf_count_change_on_a_held_vf_waits_for_the_reboot(intel, sriov_changes):
+    run, notes = sriov_changes['runs']['deferred'], sriov_changes['notes']
+    assert run.rc == 0, run.tail()
+    # The role says why it reboots: the module deferred PF A's change because of the held group.
+    reason = [line for line in run.output.splitlines() if 'Reboot needed on' in line]
+    assert reason and 'SR-IOV: %s has 3 VFs, 4 asked' % intel['pfs'][0] in reason[0], run.tail()
+    assert '/dev/vfio/%s is open' % notes['held_group'] in reason[0], reason
+    assert notes['deferred_boot_after'] != notes['deferred_boot_before']
+    assert notes['deferred_boots_after'] == notes['deferred_boots_before'] + 1
+    (a_count, a_rows), (b_count, b_rows) = notes['deferred_after']['state']
+    assert a_count == 4 and drivers(a_rows) == ['vfio-pci', 'igbvf', 'vfio-pci', 'igbvf'], a_rows
+    assert b_count == 3 and drivers(b_rows) == ['vfio-pci'] * 3, b_rows
+    say('sriov deferred change PF A 3 -> 4 (%.1f s) while %s\n  %s\n  boot ids %s -> %s\n  sriov_numvfs %d / %d; '
+        'VFs (address, driver, IOMMU group): %s / %s\n  after:\n%s'
+        % (run.seconds, notes['holder'], reason[0].strip(), notes['deferred_boot_before'],
+           notes['deferred_boot_after'], a_count, b_count, a_rows, b_rows, notes['deferred_after']['lspci']))
