@@ -2,7 +2,8 @@
 
 Debian 12 under OVMF with Proxmox VE 8's proxmox-kernel-helper (../shared/vendor, never copied
 into the project). One systemd-boot guest serves scenario 1 (converge) and then scenario 4
-(restore.yml on the same guest). Every boot costs
+(restore.yml on the same guest); a GRUB-on-the-ESP guest serves scenario 2 and then scenario 3 (the
+same ESP given systemd-boot too, as a switch between the loaders leaves it). Every boot costs
 minutes under TCG, so each class boots one guest and stops it before the next class starts.
 Each check reads the guest directly: the tool's own status, the boot entries on the ESP,
 /proc/cmdline, sha256 of the files, boot ids, sysfs driver links.
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -32,6 +35,7 @@ if not (VENDOR / 'src' / 'bin' / 'proxmox-boot-tool').is_file():
     pytest.skip(_REASON, allow_module_level=True)
 
 GRUB = '/etc/default/grub'
+GRUB_DROPIN = '/etc/default/grub.d/installer.cfg'
 KERNEL_CMDLINE = '/etc/kernel/cmdline'
 BACKUPS = OUTPUT / 'pbt-backups'
 # The tool mounts the ESP itself (it is in no fstab); the checks mount it read-only and let go.
@@ -101,6 +105,25 @@ class PbtGuest(Guest):
         out = self.sh('ls /sys/firmware/efi/efivars | grep -- -%s || true' % SYSTEMD_BOOT_GUID)
         return sorted(name.rsplit('-', 5)[0] for name in out.split())
 
+    def boot_entry(self):
+        """(BootCurrent, BootOrder, BootCurrent's label), raw from efivarfs (no efibootmgr in the image): the
+        firmware's own record of which boot entry it started."""
+        script = ("import struct\n"
+                  "d, g = '/sys/firmware/efi/efivars/', '-8be4df61-93ca-11d2-aa0d-00e098032b8c'\n"
+                  "r = lambda n: open(d + n + g, 'rb').read()[4:]\n"
+                  "cur = '%04X' % struct.unpack('<H', r('BootCurrent'))[0]\n"
+                  "o = r('BootOrder')\n"
+                  "order = ','.join('%04X' % x for x in struct.unpack('<%dH' % (len(o) // 2), o))\n"
+                  "print(cur, order, r('Boot' + cur)[6:].decode('utf-16-le', 'replace').split('\\0')[0], sep='\\t')\n")
+        current, order, label = self.sh("python3 -c %s" % shlex.quote(script)).rstrip('\n').split('\t')
+        return current, order, label
+
+    def esp_grub_linux_lines(self):
+        """The `linux` lines of the grub.cfg that proxmox-boot-tool wrote on the ESP, recovery entries left out
+        (`single`: they take GRUB_CMDLINE_LINUX only, not GRUB_CMDLINE_LINUX_DEFAULT, which the role edits)."""
+        out = self.esp("grep -E '^\\s+linux\\s' grub/grub.cfg")
+        return [line.strip() for line in out.splitlines() if 'single' not in line.split()]
+
 
 def say_before_after(title, pairs, tail):
     """The scenario's raw evidence for the log: each (label, before, after), then timings."""
@@ -118,7 +141,7 @@ def booted_line(output):
     return lines[-1]
 
 
-def run_ansible(collections_path, guest, playbook, name, variables):
+def run_ansible(collections_path, guest, playbook, name, variables, extra_args=()):
     """ansible-playbook on the guest; conftest's runner knows only passthrough.yml."""
     OUTPUT.mkdir(parents=True, exist_ok=True)
     inventory = OUTPUT / ('%s.ini' % guest.vm.name)
@@ -126,7 +149,7 @@ def run_ansible(collections_path, guest, playbook, name, variables):
     extra = OUTPUT / ('%s.vars.json' % name)
     extra.write_text(json.dumps(dict(variables, pcie_passthrough_hosts='vfio_vms')))
     argv = [str(Path(sys.executable).with_name('ansible-playbook')), '-i', str(inventory),
-            str(ROOT / 'playbooks' / playbook), '-e', '@%s' % extra]
+            str(ROOT / 'playbooks' / playbook), '-e', '@%s' % extra] + list(extra_args)
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path, ANSIBLE_NOCOLOR='1',
                ANSIBLE_HOST_KEY_CHECKING='False', ANSIBLE_RETRY_FILES_ENABLED='False')
     log = OUTPUT / ('%s.log' % name)
@@ -161,6 +184,13 @@ def stop_uefi(state):
 @pytest.fixture(scope='class')
 def uefi_guest():
     state = boot_uefi('sdboot')
+    yield state
+    stop_uefi(state)
+
+
+@pytest.fixture(scope='class')
+def grub_esp_guest():
+    state = boot_uefi('grub')
     yield state
     stop_uefi(state)
 
@@ -269,3 +299,146 @@ class TestSystemdBoot:
             '  boot ids %s -> %s\n  sha256: %s\n  %s driver -> e1000e\n  restore %.1f s, reboot %.1f s, scenario %.1f s'
             % (guest.loader_options(), cmdline, old, new, hashes, nic, run.seconds, reboot_seconds,
                time.monotonic() - started))
+
+
+class TestGrubOnTheEsp:
+    def test_grub_esp_converges_through_grub_not_kernel_cmdline(self, grub_esp_guest, collections_path):
+        """Scenario 2: ESP configured with grub; the role edits GRUB, not /etc/kernel/cmdline, refreshes through
+        proxmox-boot-tool (the initramfs hook), reboots once."""
+        guest = grub_esp_guest['guest']
+        started = time.monotonic()
+        guest.enable_boot_count()
+        status, uuid = guest.configured_only('grub')
+        # An installer-style drop-in and an /etc/kernel/cmdline that GRUB does not read are both there.
+        assert 'console=ttyS0' in guest.sh('cat %s' % GRUB_DROPIN)
+        assert 'root=' in guest.sh('cat %s' % KERNEL_CMDLINE)
+        [nic] = guest.pci_by_id(E1000E)
+        boot, boots = guest.boot_id(), guest.boots()
+        cmdline_before = guest.sh('cat /proc/cmdline').strip()
+        assert 'amd_iommu=off' in cmdline_before.split() and 'console=ttyS0,115200n8' in cmdline_before.split()
+        # GRUB's linux command leaves BOOT_IMAGE= (systemd-boot leaves initrd=): the booted loader, seen raw.
+        assert cmdline_before.startswith('BOOT_IMAGE=/vmlinuz-'), cmdline_before
+        linux_before = guest.esp_grub_linux_lines()
+        assert linux_before and all('amd_iommu=off' in line.split() for line in linux_before), linux_before
+        # GRUB sets none of systemd-boot's EFI variables.
+        loader_vars_before = guest.systemd_boot_vars()
+        assert not {'LoaderInfo', 'LoaderEntrySelected'} & set(loader_vars_before), loader_vars_before
+        paths = (GRUB, GRUB_DROPIN, KERNEL_CMDLINE)
+        hashes_before = guest.file_hashes(paths)
+
+        variables = {'pcie_passthrough_devices': [nic]}
+        run = run_ansible(collections_path, guest, 'passthrough.yml', 'bookworm-uefi-grub-converge', variables)
+        assert run.rc == 0, run.tail()
+
+        hashes_after = guest.file_hashes(paths)
+        assert hashes_after[GRUB] != hashes_before[GRUB]
+        assert hashes_after[KERNEL_CMDLINE] == hashes_before[KERNEL_CMDLINE], 'GRUB does not read /etc/kernel/cmdline'
+        assert hashes_after[GRUB_DROPIN] == hashes_before[GRUB_DROPIN]
+        cmdline = guest.sh('cat /proc/cmdline').strip()
+        boot_after = guest.boot_id()
+        assert boot_after != boot and guest.boots() == boots + 1, (boot, boot_after)
+        args = cmdline.split()
+        assert 'iommu=pt' in args and 'console=ttyS0,115200n8' in args, cmdline
+        assert not [a for a in args if a.startswith('amd_iommu=')], cmdline
+        linux_after = guest.esp_grub_linux_lines()
+        assert all('iommu=pt' in line.split() and 'amd_iommu=off' not in line.split() for line in linux_after)
+        assert guest.esp_initrd_matches_boot('initrd.img-{kver}')
+        # The ESP's grub.cfg holds the arguments: the initramfs hook's refresh ran update-grub on the ESP.
+        assert 'TASK [vfio.passthrough.pcie_passthrough : Rebuild the initramfs for all kernels]' in run.output
+        assert 'proxmox-boot-tool refresh' not in run.output, 'a separate ESP refresh ran after the initramfs rebuild'
+        link = guest.sh('readlink /sys/bus/pci/devices/%s/driver' % nic).strip()
+        assert link.endswith('/vfio-pci'), link
+        status_after, uuid_after = guest.configured_only('grub')
+        assert uuid_after == uuid
+        loader_vars_after = guest.systemd_boot_vars()
+        assert not {'LoaderInfo', 'LoaderEntrySelected'} & set(loader_vars_after), loader_vars_after
+        assert 'Kernel command line read by grub: proxmox-boot-tool status: ESPs configured with grub' in run.output
+        booted = booted_line(run.output)
+        assert booted.startswith('Booted by grub (UEFI): UEFI boot; no systemd-boot EFI variable '
+                                 '(LoaderInfo, LoaderEntrySelected) and BOOT_IMAGE=/vmlinuz-'), booted
+
+        rerun = run_ansible(collections_path, guest, 'passthrough.yml', 'bookworm-uefi-grub-rerun', variables)
+        assert rerun.rc == 0 and rerun.changed == 0, rerun.tail()
+        assert guest.boot_id() == boot_after
+        grub_esp_guest.update(converged=True, nic=nic, boots=boots + 1, uuid=uuid)
+        say_before_after('bookworm uefi-grub (scenario 2)', [
+            ('proxmox-boot-tool status', status, status_after), ('ESP grub.cfg linux', linux_before, linux_after),
+            ('/proc/cmdline', cmdline_before, cmdline), ('boot id', boot, boot_after),
+            ('sha256', hashes_before, hashes_after), (nic + ' driver', 'e1000e', link),
+            ('systemd-boot EFI variables', loader_vars_before, loader_vars_after), ('role says', '-', booted)],
+            'converge+reboot %.1f s, rerun %.1f s, scenario %.1f s'
+            % (run.seconds, rerun.seconds, time.monotonic() - started))
+
+    def test_both_kinds_on_one_esp_edits_both_files_and_says_which_booted(self, grub_esp_guest, collections_path):
+        """Scenario 3 on the same guest: the ESP also gets systemd-boot (what a switch between the two leaves: status
+        lists `uefi (...), grub (...)`); a changed argument set writes /etc/kernel/cmdline and the GRUB file, one
+        refresh, one reboot, and the role says which loader the firmware started."""
+        if not grub_esp_guest.get('converged'):
+            pytest.fail('scenario 2 did not converge this guest, so the mixed ESP would start from an unknown state')
+        guest, nic, uuid = grub_esp_guest['guest'], grub_esp_guest['nic'], grub_esp_guest['uuid']
+        started = time.monotonic()
+        esp = '/dev/disk/by-uuid/' + uuid
+        # systemd-boot onto the GRUB ESP (bootctl install, loader.conf; the tool's refresh still treats an ESP
+        # holding EFI/proxmox/grubx64.efi as GRUB), then reinit (mode from the ESP: grub), which makes the
+        # firmware's first boot entry GRUB's again, as a switch to GRUB for Secure Boot does.
+        init_log = guest.sh('proxmox-boot-tool init %s systemd-boot 2>&1 && proxmox-boot-tool reinit 2>&1' % esp)
+        status = guest.status()
+        assert '%s is configured with: uefi (versions: ' % uuid in status, status
+        assert '), grub (versions: ' in status, status
+        entries_before = guest.esp('ls -1 loader/entries/ 2>/dev/null || true').split()
+        [boot_entry_before] = [guest.boot_entry()]
+        boot, boots = guest.boot_id(), guest.boots()
+        assert boots == grub_esp_guest['boots'], (boots, grub_esp_guest['boots'])
+        cmdline_before = guest.sh('cat /proc/cmdline').strip()
+        paths = (GRUB, GRUB_DROPIN, KERNEL_CMDLINE)
+        hashes_before = guest.file_hashes(paths)
+        loader_vars_before = guest.systemd_boot_vars()
+
+        # A changed argument set: nothing that goes into the initramfs changes, so the one refresh is the
+        # role's own proxmox-boot-tool refresh (-v shows each module's command).
+        variables = {'pcie_passthrough_devices': [nic], 'pcie_passthrough_kernel_args': ['initcall_blacklist=sysfb_init']}
+        run = run_ansible(collections_path, guest, 'passthrough.yml', 'bookworm-uefi-mixed-converge', variables, ['-v'])
+        assert run.rc == 0, run.tail()
+        assert 'Kernel command line read by grub and systemd-boot: proxmox-boot-tool status: ESPs configured with ' \
+            'grub and uefi' in run.output, run.tail()
+        refreshes = re.findall(r'"command": \[\s*"[^"]*proxmox-boot-tool",\s*"refresh"\s*\]', run.output)
+        assert len(refreshes) == 1, refreshes
+        assert re.search(r'TASK \[vfio.passthrough.pcie_passthrough : Rebuild the initramfs for all kernels\][^\n]*\n'
+                         r'skipping', run.output), 'the initramfs was rebuilt, so its hook refreshed too'
+
+        hashes_after = guest.file_hashes(paths)
+        assert hashes_after[GRUB] != hashes_before[GRUB]
+        assert hashes_after[KERNEL_CMDLINE] != hashes_before[KERNEL_CMDLINE]
+        assert hashes_after[GRUB_DROPIN] == hashes_before[GRUB_DROPIN]
+        assert 'initcall_blacklist=sysfb_init' in guest.sh('cat %s' % KERNEL_CMDLINE).split()
+        boot_after = guest.boot_id()
+        assert boot_after != boot and guest.boots() == boots + 1, (boot, boot_after)
+        cmdline = guest.sh('cat /proc/cmdline').strip()
+        args = cmdline.split()
+        assert 'initcall_blacklist=sysfb_init' in args and 'iommu=pt' in args, cmdline
+        # The ESP was refreshed in the mode the tool gives it (GRUB: it holds grubx64.efi).
+        linux_after = guest.esp_grub_linux_lines()
+        assert linux_after and all('initcall_blacklist=sysfb_init' in line.split() for line in linux_after)
+        entries_after = guest.esp('ls -1 loader/entries/ 2>/dev/null || true').split()
+        boot_entry_after = guest.boot_entry()
+        loader_vars_after = guest.systemd_boot_vars()
+        booted = booted_line(run.output)
+        # Which path the firmware took, seen raw and said by the role: GRUB's boot entry, BOOT_IMAGE= first,
+        # no LoaderInfo/LoaderEntrySelected (whatever bootctl install left in NVRAM).
+        assert cmdline.startswith('BOOT_IMAGE=/vmlinuz-'), cmdline
+        # bootctl install registered 'Linux Boot Manager'; reinit's grub-install registered 'proxmox' again.
+        assert boot_entry_after[2] != 'Linux Boot Manager', boot_entry_after
+        assert not {'LoaderInfo', 'LoaderEntrySelected'} & set(loader_vars_after), loader_vars_after
+        assert booted.startswith('Booted by grub (UEFI): UEFI boot; no systemd-boot EFI variable'), booted
+        assert guest.driver(nic) == 'vfio-pci', guest.driver(nic)
+        status_after = guest.status()
+        say('bookworm uefi mixed ESP: init systemd-boot + reinit:\n      ' + init_log.strip().replace('\n', '\n      '))
+        say_before_after('bookworm uefi mixed ESP (scenario 3)', [
+            ('proxmox-boot-tool status', status, status_after), ('ESP loader/entries', entries_before, entries_after),
+            ('ESP grub.cfg linux', '-', linux_after),
+            ('/proc/cmdline', cmdline_before, cmdline), ('boot id', boot, boot_after),
+            ('sha256', hashes_before, hashes_after), ('firmware boot entry (BootCurrent, BootOrder, label)',
+                                                      boot_entry_before, boot_entry_after),
+            ('systemd-boot EFI variables', loader_vars_before, loader_vars_after), ('role says', '-', booted),
+            ('refresh commands', '-', refreshes)],
+            'init+reinit, converge+reboot %.1f s, scenario %.1f s' % (run.seconds, time.monotonic() - started))
