@@ -122,7 +122,7 @@ def test_manifest_header():
     assert manifest['time'] == '%s-%s-%sT%s:%s:%sZ' % re.match(
         r'(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z', manifest['id']).groups()
     assert manifest['collection'] == 'vfio.passthrough' and manifest['version'] == version
-    assert manifest['due'] == {'cmdline': True, 'vfio': True, 'blacklist': True, 'bind': False}
+    assert manifest['due'] == {'cmdline': True, 'vfio': True, 'blacklist': True, 'bind': False, 'sriov': False}
 
 
 def test_manifest_describes_each_saved_file(host):
