@@ -18,14 +18,20 @@ VENV := .venv
 REQUIREMENTS := $(sort $(wildcard requirements/*.txt))
 REQUIREMENTS_HASH := $(shell cat $(REQUIREMENTS) | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.requirements-$(REQUIREMENTS_HASH)
-# The package stage also runs on ansible-core 2.18 (requires_ansible admits it), from a
-# second, small venv holding only what tests/packaging needs; same stamp scheme.
-VENV_218 := .venv-2.18
-REQUIREMENTS_218 := requirements/ansible-core-2.18/packaging.txt
-STAMP_218 := $(VENV_218)/.requirements-$(shell sha256sum $(REQUIREMENTS_218) | cut -c1-16)
+# The checks below depend on $(VENV_DEPS): the venv's stamp here; tests/controller/run.sh runs
+# the same targets inside a Debian 13 root with VENV pointing at that line's venv and no stamp.
+VENV_DEPS ?= $(STAMP)
+# Appended to each check's label in the log ("units@2.21"): which ansible-core line it ran on.
+CHECK_TAG ?=
+# The Debian 13 (Python 3.13) control node: each ansible-core line and the checks it runs there.
+# Adding a line is one entry here plus its requirements file (tests/controller/run.sh says where).
+CONTROLLER_LINES := \
+	2.21=units,test-playbooks,sanity,lint,package \
+	2.20=units,sanity,package \
+	apt=units,sanity,package
 # Run a command with the venv first on PATH (no global export: $(PYTHON) must
 # keep naming the interpreter the venv is built from).
-IN_VENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)"
+IN_VENV := PATH="$(abspath $(VENV))/bin:$$PATH" VIRTUAL_ENV="$(abspath $(VENV))"
 TIMED := tools/timed.sh
 # CI logs are files: no terminal colour codes in them.
 ifdef CI
@@ -33,30 +39,34 @@ export NO_COLOR := 1
 export ANSIBLE_NOCOLOR := 1
 endif
 
-.PHONY: help venv vm-prefetch test test-fast test-molecule test-vm demo bench units test-playbooks sanity lint docs package package-2.18 clean
+.PHONY: help venv vm-prefetch vm-prefetch-full test test-full test-fast test-controller test-molecule test-vm test-vm-full demo bench units test-playbooks sanity lint docs package clean
 
 help:
 	@echo 'make demo       boot a local Debian 13 VM with an emulated Intel IOMMU and run the role against it (DEMO_SUITE=bookworm: Debian 12)'
 	@echo 'make bench      benchmark against the guide'"'"'s playbooks -> bench/results.md (root, ~35 min; BENCH_ARGS=--quick)'
-	@echo 'make test       everything: test-fast + test-molecule + test-vm (the one command CI runs)'
+	@echo 'make test       test-fast + test-controller + test-molecule + test-vm: the set CI runs (within 70 min on a fresh clone)'
+	@echo 'make test-full  the same with test-vm-full: every VM scenario, Debian 12 guests and slow proofs included'
 	@echo 'make test-fast  units + playbook tests + ansible-test sanity + ansible-lint + ansible-doc of every module + package'
 	@echo 'make test-molecule  molecule container scenarios (tests/containers/molecule.sh; root, podman)'
-	@echo 'make test-vm    real-kernel scenarios in QEMU guests, Debian 13 and 12 (root; builds the VM images once)'
+	@echo 'make test-vm    real-kernel scenarios in QEMU guests, the make test set (root; builds the VM images once)'
+	@echo 'make test-vm-full  every real-kernel scenario (the make test-full set)'
 	@echo 'make units      pytest tests/unit'
 	@echo 'make test-playbooks  pytest tests/playbooks: the real ansible and ansible-playbook on the playbooks'
 	@echo 'make sanity     ansible-test sanity (tools/sanity.sh)'
 	@echo 'make lint       ansible-lint --profile production'
 	@echo 'make docs       ansible-doc renders for every module'
 	@echo 'make package    galaxy build+install, ansible-builder create, antsibull-changelog (tests/packaging)'
-	@echo 'make package-2.18  the same tests on ansible-core 2.18 (.venv-2.18)'
+	@echo 'make test-controller  units, sanity, package (and on 2.21 playbooks and lint) on a Debian 13 root with Python 3.13: ansible-core 2.21, 2.20 and Debian'"'"'s apt 2.19 (root)'
 	@echo 'make venv       (re)build .venv from requirements/*.txt'
 	@echo 'make clean      remove .venv and test output'
 
 # vm-prefetch starts the VM image builds in the background first: they overlap the
 # single-threaded stages instead of adding to the wall time (measured in the README).
-test: vm-prefetch test-fast test-molecule test-vm
+test: vm-prefetch test-fast test-controller test-molecule test-vm
 
-test-fast: units test-playbooks sanity lint docs package package-2.18
+test-full: vm-prefetch-full test-fast test-controller test-molecule test-vm-full
+
+test-fast: units test-playbooks sanity lint docs package
 
 venv: $(STAMP)
 
@@ -66,52 +76,55 @@ $(STAMP):
 	$(TIMED) venv bash -c '$(PYTHON) -m venv $(VENV) && $(VENV)/bin/python -m pip install --quiet --disable-pip-version-check $(addprefix -r ,$(REQUIREMENTS))'
 	touch $@
 
-$(STAMP_218):
-	rm -rf $(VENV_218)
-	$(TIMED) venv-2.18 bash -c '$(PYTHON) -m venv $(VENV_218) && $(VENV_218)/bin/python -m pip install --quiet --disable-pip-version-check -r $(REQUIREMENTS_218)'
-	touch $@
+units: $(VENV_DEPS)
+	$(IN_VENV) $(TIMED) units$(CHECK_TAG) python -m pytest
 
-units: $(STAMP)
-	$(IN_VENV) $(TIMED) units python -m pytest
+test-playbooks: $(VENV_DEPS)
+	$(IN_VENV) $(TIMED) test-playbooks$(CHECK_TAG) python -m pytest tests/playbooks
 
-test-playbooks: $(STAMP)
-	$(IN_VENV) $(TIMED) test-playbooks python -m pytest tests/playbooks
-
-sanity: $(STAMP)
-	$(IN_VENV) $(TIMED) sanity tools/sanity.sh
+sanity: $(VENV_DEPS)
+	$(IN_VENV) $(TIMED) sanity$(CHECK_TAG) tools/sanity.sh
 
 # The playbooks and role call vfio.passthrough.* by FQCN: ansible-lint's
 # syntax check resolves them through the collection link.
-lint: $(STAMP)
+lint: $(VENV_DEPS)
 	$(IN_VENV) ANSIBLE_COLLECTIONS_PATH="$$(tools/collection-link.sh --collections-path)" \
-		$(TIMED) lint ansible-lint --profile production
+		$(TIMED) lint$(CHECK_TAG) ansible-lint --profile production
 
-docs: $(STAMP)
-	$(IN_VENV) $(TIMED) docs tools/check-docs.sh
+docs: $(VENV_DEPS)
+	$(IN_VENV) $(TIMED) docs$(CHECK_TAG) tools/check-docs.sh
 
 # The tarball ansible-galaxy builds, installed into an empty collections path
 # (ansible-doc of every module, the report playbook in check mode),
 # `ansible-builder create` of execution-environment.yml, and
 # `antsibull-changelog lint` plus a CHANGELOG.md regenerated in a temp copy.
 # Writes only under the temp directory, never into the checkout.
-package: $(STAMP)
-	$(IN_VENV) $(TIMED) package python -m pytest -p no:cacheprovider tests/packaging
+package: $(VENV_DEPS)
+	$(IN_VENV) $(TIMED) package$(CHECK_TAG) python -m pytest -p no:cacheprovider tests/packaging
 
-package-2.18: $(STAMP_218)
-	PATH="$(CURDIR)/$(VENV_218)/bin:$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV_218)" \
-		$(TIMED) package-2.18 python -m pytest -p no:cacheprovider tests/packaging
+# Builds (once, cached) the Debian 13 root and each line's venv in it, then runs the line's checks
+# above inside it on this checkout.
+test-controller:
+	$(TIMED) controller tests/controller/run.sh $(CONTROLLER_LINES)
 
 # tests/containers/molecule.sh installs podman & co. itself and reuses .venv.
 test-molecule: $(STAMP)
 	$(IN_VENV) $(TIMED) molecule tests/containers/molecule.sh
 
-# QEMU guests with an emulated IOMMU, Debian 13 and 12, two at a time (tests/vm/lanes.py);
-# tests/vm/build-image.sh installs qemu & co. itself. The demo is the same harness with one guest.
+# QEMU guests with an emulated IOMMU, two at a time (tests/vm/lanes.py: --set make-test or full
+# says which scenarios); tests/vm/build-image.sh installs qemu & co. itself. The demo is the same
+# harness with one guest.
 test-vm: $(STAMP)
-	$(IN_VENV) $(TIMED) vm python tests/vm/lanes.py
+	$(IN_VENV) $(TIMED) vm python tests/vm/lanes.py --set make-test
+
+test-vm-full: $(STAMP)
+	$(IN_VENV) $(TIMED) vm-full python tests/vm/lanes.py --set full
 
 vm-prefetch:
-	tests/vm/prefetch.sh --background
+	tests/vm/prefetch.sh --background --set make-test
+
+vm-prefetch-full:
+	tests/vm/prefetch.sh --background --set full
 
 DEMO_SUITE ?= trixie
 demo: $(STAMP)
@@ -125,4 +138,4 @@ bench: $(STAMP)
 	$(IN_VENV) $(TIMED) bench python bench/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(VENV_218) tests/output .pytest_cache .hypothesis
+	rm -rf $(VENV) tests/output .pytest_cache .hypothesis

@@ -91,3 +91,28 @@ def test_compatibility_matrix_states_the_tested_versions():
     assert requires.lstrip('>=') in section, 'the matrix must name the lowest declared ansible-core (%s)' % requires
     for claim in ('Debian 12', 'Proxmox VE 8', '6.2', '6.8', 'VT-d', 'AMD-Vi', 'GRUB', 'proxmox-boot-tool'):
         assert claim in section, claim
+
+
+def _controller_lines():
+    """The Makefile's CONTROLLER_LINES: {line: [checks]}, e.g. {'2.21': ['units', ...], 'apt': [...]}."""
+    makefile = (ROOT / 'Makefile').read_text()
+    block = re.search(r'^CONTROLLER_LINES := ((?:.*\\\n)*.*)$', makefile, re.M).group(1)
+    specs = block.replace('\\\n', ' ').split()
+    return {spec.split('=')[0]: spec.split('=')[1].split(',') for spec in specs}
+
+
+def test_every_controller_line_has_its_pins_and_is_named_in_the_matrix():
+    start = README.index('## Compatibility')
+    section = README[start:README.index('\n## ', start + 1)]
+    lines = _controller_lines()
+    pinned = {path.parent.name.removeprefix('ansible-core-') for path in (ROOT / 'requirements').glob('ansible-core-*/controller.txt')}
+    assert pinned == set(lines) - {'apt'}, 'each X.Y in CONTROLLER_LINES has requirements/ansible-core-X.Y/controller.txt'
+    for line in pinned:
+        pin = re.search(r'^ansible-core==(\S+)$', (ROOT / 'requirements' / ('ansible-core-' + line) / 'controller.txt').read_text(), re.M)
+        assert pin, 'requirements/ansible-core-%s/controller.txt pins no ansible-core' % line
+        assert pin.group(1) in section, 'the matrix must name ansible-core %s, which make test-controller runs' % pin.group(1)
+    assert 'ansible-core' not in (ROOT / 'requirements' / 'debian-13-apt' / 'controller.txt').read_text().split('# Direct')[1], \
+        "the apt line's venv must not shadow Debian's ansible-core"
+    assert 'Python 3.13' in section and 'Python 3.11' in section
+    for checks in lines.values():
+        assert {'units', 'sanity', 'package'} <= set(checks)

@@ -52,8 +52,8 @@ case $VARIANT in
     *) echo "build-uefi-image.sh: --variant must be sdboot or grub, not '$VARIANT'" >&2; exit 2 ;;
 esac
 if [[ ! -x $VENDOR/src/bin/proxmox-boot-tool ]]; then
-    echo "build-uefi-image.sh: $VENDOR/src/bin/proxmox-boot-tool not found: the vendored" \
-         "proxmox-kernel-helper sits beside the checkout only in this workspace" >&2
+    echo "build-uefi-image.sh: $VENDOR/src/bin/proxmox-boot-tool not found: set VFIO_PBT_VENDOR to" \
+         "Proxmox's proxmox-kernel-helper 8.1.0 source tree (default ../shared/vendor/proxmox-kernel-helper)" >&2
     exit 3
 fi
 KEY=$( { sha256sum "$SELF"; (cd "$VENDOR" && find . -type f -print0 | sort -z | xargs -0 sha256sum); } \

@@ -29,8 +29,11 @@ import vmctl
 
 VENDOR = Path(os.environ.get('VFIO_PBT_VENDOR', ROOT.parent / 'shared' / 'vendor' / 'proxmox-kernel-helper'))
 if not (VENDOR / 'src' / 'bin' / 'proxmox-boot-tool').is_file():
-    _REASON = ('%s is absent: the real proxmox-boot-tool is vendored beside the checkout only in this '
-               'workspace (the container scenario with the stub still covers the logic)' % VENDOR)
+    _REASON = ('proxmox-boot-tool not found at %s: this scenario boots Proxmox\'s own proxmox-kernel-helper '
+               '8.1.0 (its Debian source package, from Proxmox\'s public git: proxmox-kernel-helper, '
+               'debian/changelog 8.1.0); set VFIO_PBT_VENDOR to the unpacked source tree (default: '
+               '../shared/vendor/proxmox-kernel-helper beside this checkout). The molecule scenario with '
+               'the stub still covers the logic' % (VENDOR / 'src' / 'bin' / 'proxmox-boot-tool'))
     say('SKIP test_proxmox_boot_tool: ' + _REASON)
     pytest.skip(_REASON, allow_module_level=True)
 
