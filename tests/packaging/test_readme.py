@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import functools
 import re
 
@@ -34,14 +35,85 @@ def _norm(text):
     return ' '.join(text.replace('\u2019', "'").split())
 
 
+# Module documentation is what ansible-doc prints, not what a run prints.
+_DOC_NAMES = {'DOCUMENTATION', 'EXAMPLES', 'RETURN'}
+
+
+def _python_printables(source):
+    """Every string literal of a Python source except docstrings and module documentation.
+
+    Read with ast, so comments are gone and adjacent literals are already one string; a docstring
+    (the first statement of a module, class or function) says what code does, it prints nothing.
+    """
+    tree = ast.parse(source)
+    skipped = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
+                skipped.add(id(first.value))
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id in _DOC_NAMES for t in node.targets):
+            skipped.update(id(sub) for sub in ast.walk(node.value))
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skipped]
+
+
+def _yaml_printables(source):
+    """Every string scalar value of a YAML document (task names, msg, templates); comments and keys are not printed."""
+    found = []
+
+    def walk(value):
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str):
+            found.append(value)
+    for document in yaml.safe_load_all(source):
+        walk(document)
+    return found
+
+
+def _jinja_printables(source):
+    """A template's text without its {# comments #}."""
+    return [re.sub(r'{#.*?#}', '', source, flags=re.S)]
+
+
 @functools.lru_cache(maxsize=None)
 def _code_text():
-    """Everything the role and its plugins can print, with adjacent Python string literals joined."""
+    """Everything the role and its plugins can print: string literals in code, YAML values, template text.
+
+    Comments, docstrings and module documentation are left out, so a quote that only a comment
+    carries is not taken for a message the role prints.
+    """
     parts = []
-    for pattern in ('plugins/**/*.py', 'plugins/**/*.yml', 'roles/**/*.yml', 'roles/**/*.j2', 'playbooks/*.yml'):
+    for path in sorted(ROOT.glob('plugins/**/*.py')):
+        parts += _python_printables(path.read_text())
+    # plugins/filter/*.yml are the filters' documentation: nothing a run prints.
+    for pattern in ('roles/**/*.yml', 'playbooks/*.yml'):
         for path in sorted(ROOT.glob(pattern)):
-            parts.append(re.sub(r"""(['"])\s*\n\s*\1""", '', path.read_text()))
+            parts += _yaml_printables(path.read_text())
+    for path in sorted(ROOT.glob('roles/**/*.j2')):
+        parts += _jinja_printables(path.read_text())
     return _norm('\n'.join(parts))
+
+
+@pytest.mark.parametrize('extract, source, printed', [
+    pytest.param(_python_printables, '# Booted by grub\nx = 1\n', False, id='python-comment'),
+    pytest.param(_python_printables, '"""Booted by grub"""\n', False, id='python-module-docstring'),
+    pytest.param(_python_printables, 'def f():\n    """Booted by grub"""\n    return 1\n', False, id='python-function-docstring'),
+    pytest.param(_python_printables, 'DOCUMENTATION = """Booted by grub"""\n', False, id='python-module-docs'),
+    pytest.param(_python_printables, 'def f():\n    return ("Booted "\n            "by grub")\n', True, id='python-joined-literal'),
+    pytest.param(_python_printables, 'def f(x):\n    return f"Booted by {x}"\n', True, id='python-f-string'),
+    pytest.param(_yaml_printables, '- name: Reboot\n  # Booted by grub\n  debug: {msg: 1}\n', False, id='yaml-comment'),
+    pytest.param(_yaml_printables, '- name: Reboot\n  debug:\n    msg: "Booted by {{ x }}"\n', True, id='yaml-msg'),
+    pytest.param(_jinja_printables, '{# Booted by grub #}text', False, id='jinja-comment'),
+    pytest.param(_jinja_printables, 'Booted by {{ x }}', True, id='jinja-text'),
+])
+def test_a_quote_counts_only_where_code_can_print_it(extract, source, printed):
+    assert ('Booted by' in _norm('\n'.join(extract(source)))) is printed
 
 
 def _mapping_rows():
