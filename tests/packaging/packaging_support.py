@@ -16,12 +16,23 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 
 
+def _tool_dirs():
+    """Where the running interpreter's console scripts are: its venv, and for a venv that sees the
+    system's packages (Debian's apt-installed ansible-core, say) the system interpreter's bin too."""
+    dirs = [BIN]
+    cfg = Path(sys.prefix) / 'pyvenv.cfg'
+    if cfg.is_file() and 'include-system-site-packages = true' in cfg.read_text():
+        dirs.append(Path(sys._base_executable).parent)
+    return dirs
+
+
 def tool(name):
-    """Path of a console script installed next to the running interpreter (the venv's)."""
-    path = BIN / name
-    if not path.exists():
-        raise FileNotFoundError('%s not found next to %s: run the tests with the venv `make` builds' % (name, sys.executable))
-    return str(path)
+    """Path of a console script installed with the running interpreter (the venv's, then the system's it sees)."""
+    for directory in _tool_dirs():
+        if (directory / name).exists():
+            return str(directory / name)
+    raise FileNotFoundError('%s not found in %s: run the tests with the venv `make` builds'
+                            % (name, ', '.join(str(d) for d in _tool_dirs())))
 
 
 def run(argv, **kwargs):
