@@ -290,7 +290,7 @@ ansible_facts:
               sample: true
             header_type:
               description:
-                - The config space header type (byte C(0x0E) of C(config) without its multi-function bit):
+                - The config space header type, byte C(0x0E) of C(config) without its multi-function bit;
                   0 for a normal device, 1 for a PCI-to-PCI bridge, 2 for a CardBus bridge. vfio-pci takes
                   only 0. null when C(config) cannot be read (a partial copy of sysfs).
               type: int
