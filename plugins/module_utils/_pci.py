@@ -16,6 +16,7 @@ __all__ = [
     'PCI_ADDRESS', 'PCI_ID', 'BRIDGE_CLASS', 'VFIO_PCI', 'PCI_STUB', 'VFIO_HOLDER_MODULES',
     'VFIO_PCI_CORE', 'C_LOCALE', 'SAME_CARD', 'OTHER_CARD', 'BRIDGE', 'slot', 'nearest_pci', 'normalise_module',
     'class_name', 'group_relation', 'is_vfio_driver', 'vfio_driver', 'off_host', 'normalise_address',
+    'HEADER_NORMAL', 'HEADER_TYPE_NAMES', 'CONFIG_HEADER_BYTES', 'config_header_type', 'vfio_pci_refusal',
 ]
 
 # domain:bus:slot.function, lowercase, as sysfs names devices
@@ -33,6 +34,12 @@ VFIO_HOLDER_MODULES = ('vfio_pci', 'pci_stub')
 # The library of vfio-pci and of its variant drivers (mlx5_vfio_pci, hisi_acc_vfio_pci,
 # nvgrace_gpu_vfio_pci, xe_vfio_pci, ...): a driver built on it hands devices to VMs.
 VFIO_PCI_CORE = 'vfio_pci_core'
+# Config space header types (byte 0x0E, bit 7 is the multi-function flag): vfio-pci's probe
+# (vfio_pci_core_register_device) takes a normal device only.
+HEADER_NORMAL = 0
+HEADER_TYPE_NAMES = {0: 'normal device', 1: 'PCI-to-PCI bridge', 2: 'CardBus bridge'}
+# Unprivileged readers of sysfs config get this much; the header type lies within.
+CONFIG_HEADER_BYTES = 64
 # environ_update for every module.run_command: tool output parsed in one language.
 C_LOCALE = {'LC_ALL': 'C'}
 
@@ -180,3 +187,36 @@ def normalise_address(value, existing, whole_device=True):
         raise ValueError('%r names the whole device %s, which has no function on this host (see lspci -D)'
                          % (value, device))
     return functions, '%r means every function of device %s: %s' % (value, device, ', '.join(functions))
+
+
+def config_header_type(config):
+    """The header type in a function's config space (the bytes of sysfs ``config``), or None when unknown.
+
+    Byte 0x0E without its multi-function bit 7, as the kernel keeps it in
+    ``pdev->hdr_type``. Unknown: no bytes, too few, or 0xff there, which is
+    what a function that does not answer reads as (a VF's vendor ID reads
+    0xffff by design, so that is no sign of trouble).
+    """
+    if not isinstance(config, (bytes, bytearray)) or len(config) <= 0x0E or config[0x0E] == 0xFF:
+        return None
+    return config[0x0E] & 0x7F
+
+
+def vfio_pci_refusal(address, device):
+    """Why vfio-pci's probe refuses ``device`` (its facts), or None when it would take it.
+
+    The probe refuses every config header type but a normal one (bridges, CardBus)
+    and a physical function whose VFs are enabled (``pci_num_vf``). Judged by the
+    header type read from config space, not by the class code, and by
+    ``sriov_numvfs``. An unknown header type is no refusal: header_type_unknown says so.
+    """
+    header = device.get('header_type')
+    if header is not None and header != HEADER_NORMAL:
+        return ('%s has config header type %d (%s): vfio-pci refuses every header type but 0 (normal device)'
+                % (address, header, HEADER_TYPE_NAMES.get(header, 'undefined')))
+    vfs = device.get('sriov_numvfs') or 0
+    if vfs > 0:
+        return ('%s is an SR-IOV physical function with %d VF%s enabled (sriov_numvfs): vfio-pci refuses a PF whose '
+                'VFs are enabled; set its VF count to 0 first (sriov_numvfs, the driver\'s max_vfs, '
+                'or pcie_passthrough_sriov)' % (address, vfs, '' if vfs == 1 else 's'))
+    return None

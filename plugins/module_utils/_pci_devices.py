@@ -10,7 +10,8 @@ import re
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._module_deps import parse_modules_dep
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
-    PCI_ADDRESS, VFIO_HOLDER_MODULES, VFIO_PCI, VFIO_PCI_CORE, class_name, is_vfio_driver, normalise_module,
+    CONFIG_HEADER_BYTES, PCI_ADDRESS, VFIO_HOLDER_MODULES, VFIO_PCI, VFIO_PCI_CORE, class_name, config_header_type,
+    is_vfio_driver, normalise_module,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import as_tree, link_name
 
@@ -78,7 +79,9 @@ def read_pci_devices(root):
     holds the device for a VM: vfio-pci or a variant), iommu_group,
     reset_methods, sriov_totalvfs, sriov_numvfs, virtfns (an SR-IOV physical
     function's VFs by index, from its ``virtfnN`` links), physfn (a VF's
-    physical function), boot_vga, path (physical path below root).
+    physical function), boot_vga, header_type (config space byte 0x0E without
+    its multi-function bit; None when ``config`` cannot be read), path
+    (physical path below root).
     """
     tree = as_tree(root)
     modules = _driver_modules(tree, 'pci')
@@ -140,6 +143,7 @@ def read_pci_devices(root):
             'virtfns': virtfns,
             'physfn': None,
             'boot_vga': class_.startswith(_VGA_CLASS) and attr('boot_vga') == '1',
+            'header_type': config_header_type(tree.read_bytes(rel + '/config', CONFIG_HEADER_BYTES, resolved=True)),
             'path': rel,
         }
     for address, device in devices.items():

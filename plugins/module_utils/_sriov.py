@@ -30,12 +30,12 @@ import re
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import header
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import normalise_address, vfio_driver
+from ansible_collections.vfio.passthrough.plugins.module_utils._pve_config import guest_pci_references, vmid_of
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import as_tree
 
 __all__ = [
-    'OWNER', 'SCRIPT', 'RULES', 'NONE', 'LIVE', 'DEFERRED', 'check_request', 'vf_address', 'parse_hostpci',
-    'parse_pci_mapping', 'vfio_group_of', 'read_vfio_holders', 'read_guest_references', 'vfs_in_use',
-    'decide', 'render', 'script_argv', 'verify',
+    'OWNER', 'SCRIPT', 'RULES', 'NONE', 'LIVE', 'DEFERRED', 'check_request', 'vf_address', 'vfio_group_of',
+    'read_vfio_holders', 'read_guest_references', 'vfs_in_use', 'decide', 'render', 'script_argv', 'verify',
 ]
 
 OWNER = 'sriov_vfs'
@@ -44,8 +44,6 @@ RULES = '/etc/udev/rules.d/70-vfio-passthrough-sriov.rules'
 NONE, LIVE, DEFERRED = 'none', 'live', 'deferred'
 _KEYS = ('pf', 'vfs', 'vfio')
 _VFIO_GROUP = re.compile(r'/dev/vfio/(\d+)\Z')
-_HOSTPCI = re.compile(r'^hostpci\d+:\s*(\S+)')
-_SECTION = re.compile(r'^\[')
 
 
 def _is_int(value):
@@ -165,81 +163,25 @@ def read_vfio_holders(root):
     return held
 
 
-def _typed_addresses(values, existing):
-    found = []
-    for value in values:
-        try:
-            addresses, _note = normalise_address(value, existing)
-        except ValueError:
-            continue
-        found.extend(a for a in addresses if a not in found)
-    return found
-
-
-def parse_hostpci(text, existing):
-    """Addresses a Proxmox guest config names in its ``hostpciN`` lines, snapshots included.
-
-    ``hostpci0: [host=]0000:01:10.0[;01:10.2][,pcie=1,...]``; a ``mapping=`` entry
-    names no address here (``parse_pci_mapping`` reads the mapping).
-    """
-    values = []
-    for line in (text or '').splitlines():
-        match = _HOSTPCI.match(line.strip())
-        if not match:
-            continue
-        first = match.group(1).split(',', 1)[0]
-        if first.startswith('mapping='):
-            continue
-        values.extend(first[len('host='):].split(';') if first.startswith('host=') else first.split(';'))
-    return _typed_addresses(values, existing)
-
-
-def parse_pci_mapping(text, existing, node=None):
-    """{mapping id: [addresses]} from /etc/pve/mapping/pci.cfg, the ``path=`` of each ``map`` line.
-
-    With ``node``, only the maps of that cluster node count (another node's
-    0000:01:10.0 is another device).
-    """
-    result = {}
-    current = None
-    for line in (text or '').splitlines():
-        if not line.strip() or line.lstrip().startswith('#'):
-            continue
-        if not line[0].isspace():
-            kind, _sep, ident = line.partition(':')
-            current = ident.strip() if kind.strip() == 'pci' else None
-            continue
-        fields = line.split(None, 1)
-        if current is None or len(fields) != 2 or fields[0] != 'map':
-            continue
-        options = dict(part.partition('=')[::2] for part in fields[1].split(','))
-        if node is not None and options.get('node') not in (None, node):
-            continue
-        paths = _typed_addresses(options.get('path', '').split(';'), existing)
-        bucket = result.setdefault(current, [])
-        bucket.extend(a for a in paths if a not in bucket)
-    return result
-
-
 def read_guest_references(root, existing, node=None):
-    """{address: ["guest 101 (hostpci)", "resource mapping nic1"]} from the Proxmox cluster files."""
+    """{address: ["guest 101 (hostpci0)", "resource mapping nic1"]} from the Proxmox cluster files.
+
+    The guests are this node's: ``etc/pve/qemu-server`` (pmxcfs links it to the
+    local node) and ``etc/pve/nodes/<node>/qemu-server``; another node's guest
+    names another machine's device at the same address. Without ``node`` every
+    node's guests count. Parsing is _pve_config's, as Proxmox parses.
+    """
     tree = as_tree(root)
-    refs = {}
-
-    def add(address, where):
-        bucket = refs.setdefault(address, [])
-        if where not in bucket:
-            bucket.append(where)
-
-    configs = 'etc/pve/qemu-server'
-    for name in tree.listdir(configs):
-        if name.endswith('.conf'):
-            for address in parse_hostpci(tree.read('%s/%s' % (configs, name)), existing):
-                add(address, 'guest %s (hostpci)' % name[:-len('.conf')])
-    for ident, addresses in sorted(parse_pci_mapping(tree.read('etc/pve/mapping/pci.cfg'), existing, node).items()):
-        for address in addresses:
-            add(address, 'resource mapping %s' % ident)
-    return refs
+    dirs = ['etc/pve/qemu-server']
+    nodes = [node] if node is not None else tree.listdir('etc/pve/nodes')
+    dirs.extend('etc/pve/nodes/%s/qemu-server' % name for name in nodes if '/' not in name and name not in ('.', '..'))
+    configs = {}
+    for directory in dirs:
+        for name in tree.listdir(directory):
+            vmid = vmid_of(name)
+            if vmid is not None and vmid not in configs:
+                configs[vmid] = tree.read('%s/%s' % (directory, name)) or ''
+    return guest_pci_references(configs, tree.read('etc/pve/mapping/pci.cfg'), list(existing), node)
 
 
 def vfs_in_use(pf, devices, holders, references):

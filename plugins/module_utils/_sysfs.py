@@ -168,6 +168,35 @@ class SysfsTree:
             os.close(fd)
         return b''.join(chunks).decode('utf-8', 'replace').strip()
 
+    def read_bytes(self, rel, size, resolved=False):
+        """The first ``size`` bytes of a binary file (PCI ``config``), or None when it is missing or unreadable.
+
+        ``resolved`` as for read(); the last component is never followed.
+        """
+        if not resolved:
+            head, _sep, tail = rel.rpartition('/')
+            head = self.resolve(head)
+            if head is None:
+                return None
+            rel = head + '/' + tail if head else tail
+        try:
+            fd = os.open(self.path(rel), _O_READ)
+        except OSError:
+            return None
+        try:
+            chunks = []
+            while size > 0:
+                chunk = os.read(fd, size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size -= len(chunk)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return b''.join(chunks)
+
     def listdir(self, rel, resolved=False):
         """Entry names of a directory (sorted), empty when it does not exist."""
         if not resolved:

@@ -288,6 +288,13 @@ ansible_facts:
               description: The firmware used this device as the boot display.
               type: bool
               sample: true
+            header_type:
+              description:
+                - The config space header type, byte C(0x0E) of C(config) without its multi-function bit;
+                  0 for a normal device, 1 for a PCI-to-PCI bridge, 2 for a CardBus bridge. vfio-pci takes
+                  only 0. null when C(config) cannot be read (a partial copy of sysfs).
+              type: int
+              sample: 0
             host_critical:
               description: Why the host cannot give this device away; empty when it can.
               type: list

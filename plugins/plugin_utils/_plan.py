@@ -15,7 +15,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._sriov import che
 from ansible_collections.vfio.passthrough.plugins.module_utils._sriov import verify as verify_sriov
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
     BRIDGE, PCI_ID, SAME_CARD, VFIO_HOLDER_MODULES, group_relation, normalise_address, normalise_module, off_host,
-    vfio_driver,
+    vfio_driver, vfio_pci_refusal,
 )
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._tuning_plan import plan_tuning, verify_tuning
 
@@ -191,6 +191,14 @@ def plan_passthrough(facts, devices=(), vfio_ids=(), softdep_drivers=(), vendor=
         else:
             errors.append(why + '. Passing it through would cut the host off; set '
                           'pcie_passthrough_force_host_critical: true only if another path reaches the host.')
+
+    for address in caught:
+        refusal = vfio_pci_refusal(address, known[address])
+        if refusal:
+            errors.append('%s, so it cannot be passed through; nothing was written.' % refusal)
+        elif known[address].get('header_type') is None:
+            notes.append('%s: config header type unknown (its sysfs config could not be read), so whether vfio-pci '
+                         'takes it shows only when it binds' % address)
 
     for address in requested:
         if known[address].get('boot_vga'):

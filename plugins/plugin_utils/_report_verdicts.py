@@ -10,7 +10,7 @@ renderers (_report_markdown, _report_html, _report_index) only format them.
 from __future__ import annotations
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
-    BRIDGE, OTHER_CARD, SAME_CARD, VFIO_PCI, group_relation, off_host, vfio_driver,
+    BRIDGE, OTHER_CARD, SAME_CARD, VFIO_PCI, group_relation, off_host, vfio_driver, vfio_pci_refusal,
 )
 
 __all__ = [
@@ -145,6 +145,10 @@ def device_verdict(address, devices, iommu_enabled=True):
                                             'it' if len(critical) == 1 else 'them'))
     if verdict in ('vfio', 'needs-acs', 'shares-group') and not _has_flr(device):
         notes.append(_reset_note(device))
+    refusal = vfio_pci_refusal(address, device)
+    if refusal and verdict != 'platform':
+        # The plan refuses it by the same rule; a bridge is platform already.
+        notes.append(refusal)
     return {'verdict': verdict, 'label': LABEL[verdict], 'reason': reason, 'notes': notes}
 
 

@@ -242,8 +242,14 @@ class FakeHost:
     def add_device(self, address, vendor, device, class_, driver=None, module=None, group=None,
                    parent_bridge=None, netdev=None, virtio=False, subsystem=None, boot_vga=None,
                    reset_methods=('flr', 'bus'), sriov_totalvfs=None, sriov_numvfs=None,
-                   virtio_driver='virtio_net', virtio_block=None):
+                   virtio_driver='virtio_net', virtio_block=None, header_type=None, multifunction=False):
         """Add one PCI function.
+
+        Its ``config`` holds the first 64 bytes of config space: IDs, class and
+        the header type (``header_type``; default 1 for a PCI bridge, class
+        0604xx, 2 for a CardBus bridge, 0607xx, else 0), with bit 7 set for a
+        ``multifunction`` device. ``header_type=False`` writes no ``config``, as
+        in a partial copy of sysfs.
 
         ``driver`` is the driver name (``virtio-pci``), ``module`` the module
         providing it (default: the driver name, ``-`` turned into ``_``; pass
@@ -278,6 +284,8 @@ class FakeHost:
         for name, text in files.items():
             with open(self.root / rel / name, 'w', encoding='ascii') as handle:
                 handle.write(text)
+        if header_type is not False:
+            self.config_space(address, vendor, device, class_, header_type, multifunction)
         self.link('sys/bus/pci/devices/%s' % address, rel)
         if driver:
             self.bind(address, driver, module)
@@ -292,6 +300,17 @@ class FakeHost:
         if virtio_block:
             self._virtio_child(address, 'virtio1', 'virtio_blk')
             self.add_disk(virtio_block[0], '%s/virtio1' % rel, virtio_block[1])
+        return self
+
+    def config_space(self, address, vendor, device, class_, header_type=None, multifunction=False):
+        """Write ``<device>/config``: little-endian IDs, class code at 0x09, header type at 0x0E."""
+        if header_type is None:
+            header_type = {'0604': 1, '0607': 2}.get(class_[:4], 0)
+        data = bytearray(64)
+        data[0:4] = int(vendor, 16).to_bytes(2, 'little') + int(device, 16).to_bytes(2, 'little')
+        data[0x09:0x0C] = bytes(reversed(bytes.fromhex(class_)))
+        data[0x0E] = (header_type & 0xFF) | (0x80 if multifunction else 0)
+        (self.root / self._dirs[address] / 'config').write_bytes(bytes(data))
         return self
 
     def add_vfs(self, pf, addresses, device='10ca', drivers=(), groups=()):
@@ -478,7 +497,7 @@ def amd_twin_nic_host(root):
     host.add_device('0000:05:00.0', '8086', '1533', '020000', driver='igb', group=3,
                     parent_bridge='0000:00:02.1', netdev='enp5s0', sriov_totalvfs=7, sriov_numvfs=0)
     host.add_device('0000:06:00.0', '8086', '1533', '020000', driver='igb', group=3,
-                    parent_bridge='0000:00:02.1', netdev='enp6s0', sriov_totalvfs=7, sriov_numvfs=2)
+                    parent_bridge='0000:00:02.1', netdev='enp6s0', sriov_totalvfs=7, sriov_numvfs=0)
     host.add_bridge('0000:00:03.1', group=4, vendor='1022', device='1483')
     host.add_device('0000:07:00.0', '10ec', '8168', '020000', driver='r8169', group=4,
                     parent_bridge='0000:00:03.1', netdev='enp7s0')

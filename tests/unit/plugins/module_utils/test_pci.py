@@ -7,8 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
-    BRIDGE, OTHER_CARD, PCI_ADDRESS, PCI_ID, SAME_CARD, class_name, group_relation, nearest_pci,
-    normalise_address, normalise_module, off_host, slot, vfio_driver,
+    BRIDGE, OTHER_CARD, PCI_ADDRESS, PCI_ID, SAME_CARD, class_name, config_header_type, group_relation, nearest_pci,
+    normalise_address, normalise_module, off_host, slot, vfio_driver, vfio_pci_refusal,
 )
 
 
@@ -159,3 +159,46 @@ def test_property_a_result_is_always_canonical_or_an_error(typed):
         assert repr(typed) in str(exc)
         return
     assert all(len(a) == 12 and a == a.lower() and a[4] == ':' and a[7] == ':' and a[10] == '.' for a in addresses)
+
+
+# --- what vfio-pci's probe refuses (issue 21, class 8) -------------------------
+
+def _config(header, vendor=b'\x86\x80'):
+    data = bytearray(64)
+    data[0:2] = vendor
+    data[0x0E] = header
+    return bytes(data)
+
+
+@pytest.mark.parametrize('config, header', [
+    (_config(0x00), 0), (_config(0x80), 0),            # multi-function bit dropped, as pdev->hdr_type does
+    (_config(0x01), 1), (_config(0x81), 1), (_config(0x02), 2), (_config(0x7F), 0x7F),
+    (_config(0x00, vendor=b'\xff\xff'), 0),            # a VF reads vendor 0xffff by design
+    (_config(0xFF), None),                              # all ones: no answer
+    (_config(0x01)[:0x0E], None), (b'', None), (None, None), ('00', None),
+])
+def test_config_header_type(config, header):
+    assert config_header_type(config) == header
+
+
+@pytest.mark.parametrize('device, fragment', [
+    ({'header_type': 1, 'class': '060400'},
+     '0000:00:1c.0 has config header type 1 (PCI-to-PCI bridge): vfio-pci refuses every header type but 0'),
+    ({'header_type': 1, 'class': '020000'}, 'header type 1 (PCI-to-PCI bridge)'),   # the header, not the class
+    ({'header_type': 2}, 'header type 2 (CardBus bridge)'),
+    ({'header_type': 0x7F}, 'header type 127 (undefined)'),
+    ({'header_type': 0, 'sriov_totalvfs': 7, 'sriov_numvfs': 1},
+     '0000:00:1c.0 is an SR-IOV physical function with 1 VF enabled (sriov_numvfs): vfio-pci refuses a PF'),
+    ({'header_type': None, 'sriov_numvfs': 4}, 'with 4 VFs enabled'),
+])
+def test_vfio_pci_refusal_names_why(device, fragment):
+    assert fragment in vfio_pci_refusal('0000:00:1c.0', device)
+
+
+@pytest.mark.parametrize('device', [
+    {'header_type': 0}, {'header_type': 0, 'class': '060400'},   # a normal header under a bridge class code
+    {'header_type': None}, {}, {'header_type': 0, 'sriov_totalvfs': 7, 'sriov_numvfs': 0},
+    {'header_type': 0, 'sriov_numvfs': None},
+])
+def test_vfio_pci_takes_normal_devices_without_vfs(device):
+    assert vfio_pci_refusal('0000:03:00.0', device) is None

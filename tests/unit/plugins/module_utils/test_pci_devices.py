@@ -9,7 +9,7 @@ import pytest
 from ansible_collections.vfio.passthrough.plugins.module_utils._iommu_facts import gather_iommu_facts
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices, vfio_core_users
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
-from sysfs_builder import amd_twin_nic_host, igb_mgmt_host, intel_gpu_host, iommu_off_host, vfio_variant_host
+from sysfs_builder import FakeHost, amd_twin_nic_host, igb_mgmt_host, intel_gpu_host, iommu_off_host, vfio_variant_host
 
 
 def _listed_groups(root):
@@ -32,6 +32,7 @@ def test_read_pci_devices_intel_gpu(tmp_path):
         'class': '030000', 'class_name': 'VGA compatible controller', 'driver': 'nouveau',
         'driver_module': 'nouveau', 'vfio_driver': None, 'iommu_group': 1, 'reset_methods': ['flr', 'bus'],
         'sriov_totalvfs': None, 'sriov_numvfs': None, 'virtfns': [], 'physfn': None, 'boot_vga': True,
+        'header_type': 0,
     }
 
 
@@ -52,7 +53,7 @@ def test_driver_module_and_group(tmp_path, address, driver, module, group, reset
 def test_sriov_counts_and_dash_module_names(tmp_path):
     amd_twin_nic_host(tmp_path)
     devices = read_pci_devices(str(tmp_path))
-    assert (devices['0000:06:00.0']['sriov_totalvfs'], devices['0000:06:00.0']['sriov_numvfs']) == (7, 2)
+    assert (devices['0000:06:00.0']['sriov_totalvfs'], devices['0000:06:00.0']['sriov_numvfs']) == (7, 0)
     assert devices['0000:09:00.0']['driver'] == 'vfio-pci'
     assert devices['0000:09:00.0']['driver_module'] == 'vfio_pci'
     assert devices['0000:09:00.0']['boot_vga'] is False
@@ -122,3 +123,27 @@ def test_vfio_pci_core_not_loaded_means_only_vfio_pci(tmp_path):
     shutil.rmtree(tmp_path / 'sys' / 'module' / 'vfio_pci_core')
     devices = read_pci_devices(str(tmp_path))
     assert {a for a, d in devices.items() if d['vfio_driver']} == {'0000:46:00.0'}
+
+
+@pytest.mark.parametrize('kwargs, header', [
+    ({}, 0),
+    ({'multifunction': True}, 0),                       # bit 7 is the multi-function flag, not the type
+    ({'header_type': 1}, 1),                            # a bridge header under an Ethernet class code
+    ({'header_type': 2, 'multifunction': True}, 2),
+    ({'header_type': 0x7F}, 0x7F),
+    ({'header_type': False}, None),                     # no config: a partial copy of sysfs
+    ({'header_type': 0xFF}, None),                      # all ones: the function did not answer
+])
+def test_header_type_from_config_space(tmp_path, kwargs, header):
+    host = FakeHost(tmp_path)
+    host.add_device('0000:03:00.0', '8086', '10d3', '020000', driver='e1000e', group=1, **kwargs)
+    assert read_pci_devices(str(tmp_path))['0000:03:00.0']['header_type'] == header
+
+
+def test_bridge_class_gets_a_bridge_header_and_a_short_config_is_unknown(tmp_path):
+    host = FakeHost(tmp_path)
+    host.add_bridge('0000:00:1c.0', group=1)
+    host.add_device('0000:03:00.0', '8086', '10d3', '020000', group=2)
+    (tmp_path / host.device_dir('0000:03:00.0') / 'config').write_bytes(b'\x86\x80\xd3\x10')
+    devices = read_pci_devices(str(tmp_path))
+    assert (devices['0000:00:1c.0']['header_type'], devices['0000:03:00.0']['header_type']) == (1, None)

@@ -13,8 +13,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices
 from ansible_collections.vfio.passthrough.plugins.module_utils._sriov import (
-    DEFERRED, LIVE, NONE, check_request, decide, parse_hostpci, parse_pci_mapping, read_guest_references,
-    read_vfio_holders, render, script_argv, verify, vfio_group_of, vfs_in_use,
+    DEFERRED, LIVE, NONE, check_request, decide, read_guest_references, read_vfio_holders, render, script_argv, verify, vfio_group_of, vfs_in_use,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
@@ -131,18 +130,34 @@ def test_in_use_from_open_groups_and_pve_files(tmp_path):
     os.makedirs(tmp_path / 'proc/self')
     host.write('etc/pve/qemu-server/101.conf', 'boot: order=scsi0\nhostpci0: 0000:01:10.0,pcie=1\n')
     host.write('etc/pve/qemu-server/102.conf', 'hostpci1: mapping=vf1\n')
-    host.write('etc/pve/mapping/pci.cfg', 'pci: vf1\n\tmap id=8086:10ca,node=pve1,path=0000:01:10.2\n'
+    # pci.cfg as PVE::Mapping::PCI writes it: the bare mapping ID as the section header
+    host.write('etc/pve/mapping/pci.cfg', 'vf1\n\tmap id=8086:10ca,node=pve1,path=0000:01:10.2\n'
                                           '\tmap id=8086:10ca,node=pve2,path=0000:01:10.0\n')
     devices = read_pci_devices(str(tmp_path))
     holders = read_vfio_holders(str(tmp_path))
     assert holders == {6: [42]}
     refs = read_guest_references(str(tmp_path), devices, node='pve1')
-    assert refs == {VFS0[0]: ['guest 101 (hostpci)'], VFS0[1]: ['resource mapping vf1']}
+    assert refs == {VFS0[0]: ['guest 101 (hostpci0)'],
+                    VFS0[1]: ['guest 102 (hostpci1, mapping vf1)', 'resource mapping vf1']}
     assert vfs_in_use(PF0, devices, holders, refs) == {
-        VFS0[0]: ['named by guest 101 (hostpci)'],
-        VFS0[1]: ['/dev/vfio/6 is open (pid 42)', 'named by resource mapping vf1'],
+        VFS0[0]: ['named by guest 101 (hostpci0)'],
+        VFS0[1]: ['/dev/vfio/6 is open (pid 42)', 'named by guest 102 (hostpci1, mapping vf1)',
+                  'named by resource mapping vf1'],
     }
     assert vfs_in_use(PF1, devices, holders, refs) == {}
+
+
+def test_in_use_reads_this_nodes_guests_only(tmp_path):
+    """/etc/pve/nodes/<node>/qemu-server holds each node's guests; another node's 0000:01:10.0 is another card."""
+    host = sriov_host(tmp_path)
+    host.write('etc/pve/nodes/pve1/qemu-server/201.conf', 'hostpci0: pcie=1,host=01:10.2\n')
+    host.write('etc/pve/nodes/pve2/qemu-server/301.conf', 'hostpci0: 0000:01:10.0\n')
+    host.write('etc/pve/nodes/pve1/qemu-server/202.conf.tmp.77', 'hostpci0: 0000:01:10.0\n')
+    devices = read_pci_devices(str(tmp_path))
+    assert read_guest_references(str(tmp_path), devices, node='pve1') == {VFS0[1]: ['guest 201 (hostpci0)']}
+    # node unknown: every node's guests count, the safe side
+    assert read_guest_references(str(tmp_path), devices) == {
+        VFS0[0]: ['guest 301 (hostpci0)'], VFS0[1]: ['guest 201 (hostpci0)']}
 
 
 @pytest.mark.parametrize('target, group', [
@@ -150,26 +165,6 @@ def test_in_use_from_open_groups_and_pve_files(tmp_path):
 ])
 def test_vfio_group_of(target, group):
     assert vfio_group_of(target) == group
-
-
-@pytest.mark.parametrize('text, addresses', [
-    ('hostpci0: 01:10.0,pcie=1\n', ['0000:01:10.0']),
-    ('hostpci0: host=0000:01:10.0;01:10.2,x-vga=1\n', ['0000:01:10.0', '0000:01:10.2']),
-    ('hostpci3: 01:10\n', ['0000:01:10.0', '0000:01:10.2']),
-    ('hostpci0: mapping=nic\nnet0: virtio=AA:BB\n', []),
-    ('[snap1]\nhostpci0: 0000:01:10.2\n', ['0000:01:10.2']),
-    ('description: hostpci0: 01:10.0\n', []),
-])
-def test_parse_hostpci(text, addresses):
-    assert parse_hostpci(text, VFS0 + [PF0]) == addresses
-
-
-def test_parse_pci_mapping_keeps_this_node():
-    text = ('pci: gpu\n\tmap id=10de:1b80,node=a,path=0000:03:00.0;0000:03:00.1\n'
-            '# a comment\nusb: kbd\n\tmap id=046d:c31c,node=a\n'
-            'pci: other\n\tmap id=1,node=b,path=0000:04:00.0\n')
-    assert parse_pci_mapping(text, []) == {'gpu': ['0000:03:00.0', '0000:03:00.1'], 'other': ['0000:04:00.0']}
-    assert parse_pci_mapping(text, [], node='a') == {'gpu': ['0000:03:00.0', '0000:03:00.1']}
 
 
 def test_render_rule_names_each_pf_and_no_ids():

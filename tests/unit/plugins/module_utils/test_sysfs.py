@@ -42,6 +42,19 @@ def test_reading_through_an_escaping_link_reads_the_tree_not_the_host(tmp_path):
     assert SysfsTree(str(tmp_path)).read('sys/evil/hostname') == 'inside'
 
 
+def test_read_bytes_stays_inside_root_and_stops_at_size(tmp_path):
+    (tmp_path / 'sys' / 'dev').mkdir(parents=True)
+    (tmp_path / 'sys' / 'dev' / 'config').write_bytes(bytes(range(256)))
+    os.symlink('/etc', tmp_path / 'sys' / 'evil')
+    os.symlink('dev/config', tmp_path / 'sys' / 'config-link')
+    tree = SysfsTree(str(tmp_path))
+    assert tree.read_bytes('sys/dev/config', 64) == bytes(range(64))
+    assert tree.read_bytes('sys/dev/config', 4096) == bytes(range(256))
+    assert tree.read_bytes('sys/evil/passwd', 64) is None          # re-rooted: the tree has no etc/passwd
+    assert tree.read_bytes('sys/config-link', 64) is None           # the last component is never followed
+    assert tree.read_bytes('sys/dev/missing', 64) is None
+
+
 def test_link_loop_resolves_to_none(tmp_path):
     os.symlink('b', tmp_path / 'a')
     os.symlink('a', tmp_path / 'b')

@@ -299,3 +299,38 @@ def test_removing_the_sriov_request_changes_nothing_else_in_the_plan(tmp_path):
     assert reboot_reasons(facts, removed) == reboot_reasons(facts, asked)
     assert any('SR-IOV' in e for e in verify_passthrough(facts, asked)['errors'])
     assert not any('SR-IOV' in e for e in verify_passthrough(facts, removed)['errors'])
+
+
+# --- devices vfio-pci cannot take (issue 21, class 8) ---------------------------
+
+def _odd_devices_host(tmp_path):
+    host = sysfs_builder.intel_gpu_host(tmp_path)
+    # a bridge header behind an Ethernet class code: the header decides, not the class
+    host.add_device('0000:06:00.0', '8086', '10d3', '020000', driver='e1000e', group=30, header_type=1)
+    # a bridge class code over a normal header
+    host.add_device('0000:07:00.0', '8086', '10d3', '060400', driver='e1000e', group=31, header_type=0)
+    host.add_device('0000:08:00.0', '8086', '10c9', '020000', driver='igb', group=32, sriov_totalvfs=7)
+    host.add_vfs('0000:08:00.0', ['0000:08:10.0'], drivers=('igbvf',), groups=(33,))
+    host.add_device('0000:09:00.0', '8086', '10d3', '020000', driver='e1000e', group=34, header_type=False)
+    return _facts(host)
+
+
+def test_header_type_and_enabled_vfs_are_refused_naming_why(tmp_path):
+    facts = _odd_devices_host(tmp_path)
+    plan = plan_passthrough(facts, devices=['0000:06:00.0', '0000:07:00.0', '0000:08:00.0', '0000:09:00.0'])
+    assert plan['errors'] == [
+        '0000:06:00.0 has config header type 1 (PCI-to-PCI bridge): vfio-pci refuses every header type but 0 '
+        '(normal device), so it cannot be passed through; nothing was written.',
+        "0000:08:00.0 is an SR-IOV physical function with 1 VF enabled (sriov_numvfs): vfio-pci refuses a PF "
+        "whose VFs are enabled; set its VF count to 0 first (sriov_numvfs, the driver's max_vfs, or "
+        "pcie_passthrough_sriov), so it cannot be passed through; nothing was written.",
+    ]
+    assert ('0000:09:00.0: config header type unknown (its sysfs config could not be read), so whether vfio-pci '
+            'takes it shows only when it binds') in plan['notes']
+    assert not any('0000:07:00.0' in e for e in plan['errors'])
+
+
+def test_a_vf_of_an_enabled_pf_is_taken(tmp_path):
+    facts = _odd_devices_host(tmp_path)
+    plan = plan_passthrough(facts, devices=['0000:08:10.0'])
+    assert plan['errors'] == [] and plan['bind'] == ['0000:08:10.0']

@@ -111,3 +111,14 @@ def test_a_peer_on_a_variant_driver_does_not_hold_the_group_back():
     assert device_verdict(A, devices)['notes'] == [
         '0000:03:00.1 (Class 020000, mlx5_core) in IOMMU group 1 is still on the host: '
         'the VM does not start until it is on vfio-pci too']
+
+
+@pytest.mark.parametrize('extra, note', [
+    ({'header_type': 1}, '0000:03:00.0 has config header type 1 (PCI-to-PCI bridge): vfio-pci refuses'),
+    ({'header_type': 0, 'sriov_numvfs': 2}, 'SR-IOV physical function with 2 VFs enabled'),
+])
+def test_the_report_notes_what_the_plan_refuses(extra, note):
+    devices = {A: dict(_dev(), **extra)}
+    assert any(note in n for n in device_verdict(A, devices)['notes'])
+    devices[A].update(header_type=0, sriov_numvfs=0)
+    assert device_verdict(A, devices)['notes'] == []
