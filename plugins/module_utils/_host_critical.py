@@ -13,7 +13,9 @@ when it is:
 * a port, slave or lower link of a bridge/bond/VLAN that is one of those,
   recursively (Proxmox: default route on vmbr0, port eno1 -> eno1's PCI device),
 * the storage controller under /, /boot or /boot/efi, through dm/md stacks and
-  ZFS pools.
+  ZFS pools,
+* the SR-IOV physical function of any of those that is a virtual function:
+  unbinding, resetting or re-counting a PF destroys its VFs.
 
 The same verdict names the kernel MODULES the host cannot lose (``host_verdict``):
 the drivers, device-mapper/md layers and filesystems of those mounts and the
@@ -36,7 +38,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._block_devices im
     block_devices_by_dm_name, block_pci_addresses,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._host_stack import (
-    block_roots, filesystem_roots, network_roots,
+    block_roots, device_driver_modules, filesystem_roots, network_roots,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._module_deps import Kernel, needed_modules, read_kernels
 from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import read_net_interfaces
@@ -309,6 +311,7 @@ def host_verdict(tree, interfaces=None, ip_text=None, ssh_address=None, protect=
         zpool_status = _once(zpool_status)
     for address, why in storage_verdict(tree, mounts, zpool_status).items():
         devices.setdefault(address, []).extend(why)
+    parents = _physical_functions(tree, devices)
     if kernels is None:
         kernels = read_kernels(tree) or [Kernel.without_files()]
     if not kernels:
@@ -320,7 +323,34 @@ def host_verdict(tree, interfaces=None, ip_text=None, ssh_address=None, protect=
         for name in names:
             roots += block_roots(tree, name, mountpoint, seen)
     roots += network_roots(tree, interfaces, interface_reasons(interfaces, anchors))
+    for pf, vf in parents:
+        rel = tree.resolve('sys/bus/pci/devices/' + pf)
+        roots += [(module, 'drives %s, the SR-IOV physical function of %s' % (pf, vf))
+                  for module in (device_driver_modules(tree, rel) if rel else [])]
     return {'devices': devices, 'modules': needed_modules(roots, kernels)}
+
+
+def _physical_functions(tree, devices):
+    """Add to ``devices`` the PF of each host-critical VF, naming the VF; return the ``(pf, vf)`` pairs.
+
+    A PF's VFs live only while its driver has SR-IOV enabled: unbinding or
+    blacklisting that driver, passing the PF through, or changing its VF
+    count (always through 0) takes the VF away from the host.
+    """
+    pairs = []
+    for vf in sorted(devices):
+        rel = tree.resolve('sys/bus/pci/devices/' + vf)
+        target = tree.readlink(rel + '/physfn') if rel else None
+        if not target:
+            continue
+        pf = target.rstrip('/').rsplit('/', 1)[-1]
+        bucket = devices.setdefault(pf, [])
+        for why in list(devices[vf]):
+            reason = 'its virtual function %s: %s' % (vf, why)
+            if reason not in bucket:
+                bucket.append(reason)
+        pairs.append((pf, vf))
+    return pairs
 
 
 def _resolve_protect(module, values):

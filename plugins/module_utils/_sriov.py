@@ -9,12 +9,19 @@ verify alike:
 * ``check_request``: what an administrator asked for, checked against the
   devices (PF exists, supports SR-IOV, count within ``sriov_totalvfs``, PF
   not also passed through), normalised to ``{pf, vfs, vfio}`` entries.
+* ``vf_removal``: whether a count change takes away a VF the host runs on
+  (its netdev carries the default route, is a port of the bridge or bond that
+  does, or a disk the host boots from sits behind it). The kernel refuses a
+  new non-zero count over another, so every change goes through 0, which
+  removes every VF: such a change waits for the boot, or is refused where the
+  new count lacks that VF, since not even the boot would give it back.
+  ``check_request`` refuses by it, ``decide`` defers by it.
 * ``decide``: whether a PF's running VFs already match, may be changed now
   (``live``), or must wait for the next boot (``deferred``): the kernel
   destroys every VF before it creates a new count, and a driver resets the
-  PF on the way, so a host-critical PF or a PF whose VFs are in use (their
-  /dev/vfio group open, named in a guest's ``hostpciN`` or a resource
-  mapping) never changes while the host runs.
+  PF on the way, so a host-critical PF, a PF with a VF the host runs on, or a
+  PF whose VFs are in use (their /dev/vfio group open, named in a guest's
+  ``hostpciN`` or a resource mapping) never changes while the host runs.
 * ``render``: the udev rule that runs ``SCRIPT`` when the PF's driver binds,
   and the script itself, which also does the live change.
 * ``verify``: the running state against the entries; each failure names the
@@ -34,16 +41,18 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._pve_config impor
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import as_tree
 
 __all__ = [
-    'OWNER', 'SCRIPT', 'RULES', 'NONE', 'LIVE', 'DEFERRED', 'check_request', 'vf_address', 'vfio_group_of',
-    'read_vfio_holders', 'read_guest_references', 'vfs_in_use', 'decide', 'render', 'script_argv', 'verify',
+    'OWNER', 'SCRIPT', 'RULES', 'NONE', 'LIVE', 'DEFERRED', 'REFUSED', 'check_request', 'vf_address',
+    'vfio_group_of', 'read_vfio_holders', 'read_guest_references', 'vfs_in_use', 'host_vfs', 'vf_removal',
+    'managed_pfs', 'dropped_host_vfs', 'decide', 'render', 'script_argv', 'verify',
 ]
 
 OWNER = 'sriov_vfs'
 SCRIPT = '/usr/local/sbin/vfio-passthrough-sriov'
 RULES = '/etc/udev/rules.d/70-vfio-passthrough-sriov.rules'
-NONE, LIVE, DEFERRED = 'none', 'live', 'deferred'
+NONE, LIVE, DEFERRED, REFUSED = 'none', 'live', 'deferred', 'refused'
 _KEYS = ('pf', 'vfs', 'vfio')
 _VFIO_GROUP = re.compile(r'/dev/vfio/(\d+)\Z')
+_RULE_PF = re.compile(r'KERNEL=="([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])"')
 
 
 def _is_int(value):
@@ -70,7 +79,9 @@ def check_request(request, devices, passthrough=(), name='pcie_passthrough_sriov
     """Check and normalise the SR-IOV request against ``devices`` (iommu facts or read_pci_devices).
 
     ``request`` is a list of ``{pf, vfs, vfio}``; ``passthrough`` the addresses
-    also going to vfio-pci whole. Returns ``(entries, errors, notes)``: entries
+    also going to vfio-pci whole. The host's verdict is each device's
+    ``host_critical`` (as iommu_facts sets it): a VF the host runs on is
+    neither sent to vfio-pci nor removed for good (``vf_removal``). Returns ``(entries, errors, notes)``: entries
     sorted by PF, ``{'pf': canonical address, 'vfs': count, 'vfio': [indexes]}``.
     Every error names the value and why; nothing is raised.
     """
@@ -131,7 +142,11 @@ def check_request(request, devices, passthrough=(), name='pcie_passthrough_sriov
             if reasons:
                 errors.append('%s: VF %d (%s) is host-critical (%s); keep it off vfio'
                               % (label, index, vf, '; '.join(reasons)))
-        entries.append({'pf': pf, 'vfs': count, 'vfio': vfio})
+        entry = {'pf': pf, 'vfs': count, 'vfio': vfio}
+        removal = vf_removal(entry, devices)
+        if removal and removal[0] == REFUSED:
+            errors.append('%s: %s' % (label, removal[1]))
+        entries.append(entry)
     return sorted(entries, key=lambda e: e['pf']), errors, notes
 
 
@@ -139,6 +154,75 @@ def vf_address(devices, pf, index):
     """The address of VF ``index`` of ``pf`` now (its ``virtfnN`` link), or None."""
     virtfns = (devices.get(pf) or {}).get('virtfns') or []
     return virtfns[index] if index < len(virtfns) else None
+
+
+# -- what the host runs on ----------------------------------------------------
+
+def host_vfs(pf, devices):
+    """``[(index, vf, reasons)]``: the VFs of ``pf`` now that the host runs on (their ``host_critical``)."""
+    used = []
+    for index, vf in enumerate((devices.get(pf) or {}).get('virtfns') or []):
+        reasons = (devices.get(vf) or {}).get('host_critical') if vf else None
+        if reasons:
+            used.append((index, vf, list(reasons)))
+    return used
+
+
+def _uses(used):
+    return '; '.join('VF %d (%s: %s)' % (index, vf, '; '.join(reasons)) for index, vf, reasons in used)
+
+
+def vf_removal(entry, devices):
+    """None, or ``(DEFERRED or REFUSED, why)`` when ``entry``'s count change removes a VF the host runs on.
+
+    The kernel refuses a new non-zero count over another, so every change goes
+    through 0, and 0 removes every VF; growing from 0 removes none. The boot
+    makes the asked count again (the udev rule), so a VF the host runs on comes
+    back then if its index is below the new count: the change waits for the
+    boot. Otherwise not even the boot gives it back: refused.
+    """
+    pf, want = entry['pf'], entry['vfs']
+    running = (devices.get(pf) or {}).get('sriov_numvfs') or 0
+    if running == want or not running:
+        return None
+    used = host_vfs(pf, devices)
+    if not used:
+        return None
+    what = '%s has %d VFs, %d asked' % (pf, running, want)
+    lost = [u for u in used if u[0] >= want]
+    if lost:
+        return REFUSED, ('%s, and the host runs on %s, which %d VFs do not include: any count change removes every '
+                         'VF, and not even the next boot would bring %s back. Ask for at least %d VFs, or move the '
+                         'host off %s first' % (what, _uses(lost), want, 'it' if len(lost) == 1 else 'them',
+                                                lost[-1][0] + 1, 'it' if len(lost) == 1 else 'them'))
+    return DEFERRED, ('%s; the host runs on %s and any count change removes every VF first, so the change waits '
+                      'for the next boot' % (what, _uses(used)))
+
+
+def managed_pfs(rules_text):
+    """The PFs a rules file ``render`` wrote gives VFs at every boot, in file order."""
+    found = []
+    for line in (rules_text or '').splitlines():
+        match = _RULE_PF.search(line) if not line.lstrip().startswith('#') else None
+        if match and match.group(1) not in found:
+            found.append(match.group(1))
+    return found
+
+
+def dropped_host_vfs(entries, devices, rules_text):
+    """Refusals for the PFs the current rules file gives VFs at boot, that ``entries`` drop, with a VF the host runs on.
+
+    Without its rule such a PF has no VF after the next boot: the host would lose its path then.
+    """
+    asked = {e['pf'] for e in entries}
+    errors = []
+    for pf in managed_pfs(rules_text):
+        used = host_vfs(pf, devices) if pf not in asked else []
+        if used:
+            errors.append('%s is no longer listed, so the next boot makes none of its VFs, and the host runs on %s. '
+                          'Keep it listed with at least %d VFs, or move the host off %s first'
+                          % (pf, _uses(used), used[-1][0] + 1, 'it' if len(used) == 1 else 'them'))
+    return errors
 
 
 # -- what holds a VF --------------------------------------------------------
@@ -213,12 +297,13 @@ def _misplaced(entry, devices):
 
 
 def decide(entry, devices, critical_reasons=(), busy=None):
-    """What ``entry`` needs now: ``{'pf', 'running', 'action': none|live|deferred, 'why'}``.
+    """What ``entry`` needs now: ``{'pf', 'running', 'action': none|live|deferred|refused, 'why'}``.
 
     ``critical_reasons`` says why the host cannot lose the PF (empty: it can);
     ``busy`` is ``vfs_in_use`` for the PF. A count change destroys every VF and
     resets the PF, a rebind takes a VF from whoever drives it: neither happens
-    while the host depends on the PF or a VM may use one of the VFs.
+    while the host depends on the PF or one of its VFs (``vf_removal``), or a
+    VM may use one of the VFs.
     """
     busy = busy or {}
     pf = entry['pf']
@@ -226,7 +311,10 @@ def decide(entry, devices, critical_reasons=(), busy=None):
     result = {'pf': pf, 'running': running, 'action': NONE, 'why': ''}
     if running != entry['vfs']:
         what = '%s has %d VFs, %d asked' % (pf, running, entry['vfs'])
-        if critical_reasons:
+        removal = vf_removal(entry, devices)
+        if removal:
+            result.update(action=removal[0], why=removal[1])
+        elif critical_reasons:
             result.update(action=DEFERRED, why='%s; it is host-critical (%s) and changing the count resets it, so '
                                                'the change waits for the next boot' % (what, '; '.join(critical_reasons)))
         elif busy:

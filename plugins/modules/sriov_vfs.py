@@ -22,6 +22,11 @@ description:
     host-critical (the verdict of M(vfio.passthrough.iommu_facts)) and none of its VFs is in use (its
     C(/dev/vfio) group open, or named in a guest's C(hostpciN) or a resource mapping in C(/etc/pve)).
     Otherwise the change is deferred to the next boot and RV(reboot_required) says so.
+  - A PF with a VF the host runs on (its netdev carries the default route or the address Ansible uses, or is a
+    port of the bridge or bond that does, or a disk under /, /boot or the ESP sits behind it) never changes its
+    count live, since every count change goes through 0, which removes every VF. It waits for the next boot, or
+    is refused when the new count (or dropping the PF from O(pfs) while O(rules) still makes its VFs) would leave
+    that VF out even after the boot. The message names the VF and what the host uses it for.
   - Every request is checked before any file is read or written; a refusal names the value and why.
 author:
   - vfio.passthrough developers (!UNKNOWN)
@@ -164,24 +169,43 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical im
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices
 from ansible_collections.vfio.passthrough.plugins.module_utils._sriov import (
-    DEFERRED, LIVE, OWNER, check_request, decide, read_guest_references, read_vfio_holders, render, script_argv,
-    vfs_in_use,
+    DEFERRED, LIVE, NONE, OWNER, check_request, decide, dropped_host_vfs, managed_pfs, read_guest_references,
+    read_vfio_holders, render, script_argv, vfs_in_use,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
 from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
 
 
-def _decisions(module, tree, entries, devices):
-    """decide() for every entry; the host verdict and the in-use scan are read only when a PF needs a change."""
-    pending = [e for e in entries if decide(e, devices)['action'] != 'none']
-    if not pending:
-        return [decide(e, devices) for e in entries]
+def _host_verdict(module, tree, devices):
+    """Mark each device the host runs on with its ``host_critical`` reasons, as iommu_facts does for the plan.
+
+    Read only when a PF needs a change or the rules file names a PF with VFs:
+    otherwise nothing this run does can take a VF away.
+    """
     critical = collect_host_critical(module, tree, module.params['protect_addresses'])
+    for address, reasons in critical.items():
+        if address in devices:
+            devices[address]['host_critical'] = reasons
+    return critical
+
+
+def _decisions(module, tree, entries, devices, critical):
+    """decide() for every entry; the in-use scan is read only when a PF needs a change."""
+    if critical is None:
+        return [decide(e, devices) for e in entries]
     holders = read_vfio_holders(tree)
     node = module.params['node'] or socket.gethostname().split('.', 1)[0]
     references = read_guest_references(tree, devices, node)
     return [decide(e, devices, critical.get(e['pf'], []), vfs_in_use(e['pf'], devices, holders, references))
             for e in entries]
+
+
+def _read(path):
+    try:
+        with open(path, 'rb') as handle:
+            return handle.read().decode('utf-8', 'replace')
+    except (OSError, ValueError):
+        return None
 
 
 def main():
@@ -215,7 +239,17 @@ def main():
     entries, errors, notes = check_request(params['pfs'], devices, params['passthrough'], name='pfs')
     if errors:
         module.fail_json(msg='; '.join(errors) + '; nothing was written', errors=errors)
-    decisions = _decisions(module, tree, entries, devices)
+    rules_text = _read(params['rules'])
+    critical = None
+    if any(decide(e, devices)['action'] != NONE for e in entries) or \
+            any((devices.get(pf) or {}).get('virtfns') for pf in managed_pfs(rules_text)):
+        # The same request checked again against what the host runs on: the plan's rule, on this host's verdict.
+        critical = _host_verdict(module, tree, devices)
+        entries, errors, notes = check_request(params['pfs'], devices, params['passthrough'], name='pfs')
+        errors += dropped_host_vfs(entries, devices, rules_text)
+        if errors:
+            module.fail_json(msg='; '.join(errors) + '; nothing was written', errors=errors)
+    decisions = _decisions(module, tree, entries, devices, critical)
     held_back = None if params['apply'] else 'apply is false'
     if not tree.live:
         held_back = 'root is %s, not the running system' % params['root']

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.vfio.passthrough.plugins.module_utils import _host_critical
 from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical import (
-    collect_host_critical, host_critical, interface_reasons, invalid_protect_addresses, network_verdict,
+    collect_host_critical, host_critical, host_verdict, interface_reasons, invalid_protect_addresses, network_verdict,
     parse_default_route, parse_ip_addr, parse_ipv6_default_route, parse_mounts, parse_zpool_members,
     ssh_server_address,
 )
@@ -21,6 +21,8 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import Sys
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from sysfs_builder import FakeHost, amd_twin_nic_host, intel_gpu_host, iommu_off_host  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_sriov import HOST_VF, PF0, VFS0, host_on_vf  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[3] / 'fixtures' / 'sysfs'
 ip = ipaddress.ip_address
@@ -283,3 +285,15 @@ def test_failed_ip_command_warns_instead_of_guessing(tmp_path, monkeypatch):
     verdict = collect_host_critical(module, tree, [])
     assert verdict['0000:00:02.0'] == ['NIC ens2 carries the default route']
     assert module.warnings and 'Cannot open netlink socket' in module.warnings[0]
+
+
+@pytest.mark.parametrize('how', sorted(HOST_VF))
+def test_a_vf_the_host_runs_on_makes_its_pf_and_its_driver_host_critical(tmp_path, how):
+    # Unbinding, blacklisting or passing through the PF, or changing its VF count, takes the VF away.
+    host_on_vf(tmp_path, how)
+    verdict = host_verdict(SysfsTree(str(tmp_path)))
+    assert verdict['devices'][VFS0[1]] == [HOST_VF[how]]
+    assert verdict['devices'][PF0] == ['its virtual function %s: %s' % (VFS0[1], HOST_VF[how])]
+    assert VFS0[0] not in verdict['devices']
+    assert [n.what for n in verdict['modules']['igb']] == ['drives %s, the SR-IOV physical function of %s'
+                                                           % (PF0, VFS0[1])]

@@ -11,10 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical import host_critical
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices
 from ansible_collections.vfio.passthrough.plugins.module_utils._sriov import (
-    DEFERRED, LIVE, NONE, check_request, decide, read_guest_references, read_vfio_holders, render, script_argv, verify, vfio_group_of, vfs_in_use,
+    DEFERRED, LIVE, NONE, REFUSED, check_request, decide, dropped_host_vfs, host_vfs, managed_pfs,
+    read_guest_references, read_vfio_holders, render, script_argv, verify, vf_removal, vfio_group_of, vfs_in_use,
 )
+from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from sysfs_builder import FakeHost  # noqa: E402
@@ -35,6 +38,37 @@ def sriov_host(root, drivers=('vfio-pci', 'igbvf')):
                     netdev='enp2s0', sriov_totalvfs=7)
     host.add_device('0000:00:04.0', '8086', '10d3', '020000', driver='e1000e', group=7)
     return host
+
+
+# What the host runs on, through VF 1 of PF0, and the reason the host's verdict gives for it.
+HOST_VF = {
+    'bridge': 'NIC enp1s0v1 is a port of vmbr0, which carries the default route',
+    'bond': 'NIC enp1s0v1 is a slave of bond0, which is a port of vmbr0, which carries the default route',
+    'disk': 'storage controller of / (/dev/nvme0n1p2)',
+}
+
+
+def host_on_vf(root, how):
+    """sriov_host whose VF 1 (igbvf) carries the host: its netdev in the bridge (or bond) of the default route, or the root disk."""
+    host = sriov_host(root)
+    if how == 'disk':
+        host.nvme_disk(VFS0[1], 'nvme0')
+        host.mount('/dev/nvme0n1p2', '/')
+        return host
+    host.add_netdev('enp1s0v1', host.device_dir(VFS0[1]))
+    if how == 'bond':
+        host.bond('bond0', ['enp1s0v1'])
+    host.linux_bridge('vmbr0', ['bond0' if how == 'bond' else 'enp1s0v1'])
+    host.default_route('vmbr0')
+    return host
+
+
+def judged_devices(root):
+    """read_pci_devices with each device's host_critical, as iommu_facts gives them to the plan."""
+    found = read_pci_devices(str(root))
+    for address, reasons in host_critical(SysfsTree(str(root))).items():
+        found[address]['host_critical'] = reasons
+    return found
 
 
 @pytest.fixture
@@ -89,6 +123,59 @@ def test_host_critical_vf_refused_for_vfio(devices):
     assert errors == ['pcie_passthrough_sriov[0] (pf 0000:01:00.0): VF 1 (0000:01:10.2) is host-critical '
                       '(NIC enp1s10f1 carries the default route); keep it off vfio']
     assert check_request([{'pf': PF0, 'vfs': 2, 'vfio': [0]}], devices)[1] == []
+
+
+@pytest.mark.parametrize('how', sorted(HOST_VF))
+@pytest.mark.parametrize('vfs, action, fragment', [
+    (2, None, None),
+    (3, DEFERRED, '0000:01:00.0 has 2 VFs, 3 asked; the host runs on VF 1 (0000:01:10.2: {why}) and any count '
+                  'change removes every VF first, so the change waits for the next boot'),
+    (1, REFUSED, '0000:01:00.0 has 2 VFs, 1 asked, and the host runs on VF 1 (0000:01:10.2: {why}), which 1 VFs do '
+                 'not include: any count change removes every VF, and not even the next boot would bring it back. '
+                 'Ask for at least 2 VFs, or move the host off it first'),
+    (0, REFUSED, 'which 0 VFs do not include'),
+])
+def test_a_count_change_waits_or_is_refused_when_the_host_runs_on_a_vf(tmp_path, how, vfs, action, fragment):
+    host_on_vf(tmp_path, how)
+    found = judged_devices(tmp_path)
+    assert host_vfs(PF0, found) == [(1, VFS0[1], [HOST_VF[how]])]
+    entry = {'pf': PF0, 'vfs': vfs, 'vfio': [0] if vfs else []}   # VF 0 stays on vfio-pci, VF 1 on igbvf
+    removal = vf_removal(entry, found)
+    _entries, errors, _notes = check_request([dict(entry)], found)
+    decision = decide(entry, found)
+    if action is None:
+        assert removal is None and errors == [] and decision['action'] == NONE
+        return
+    assert removal[0] == action and fragment.format(why=HOST_VF[how]) in removal[1], removal
+    # One rule: the plan (check_request) refuses what it refuses, the module (decide) defers what it defers.
+    assert decision['action'] == action and decision['why'] == removal[1]
+    if action == REFUSED:
+        assert errors == ['pcie_passthrough_sriov[0] (pf 0000:01:00.0): ' + removal[1]]
+    else:
+        assert errors == []
+
+
+def test_growing_from_zero_removes_nothing_and_a_host_free_pf_changes_live(tmp_path):
+    host_on_vf(tmp_path, 'bridge')
+    found = judged_devices(tmp_path)
+    assert vf_removal({'pf': PF1, 'vfs': 3, 'vfio': []}, found) is None
+    assert decide({'pf': PF1, 'vfs': 3, 'vfio': []}, found)['action'] == LIVE
+    # A VF the host does not run on (VF 0 here) does not hold its PF back.
+    del found[VFS0[1]]['host_critical']
+    assert vf_removal({'pf': PF0, 'vfs': 0, 'vfio': []}, found) is None
+    assert decide({'pf': PF0, 'vfs': 0, 'vfio': []}, found)['action'] == LIVE
+
+
+def test_rules_name_their_pfs_and_dropping_one_the_host_runs_on_is_refused(tmp_path):
+    host_on_vf(tmp_path, 'bridge')
+    found = judged_devices(tmp_path)
+    rules = render([{'pf': PF0, 'vfs': 2, 'vfio': [0]}, {'pf': PF1, 'vfs': 1, 'vfio': []}], '/s', '/r')[0][1]
+    assert managed_pfs(rules) == [PF0, PF1]
+    assert managed_pfs('# KERNEL=="0000:01:00.0"\n') == [] and managed_pfs(None) == []
+    assert dropped_host_vfs([{'pf': PF0, 'vfs': 2, 'vfio': [0]}], found, rules) == []
+    assert dropped_host_vfs([], found, rules) == [
+        '0000:01:00.0 is no longer listed, so the next boot makes none of its VFs, and the host runs on VF 1 '
+        '(0000:01:10.2: %s). Keep it listed with at least 2 VFs, or move the host off it first' % HOST_VF['bridge']]
 
 
 @settings(max_examples=200, deadline=None)

@@ -14,7 +14,7 @@ from ansible_collections.vfio.passthrough.plugins.modules import sriov_vfs
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'plugins' / 'module_utils'))
 from module_runner import run_module  # noqa: E402
-from test_sriov import PF0, PF1, sriov_host  # noqa: E402
+from test_sriov import HOST_VF, PF0, PF1, VFS0, host_on_vf, sriov_host  # noqa: E402
 from tree_snapshot import tree_snapshot  # noqa: E402
 
 REQUEST = [{'pf': PF0, 'vfs': 2, 'vfio': [0]}, {'pf': '02:00.0', 'vfs': 3}]
@@ -109,3 +109,46 @@ def test_refuses_a_rules_file_another_module_owns(host):
 def test_same_path_twice_refused(host):
     result = _run(host, REQUEST, script=str(host / 'x'), rules=str(host / 'x'))
     assert result['failed'] is True and 'two different files' in result['msg']
+
+
+@pytest.fixture
+def on_vf(tmp_path, monkeypatch):
+    """The host's default route runs through VF 1 of PF0 (bridged), which has 2 VFs now."""
+    def refuse(self, *args, **kwargs):
+        raise AssertionError('sriov_vfs ran a command for a non-live root: %r' % (args,))
+    monkeypatch.setattr(AnsibleModule, 'run_command', refuse)
+    host_on_vf(tmp_path / 'root', 'bridge')
+    (tmp_path / 'sbin').mkdir()
+    (tmp_path / 'rules.d').mkdir()
+    return tmp_path
+
+
+def test_a_count_change_under_the_host_waits_for_the_boot_naming_the_vf(on_vf):
+    for check_mode in (True, False):
+        result = _run(on_vf, [{'pf': PF0, 'vfs': 3, 'vfio': [0]}], check_mode=check_mode)
+        assert result['live'] == [] and result['reboot_required'] is True and result['commands'] == []
+        assert result['deferred'] == [{'pf': PF0, 'why': (
+            '0000:01:00.0 has 2 VFs, 3 asked; the host runs on VF 1 (0000:01:10.2: %s) and any count change removes '
+            'every VF first, so the change waits for the next boot' % HOST_VF['bridge'])}]
+
+
+@pytest.mark.parametrize('vfs', [0, 1])
+def test_a_count_that_leaves_out_the_hosts_vf_is_refused_before_any_write(on_vf, vfs):
+    before = tree_snapshot(on_vf)
+    result = _run(on_vf, [{'pf': PF0, 'vfs': vfs, 'vfio': []}])
+    assert result['failed'] is True and result['msg'].endswith('; nothing was written')
+    assert ('the host runs on VF 1 (0000:01:10.2: %s), which %d VFs do not include' % (HOST_VF['bridge'], vfs)
+            in result['msg'])
+    assert tree_snapshot(on_vf) == before
+
+
+def test_dropping_a_pf_the_host_runs_on_from_the_rules_is_refused(on_vf):
+    kept = _run(on_vf, [{'pf': PF0, 'vfs': 2, 'vfio': [0]}])
+    assert kept['changed'] is True and kept['deferred'] == [] and kept['live'] == []
+    before = tree_snapshot(on_vf)
+    for pfs in ([], [{'pf': PF1, 'vfs': 1, 'vfio': []}]):
+        result = _run(on_vf, pfs)
+        assert result['failed'] is True and result['msg'].startswith(
+            '0000:01:00.0 is no longer listed, so the next boot makes none of its VFs, and the host runs on VF 1 '
+            '(0000:01:10.2: %s)' % HOST_VF['bridge'])
+        assert tree_snapshot(on_vf) == before

@@ -334,3 +334,24 @@ def test_a_vf_of_an_enabled_pf_is_taken(tmp_path):
     facts = _odd_devices_host(tmp_path)
     plan = plan_passthrough(facts, devices=['0000:08:10.0'])
     assert plan['errors'] == [] and plan['bind'] == ['0000:08:10.0']
+
+
+def test_the_plan_refuses_a_count_or_a_passthrough_that_takes_the_hosts_vf_away(tmp_path):
+    host = sysfs_builder.intel_gpu_host(tmp_path)
+    host.add_bridge('0000:00:1c.4', group=20)
+    host.add_device('0000:05:00.0', '8086', '10c9', '020000', driver='igb', group=21, parent_bridge='0000:00:1c.4',
+                    netdev='enp5s0', sriov_totalvfs=7)
+    host.add_vfs('0000:05:00.0', ['0000:05:10.0', '0000:05:10.2'], drivers=('igbvf', 'igbvf'), groups=(22, 23))
+    host.add_netdev('enp5s0v1', host.device_dir('0000:05:10.2'))
+    host.ipv6_default_route('enp5s0v1')
+    facts = _facts(host)
+    why = 'NIC enp5s0v1 carries the IPv6 default route'
+    assert facts['devices']['0000:05:10.2']['host_critical'] == [why]
+    refused = plan_passthrough(facts, sriov=[{'pf': '0000:05:00.0', 'vfs': 1, 'vfio': []}])
+    assert refused['errors'] == [
+        'pcie_passthrough_sriov[0] (pf 0000:05:00.0): 0000:05:00.0 has 2 VFs, 1 asked, and the host runs on VF 1 '
+        '(0000:05:10.2: %s), which 1 VFs do not include: any count change removes every VF, and not even the next '
+        'boot would bring it back. Ask for at least 2 VFs, or move the host off it first' % why]
+    assert plan_passthrough(facts, sriov=[{'pf': '0000:05:00.0', 'vfs': 4, 'vfio': [0]}])['errors'] == []
+    whole = plan_passthrough(facts, devices=['0000:05:00.0'])['errors']
+    assert any('is host-critical: its virtual function 0000:05:10.2: %s' % why in e for e in whole), whole

@@ -122,3 +122,17 @@ def test_the_report_notes_what_the_plan_refuses(extra, note):
     assert any(note in n for n in device_verdict(A, devices)['notes'])
     devices[A].update(header_type=0, sriov_numvfs=0)
     assert device_verdict(A, devices)['notes'] == []
+
+
+def test_a_pf_whose_vf_carries_the_host_is_reported_host_critical(tmp_path):
+    # The report follows the verdict the plan and sriov_vfs use: the PF is needed for what its VF carries.
+    host = vfio_variant_host(tmp_path)
+    host.add_device('0000:05:00.0', '8086', '10c9', '020000', driver='igb', group=21, sriov_totalvfs=7)
+    host.add_vfs('0000:05:00.0', ['0000:05:10.0'], drivers=('igbvf',), groups=(22,))
+    host.add_netdev('enp5s0v0', host.device_dir('0000:05:10.0'))
+    host.default_route('enp5s0v0')
+    verdicts = device_verdicts(facts_of(tmp_path))
+    assert verdicts['0000:05:10.0']['reason'] == 'the host needs it: NIC enp5s0v0 carries the default route'
+    assert verdicts['0000:05:00.0']['verdict'] == 'host-critical'
+    assert verdicts['0000:05:00.0']['reason'] == ('the host needs it: its virtual function 0000:05:10.0: '
+                                                  'NIC enp5s0v0 carries the default route')
