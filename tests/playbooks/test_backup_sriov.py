@@ -1,7 +1,7 @@
 """The role's backup step (tasks/backup.yml) with the real ansible-playbook: SR-IOV files are in the bundle.
 
 sriov_vfs writes its udev rule and script on every run (configure.yml), so backup.yml asks its dry run
-which of them will change: a run whose only write is SR-IOV still takes a bundle, and the bundle holds
+(tasks/sriov.yml, which preflight.yml imports as one) which of them will change: a run whose only write is SR-IOV still takes a bundle, and the bundle holds
 both files (absent ones recorded so restore deletes what the run created; existing ones saved byte for
 byte, as when pcie_passthrough_sriov is removed). The other dry runs' results come in as extra vars, as
 preflight.yml registers them; the host is a fake sysfs tree with one igb PF, the two files live under
@@ -31,7 +31,13 @@ PLAYBOOK = '''
 - hosts: localhost
   gather_facts: false
   tasks:
-    - name: Run the role's backup step alone
+    - name: Run the role's SR-IOV dry run, as preflight.yml does
+      ansible.builtin.include_role:
+        name: vfio.passthrough.pcie_passthrough
+        tasks_from: sriov.yml
+      vars:
+        __pcie_passthrough_sriov_dry_run: true
+    - name: Run the role's backup step
       ansible.builtin.include_role:
         name: vfio.passthrough.pcie_passthrough
         tasks_from: backup.yml
