@@ -27,15 +27,20 @@ _SCRIPT = """#!/bin/sh
 # vfio.passthrough: hand these devices to vfio-pci by PCI address. modprobe runs this
 # before it loads their usual driver, so the driver never binds them, while other
 # devices with the same vendor:device ID keep that driver. It runs in the initramfs
-# and in the booted system alike.
-for dev in {addresses}; do
-    sysdev=/sys/bus/pci/devices/$dev
+# and in the booted system alike. It writes nothing but each free device's override
+# (and a probe), and every exit is 0: the usual driver's modprobe, next in the same
+# install command, must load whatever happens here.
+sys=/sys
+modprobe=/sbin/modprobe
+set -- {addresses}
+for dev do
+    sysdev=$sys/bus/pci/devices/$dev
     [ -e "$sysdev/driver_override" ] || continue
     [ -e "$sysdev/driver" ] && continue
-    echo vfio-pci > "$sysdev/driver_override"
-    /sbin/modprobe vfio-pci 2>/dev/null || true
+    echo vfio-pci > "$sysdev/driver_override" || continue
+    "$modprobe" vfio-pci 2>/dev/null || true
     # vfio-pci may have been loaded before the override was set: ask for a probe.
-    [ -e "$sysdev/driver" ] || echo "$dev" > /sys/bus/pci/drivers_probe 2>/dev/null || true
+    [ -e "$sysdev/driver" ] || echo "$dev" > "$sys/bus/pci/drivers_probe" 2>/dev/null || true
 done
 exit 0
 """

@@ -281,6 +281,7 @@ class FakeHost:
         if sriov_totalvfs is not None:
             files['sriov_totalvfs'] = '%d\n' % sriov_totalvfs
             files['sriov_numvfs'] = '%d\n' % (sriov_numvfs or 0)
+            files['sriov_drivers_autoprobe'] = '1\n'
         for name, text in files.items():
             with open(self.root / rel / name, 'w', encoding='ascii') as handle:
                 handle.write(text)

@@ -66,7 +66,7 @@ def test_writes_three_files_then_is_idempotent(host):
     conf = host.conf.read_text()
     assert conf.startswith('# Managed by Ansible (vfio.passthrough.vfio_address_binding)')
     assert 'install igb %s; /sbin/modprobe --ignore-install igb $CMDLINE_OPTS\n' % host.script in conf
-    assert 'for dev in 0000:02:00.0 0000:02:00.1; do' in host.script.read_text()
+    assert 'set -- 0000:02:00.0 0000:02:00.1\nfor dev do\n' in host.script.read_text()
     assert 'copy_file script %s %s' % (host.script, host.script) in host.hook.read_text()
     again = host.run(**BIND)
     assert again['changed'] is False and host.calls() == ['-u -k all']
