@@ -191,7 +191,7 @@ def vf_removal(entry, devices):
     what = '%s has %d VFs, %d asked' % (pf, running, want)
     lost = [u for u in used if u[0] >= want]
     if lost:
-        return REFUSED, ('%s, and the host runs on %s, which %d VFs do not include: any count change removes every '
+        return REFUSED, ('%s, and the host runs on %s, which a count of %d leaves out: any count change removes every '
                          'VF, and not even the next boot would bring %s back. Ask for at least %d VFs, or move the '
                          'host off %s first' % (what, _uses(lost), want, 'it' if len(lost) == 1 else 'them',
                                                 lost[-1][0] + 1, 'it' if len(lost) == 1 else 'them'))

@@ -131,10 +131,10 @@ def test_host_critical_vf_refused_for_vfio(devices):
     (2, None, None),
     (3, DEFERRED, '0000:01:00.0 has 2 VFs, 3 asked; the host runs on VF 1 (0000:01:10.2: {why}) and any count '
                   'change removes every VF first, so the change waits for the next boot'),
-    (1, REFUSED, '0000:01:00.0 has 2 VFs, 1 asked, and the host runs on VF 1 (0000:01:10.2: {why}), which 1 VFs do '
-                 'not include: any count change removes every VF, and not even the next boot would bring it back. '
+    (1, REFUSED, '0000:01:00.0 has 2 VFs, 1 asked, and the host runs on VF 1 (0000:01:10.2: {why}), which a count of '
+                 '1 leaves out: any count change removes every VF, and not even the next boot would bring it back. '
                  'Ask for at least 2 VFs, or move the host off it first'),
-    (0, REFUSED, 'which 0 VFs do not include'),
+    (0, REFUSED, 'which a count of 0 leaves out'),
 ])
 def test_a_count_change_waits_or_is_refused_when_the_host_runs_on_a_vf(tmp_path, how, vfs, action, fragment):
     host_on_vf(tmp_path, how)

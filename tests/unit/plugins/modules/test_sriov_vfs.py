@@ -137,7 +137,7 @@ def test_a_count_that_leaves_out_the_hosts_vf_is_refused_before_any_write(on_vf,
     before = tree_snapshot(on_vf)
     result = _run(on_vf, [{'pf': PF0, 'vfs': vfs, 'vfio': []}])
     assert result['failed'] is True and result['msg'].endswith('; nothing was written')
-    assert ('the host runs on VF 1 (0000:01:10.2: %s), which %d VFs do not include' % (HOST_VF['bridge'], vfs)
+    assert ('the host runs on VF 1 (0000:01:10.2: %s), which a count of %d leaves out' % (HOST_VF['bridge'], vfs)
             in result['msg'])
     assert tree_snapshot(on_vf) == before
 

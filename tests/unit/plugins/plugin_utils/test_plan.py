@@ -350,7 +350,7 @@ def test_the_plan_refuses_a_count_or_a_passthrough_that_takes_the_hosts_vf_away(
     refused = plan_passthrough(facts, sriov=[{'pf': '0000:05:00.0', 'vfs': 1, 'vfio': []}])
     assert refused['errors'] == [
         'pcie_passthrough_sriov[0] (pf 0000:05:00.0): 0000:05:00.0 has 2 VFs, 1 asked, and the host runs on VF 1 '
-        '(0000:05:10.2: %s), which 1 VFs do not include: any count change removes every VF, and not even the next '
+        '(0000:05:10.2: %s), which a count of 1 leaves out: any count change removes every VF, and not even the next '
         'boot would bring it back. Ask for at least 2 VFs, or move the host off it first' % why]
     assert plan_passthrough(facts, sriov=[{'pf': '0000:05:00.0', 'vfs': 4, 'vfio': [0]}])['errors'] == []
     whole = plan_passthrough(facts, devices=['0000:05:00.0'])['errors']
