@@ -18,7 +18,7 @@ import re
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import normalise_module
 from ansible_collections.vfio.passthrough.plugins.module_utils._tuning import (
-    TuningError, foreign_reservations, parse_size,
+    TuningError, foreign_reservations, parse_size, same_hugepage_tokens,
 )
 
 __all__ = [
@@ -376,7 +376,9 @@ def _edit_group(pairs, request):
         for index in reversed(positions):
             _drop(pairs, index)
         return
-    if [pairs[i][1] for i in positions] == request.group and positions == list(range(positions[0], positions[0] + len(positions))):
+    # Already right, and adjacent: not a byte moves (hugepages= per NUMA node with the asked total is right too).
+    if same_hugepage_tokens([pairs[i][1] for i in positions], request.group) and \
+            positions == list(range(positions[0], positions[0] + len(positions))):
         return
     if not positions:
         for token in request.group:
@@ -472,10 +474,9 @@ def unmet_args(text, request):
         if hit:
             unmet.append('still has %s' % arg)
     if request.group and request.insert_group:
-        # The same tokens in the same order mean the same pools, adjacent or not.
+        # The same tokens in the same order mean the same pools, adjacent or not; the edit keeps the same set.
         have = [tok for tok in tokens if normalise_module(arg_name(tok)) in request.group_names]
-        if [(normalise_module(arg_name(t)), arg_value(t)) for t in have] != \
-                [(normalise_module(arg_name(t)), arg_value(t)) for t in request.group]:
+        if not same_hugepage_tokens(have, request.group):
             unmet.append('missing %s' % ' '.join(request.group))
     return unmet
 

@@ -17,7 +17,7 @@ __all__ = [
     'TuningError', 'PAGE_SIZES', 'HUGEPAGE_ARGS', 'ISOLATION_ARGS', 'MIB', 'GIB',
     'parse_cpulist', 'format_cpulist', 'parse_size', 'page_size_name', 'hugepage_group',
     'hugepage_reservations', 'foreign_reservations', 'memory_guard', 'cpu_guard', 'page_size_guard',
-    'parse_meminfo', 'cpu_flags', 'size_text',
+    'parse_meminfo', 'cpu_flags', 'size_text', 'hugepage_count', 'same_hugepage_tokens',
 ]
 
 MIB = 1024 * 1024
@@ -41,6 +41,9 @@ HOST_FLOOR = 4 * GIB
 _CPU_ITEM = re.compile(r'(\d+)(?:-(\d+)(?::(\d+)/(\d+))?)?')
 _SIZE = re.compile(r'(\d+)([KMGkmg])?(?:[bB])?')
 _SUFFIX = {None: 1, 'k': 1024, 'm': MIB, 'g': GIB}
+# hugepages= is a count, or per NUMA node (Linux 5.14+, every Proxmox VE 8/9 kernel) node:count[,node:count];
+# the kernel's parser stops at the end of the list and takes a trailing comma.
+_NODE_COUNTS = re.compile(r'\d+:\d+(?:,\d+:\d+)*,?')
 
 
 class TuningError(ValueError):
@@ -126,13 +129,45 @@ def _value(token):
     return token.split('=', 1)[1] if '=' in token else ''
 
 
-def hugepage_reservations(tokens):
+def hugepage_count(token, nodes=None):
+    """(total pages, {node: pages} or None) of one ``hugepages=`` token, as mm/hugetlb.c reads it.
+
+    The plain form counts pages; the node form ``hugepages=0:2,1:2`` asks for
+    pages on each NUMA node and reserves their sum. ``nodes`` (the online NUMA
+    nodes, a list) refuses a node the host does not have: the kernel drops the
+    whole argument then. A node named twice is refused too (the kernel keeps
+    the last count for the node but adds both to the total).
+    """
+    value = _value(token)
+    if value.isdigit():
+        return int(value), None
+    if not _NODE_COUNTS.fullmatch(value):
+        raise TuningError('%s: %r is not a page count (N, or per NUMA node node:N[,node:N])' % (token, value))
+    per_node = {}
+    for item in value.rstrip(',').split(','):
+        node, count = (int(part) for part in item.split(':'))
+        if node in per_node:
+            raise TuningError('%s: names NUMA node %d twice' % (token, node))
+        per_node[node] = count
+    if nodes is not None:
+        missing = sorted(set(per_node) - set(nodes))
+        if missing:
+            raise TuningError('%s: names NUMA node%s %s, which this host does not have (online nodes: %s); the '
+                              'kernel would ignore the whole argument'
+                              % (token, 's' if len(missing) > 1 else '', format_cpulist(missing),
+                                 format_cpulist(nodes) or 'none'))
+    return sum(per_node.values()), per_node
+
+
+def hugepage_reservations(tokens, nodes=None):
     """Every pool a list of kernel tokens reserves, in order, as the kernel reads them.
 
     A ``hugepages=N`` counts pages of the ``hugepagesz=`` before it, or of the
     default size (``default_hugepagesz=`` anywhere on the line, else 2M) when
-    none comes before it. Returns dicts (size, count, text) where ``text``
-    names the tokens. A value the kernel cannot read is refused, naming it.
+    none comes before it; its per-node form counts the sum over the nodes.
+    Returns dicts (size, count, nodes, text) where ``text`` names the tokens and
+    ``nodes`` is {node: pages} for the node form, else None. A value the kernel
+    cannot read, or a node not in ``nodes`` (when given), is refused, naming it.
     """
     default = PAGE_SIZES['2M']
     for token in tokens:
@@ -144,12 +179,35 @@ def hugepage_reservations(tokens):
         if name == 'hugepagesz':
             current, current_token = parse_size(_value(token), token), token
         elif name == 'hugepages':
-            if not _value(token).isdigit():
-                raise TuningError('%s: %r is not a page count' % (token, _value(token)))
+            count, per_node = hugepage_count(token, nodes)
             size = default if current is None else current
             text = token if current is None else '%s %s' % (current_token, token)
-            pools.append({'size': size, 'count': int(_value(token)), 'text': text})
+            pools.append({'size': size, 'count': count, 'nodes': per_node, 'text': text})
     return pools
+
+
+def same_hugepage_tokens(have, want):
+    """Whether two lists of hugepage tokens say the same thing, token by token.
+
+    Names compare as the kernel reads them (``-`` is ``_``), sizes by bytes and
+    ``hugepages=`` by its total, so ``hugepages=0:64,1:64`` meets ``hugepages=128``:
+    the node split is the administrator's and costs no reboot. An unreadable
+    value never matches.
+    """
+    if len(have) != len(want):
+        return False
+    try:
+        for left, right in zip(have, want):
+            if _name(left) != _name(right):
+                return False
+            if _name(left) == 'hugepages':
+                if hugepage_count(left)[0] != hugepage_count(right)[0]:
+                    return False
+            elif parse_size(_value(left), left) != parse_size(_value(right), right):
+                return False
+    except TuningError:
+        return False
+    return True
 
 
 def foreign_reservations(tokens, size):
@@ -195,21 +253,38 @@ def page_size_guard(size, flags):
     return None
 
 
-def cpu_guard(cpus, possible, force_cpu0=False, what='pcie_passthrough_isolated_cpus'):
-    """Refusals for isolating ``cpus`` (a list) on a host whose CPUs are ``possible`` (a list)."""
+def _cpus_word(cpus):
+    return 'CPU %s' % format_cpulist(cpus) if len(cpus) == 1 else 'CPUs %s' % format_cpulist(cpus)
+
+
+def cpu_guard(cpus, present, online, force_cpu0=False, what='pcie_passthrough_isolated_cpus', asked=None):
+    """Refusals for isolating ``cpus`` (a list) on a host whose CPUs are ``present`` and ``online`` (lists).
+
+    ``possible`` counts hot-plug slots that hold no CPU; a CPU exists when it
+    is present, and works for the host when it is also online. Isolating one
+    that is not both, or every one that is, is refused naming both lists.
+    ``asked`` is the arguments as the plan writes them (``isolcpus=4-7``).
+    """
     errors = []
     text = format_cpulist(cpus)
-    missing = sorted(set(cpus) - set(possible))
-    if missing:
-        errors.append('%s: CPU %s of %s do%s not exist on this host (/sys/devices/system/cpu/possible: %s)'
-                      % (what, format_cpulist(missing), text, 'es' if len(missing) == 1 else '',
-                         format_cpulist(possible) or 'unknown'))
-    if possible and not set(possible) - set(cpus):
-        errors.append('%s: %s isolates every CPU of this host (%s): at least one housekeeping CPU must stay for '
-                      'the host, its interrupts and its timers' % (what, text, format_cpulist(possible)))
+    asked = asked or text
+    lists = '(present: %s, online: %s)' % (format_cpulist(present) or 'unknown', format_cpulist(online) or 'unknown')
+    absent = sorted(set(cpus) - set(present))
+    offline = sorted(set(cpus) & set(present) - set(online))
+    if absent:
+        errors.append('%s: %s names %s that %s not present %s' % (
+            what, asked, _cpus_word(absent), 'is' if len(absent) == 1 else 'are', lists))
+    if offline:
+        errors.append('%s: %s names %s that %s present but offline %s: bring %s online or leave %s out' % (
+            what, asked, _cpus_word(offline), 'is' if len(offline) == 1 else 'are', lists,
+            'it' if len(offline) == 1 else 'them', 'it' if len(offline) == 1 else 'them'))
+    usable = set(present) & set(online)
+    if usable and not usable - set(cpus):
+        errors.append('%s: %s isolates every present and online CPU of this host %s: at least one housekeeping CPU '
+                      'must stay for the host, its interrupts and its timers' % (what, asked, lists))
     if 0 in cpus and not force_cpu0:
         errors.append('%s: %s isolates CPU 0, which takes interrupts and timers the kernel cannot move; leave it '
-                      'out, or set pcie_passthrough_isolated_cpus_force_cpu0: true' % (what, text))
+                      'out, or set pcie_passthrough_isolated_cpus_force_cpu0: true' % (what, asked))
     return errors
 
 

@@ -18,15 +18,16 @@ __all__ = ['gather_tuning_facts']
 
 _POOL_DIR = re.compile(r'hugepages-(\d+)kB')
 _CPU = 'sys/devices/system/cpu/'
+_NODES = 'sys/devices/system/node/online'   # the NUMA nodes hugepages=node:count may name (node_online() in mm/hugetlb.c)
 
 
 def _number(text):
     return int(text) if text is not None and text.isdigit() else None
 
 
-def _cpus(tree, name):
+def _cpus(tree, path):
     """A cpulist file in the kernel's spelling ('' for none; nohz_full prints '(null)'), or None when absent."""
-    text = tree.read(_CPU + name)
+    text = tree.read(path)
     if text is None:
         return None
     try:
@@ -46,11 +47,13 @@ def _pools(tree):
     return pools
 
 
-def _cmdline(text):
+def _cmdline(text, nodes):
     values = {name: last_value(text, name) for name in HUGEPAGE_ARGS + ISOLATION_ARGS}
     try:
-        reserved = [{'size_kb': pool['size'] // 1024, 'count': pool['count'], 'text': pool['text']}
-                    for pool in hugepage_reservations(kernel_tokens(text))]
+        reserved = [{'size_kb': pool['size'] // 1024, 'count': pool['count'], 'text': pool['text'],
+                     'nodes': {str(node): count for node, count in sorted(pool['nodes'].items())}
+                     if pool['nodes'] is not None else None}
+                    for pool in hugepage_reservations(kernel_tokens(text), nodes)]
     except TuningError as exc:
         reserved, values['error'] = [], str(exc)
     values['reservations'] = reserved
@@ -61,8 +64,9 @@ def gather_tuning_facts(root='/'):
     """The facts dict of vfio.passthrough.host_tuning_facts."""
     tree = as_tree(root)
     meminfo = parse_meminfo(tree.read('proc/meminfo'))
-    possible = _cpus(tree, 'possible')
+    present = _cpus(tree, _CPU + 'present')
     cmdline = tree.read('proc/cmdline') or ''
+    nodes = _cpus(tree, _NODES)
     return {
         'mem_total_kb': meminfo.get('MemTotal'),
         'hugepages_total': meminfo.get('HugePages_Total'),
@@ -70,10 +74,12 @@ def gather_tuning_facts(root='/'):
         'hugepage_size_kb': meminfo.get('Hugepagesize'),
         'pools': _pools(tree),
         'pdpe1gb': 'pdpe1gb' in cpu_flags(tree.read('proc/cpuinfo')),
-        'cpus_possible': possible,
-        'cpus_online': _cpus(tree, 'online'),
-        'cpu_count': len(parse_cpulist(possible)) if possible else None,
-        'isolated': _cpus(tree, 'isolated'),
-        'nohz_full': _cpus(tree, 'nohz_full'),
-        'cmdline': _cmdline(cmdline),
+        'cpus_possible': _cpus(tree, _CPU + 'possible'),
+        'cpus_present': present,
+        'cpus_online': _cpus(tree, _CPU + 'online'),
+        'cpu_count': len(parse_cpulist(present)) if present else None,
+        'isolated': _cpus(tree, _CPU + 'isolated'),
+        'nohz_full': _cpus(tree, _CPU + 'nohz_full'),
+        'numa_nodes': nodes,
+        'cmdline': _cmdline(cmdline, parse_cpulist(nodes) if nodes is not None else None),
     }

@@ -96,17 +96,28 @@ ansible_facts:
           type: bool
           sample: true
         cpus_possible:
-          description: C(/sys/devices/system/cpu/possible), the CPUs that can exist, as a cpulist.
+          description: C(/sys/devices/system/cpu/possible), the CPUs the kernel has room for (hot-plug slots
+            included, so possibly more than exist), as a cpulist.
+          type: str
+          sample: 0-15
+        cpus_present:
+          description: C(/sys/devices/system/cpu/present), the CPUs that exist, as a cpulist.
           type: str
           sample: 0-15
         cpus_online:
-          description: C(/sys/devices/system/cpu/online) as a cpulist.
+          description: C(/sys/devices/system/cpu/online) as a cpulist. Isolated CPUs are judged against the CPUs
+            both present and online.
           type: str
           sample: 0-15
         cpu_count:
-          description: The number of possible CPUs.
+          description: The number of present CPUs.
           type: int
           sample: 16
+        numa_nodes:
+          description: C(/sys/devices/system/node/online), the NUMA nodes a C(hugepages=node:count) may name, as a
+            cpulist (null without the file).
+          type: str
+          sample: 0-1
         isolated:
           description: C(/sys/devices/system/cpu/isolated), the CPUs isolated by C(isolcpus=), as a cpulist
             (empty for none).
@@ -121,10 +132,13 @@ ansible_facts:
             - The values the running kernel booted with (C(/proc/cmdline)) of C(default_hugepagesz), C(hugepagesz),
               C(hugepages), C(isolcpus), C(nohz_full) and C(rcu_nocbs) (the last of each; null when absent), and
               C(reservations), every pool the line reserves with its size in kB, its count and its tokens.
+            - A C(hugepages=) per NUMA node (C(hugepages=0:2,1:2)) counts the sum over its nodes; its reservation's
+              C(nodes) maps each node to its pages (null for the plain form).
             - C(error) names a hugepage argument the kernel cannot read, when there is one.
           type: dict
           sample: {default_hugepagesz: 1G, hugepagesz: 1G, hugepages: '16', isolcpus: 2-7, nohz_full: null,
-                   rcu_nocbs: null, reservations: [{size_kb: 1048576, count: 16, text: hugepagesz=1G hugepages=16}]}
+                   rcu_nocbs: null, reservations: [{size_kb: 1048576, count: 16, text: hugepagesz=1G hugepages=16,
+                   nodes: null}]}
 '''
 
 from ansible.module_utils.basic import AnsibleModule

@@ -37,6 +37,9 @@ description:
     C(hugepages=N) counts pages of the C(hugepagesz=) before it); a line reserving hugepages of another size
     is refused, naming the tokens. When the request sets hugepages, the reservations on the resulting line,
     summed, must leave the host the RAM O(hugepages_host_reserve_mib) says, else nothing is written.
+  - C(hugepages=) is read in both forms the kernel takes, a count and one count per NUMA node
+    (C(hugepages=0:2,1:2), four pages); a group whose C(hugepages=) asks the same total is already met, another
+    total replaces the per-node form like the plain one.
 author:
   - vfio.passthrough developers (!UNKNOWN)
 extends_documentation_fragment:
@@ -140,6 +143,13 @@ options:
     description: Where C(MemTotal) is read for the hugepage memory guard.
     type: path
     default: /proc/meminfo
+  numa_nodes:
+    description:
+      - Where the online NUMA nodes are read (a cpulist such as C(0-1)) for the hugepage memory guard.
+      - A C(hugepages=node:count[,node:count]) on the resulting kernel line that names a node not listed there is
+        refused, naming the node (the kernel would ignore the whole argument); without the file nodes are not judged.
+    type: path
+    default: /sys/devices/system/node/online
   hugepages_host_reserve_mib:
     description:
       - When O(group) or O(present) names a hugepage argument, the hugepages every C(hugepages=) on the resulting
@@ -338,7 +348,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOC
 from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import regeneration
 from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
 from ansible_collections.vfio.passthrough.plugins.module_utils._tuning import (
-    HUGEPAGE_ARGS, TuningError, hugepage_reservations, memory_guard, parse_meminfo,
+    HUGEPAGE_ARGS, TuningError, hugepage_reservations, memory_guard, parse_cpulist, parse_meminfo,
 )
 
 
@@ -493,15 +503,31 @@ def _check_memory(module, request, plans):
     if mem_total is None:
         module.fail_json(msg='%s has no MemTotal, so the hugepage memory guard cannot judge %s'
                              % (module.params['meminfo'], ' '.join(asked)))
+    nodes = _numa_nodes(module)
     for path, _old, _new, values in plans:
         line = values.get('effective', values['after']) or ''
         try:
-            refusal = memory_guard(hugepage_reservations(kernel_tokens(line)), mem_total,
+            refusal = memory_guard(hugepage_reservations(kernel_tokens(line), nodes), mem_total,
                                    module.params['hugepages_host_reserve_mib'])
         except TuningError as exc:
             refusal = 'the resulting kernel line "%s" holds a hugepage argument the kernel cannot read: %s' % (line, exc)
         if refusal:
             module.fail_json(msg='%s: %s' % (path, refusal), path=path)
+
+
+def _numa_nodes(module):
+    """The online NUMA nodes (a list), or None when the file is missing and nodes cannot be judged."""
+    path = module.params['numa_nodes']
+    try:
+        text = read_text(path)
+    except FileError as exc:
+        module.fail_json(msg='cannot read %s for the hugepage memory guard: %s' % (path, exc))
+    if text is None:
+        return None
+    try:
+        return parse_cpulist(text.strip(), path)
+    except TuningError as exc:
+        module.fail_json(msg='%s, read for the hugepage memory guard: %s' % (path, exc))
 
 
 def _running(path):
@@ -532,6 +558,7 @@ def run_module():
             vfio_ids=dict(type='list', elements='str', default=[]),
             group=dict(type='list', elements='str', default=[]),
             meminfo=dict(type='path', default='/proc/meminfo'),
+            numa_nodes=dict(type='path', default='/sys/devices/system/node/online'),
             hugepages_host_reserve_mib=dict(type='int'),
             **TRANSACTION_ARGS
         ),

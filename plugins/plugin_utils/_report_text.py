@@ -54,7 +54,7 @@ def tuning_rows(tuning):
         ('Hugepages now', '%s (default size %s kB; 1G pages %s)'
          % (live, default_kb if default_kb is not None else '?', 'supported' if tuning.get('pdpe1gb') else 'not supported')),
         ('Hugepages at boot', boot.get('error') or '; '.join(r['text'] for r in boot.get('reservations') or []) or 'none'),
-        ('CPUs', '%s (%s)' % (tuning.get('cpu_count') or '?', tuning.get('cpus_possible') or '?')),
+        ('CPUs', '%s (%s)' % (tuning.get('cpu_count') or '?', tuning.get('cpus_present') or tuning.get('cpus_possible') or '?')),
         ('Isolated CPUs', (isolated or 'none') + ('; nohz_full %s' % nohz if nohz else '')),
     ]
 

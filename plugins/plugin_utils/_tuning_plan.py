@@ -58,6 +58,16 @@ def _hugepages(value, tuning, errors):
     return size, int(count)
 
 
+def _host_cpus(tuning):
+    """(present, online) CPU lists from the facts; facts without ``cpus_present`` fall back to ``possible``."""
+    present = tuning.get('cpus_present')
+    if present is None:
+        present = tuning.get('cpus_possible')
+    online = tuning.get('cpus_online')
+    present = parse_cpulist(present or '')
+    return present, parse_cpulist(online) if online is not None else present
+
+
 def plan_tuning(tuning, hugepages=None, isolated_cpus=None, isolated_nohz=False, force_cpu0=False,
                 kernel_args=(), kernel_args_absent=()):
     """Kernel arguments and refusals for the hugepage and isolation variables.
@@ -89,16 +99,16 @@ def plan_tuning(tuning, hugepages=None, isolated_cpus=None, isolated_nohz=False,
             absent.extend(ISOLATION_ARGS)
             result['isolated_cpus'] = ''
         elif cpus:
-            possible = parse_cpulist(tuning.get('cpus_possible') or '')
-            refusals = cpu_guard(cpus, possible, force_cpu0, _ISOLATED)
-            errors.extend(refusals)
             cpulist = format_cpulist(cpus)
-            present.append('isolcpus=%s' % cpulist)
+            args = ['isolcpus=%s' % cpulist]
             # Without the variable the role owns no nohz_full=/rcu_nocbs=: an old pair would tick on other CPUs.
             if isolated_nohz:
-                present.extend(['nohz_full=%s' % cpulist, 'rcu_nocbs=%s' % cpulist])
+                args.extend(['nohz_full=%s' % cpulist, 'rcu_nocbs=%s' % cpulist])
             else:
                 absent.extend(['nohz_full', 'rcu_nocbs'])
+            errors.extend(cpu_guard(cpus, *_host_cpus(tuning), force_cpu0=force_cpu0, what=_ISOLATED,
+                                    asked=' '.join(args)))
+            present.extend(args)
             result['isolated_cpus'] = cpulist
     result.update(errors=errors, present=present, absent=absent, group=group)
     return result

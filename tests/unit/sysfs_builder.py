@@ -131,8 +131,11 @@ class FakeHost:
         return self
 
     def tuning(self, mem_kb=16 * 1024 * 1024, possible='0-3', isolated='', nohz_full='(null)', pools=None,
-               flags='fpu vme de pse', default_kb=2048):
-        """RAM, hugepage pools ({size_kb: nr}), CPUs and CPU flags as the running kernel reports them."""
+               flags='fpu vme de pse', default_kb=2048, present=None, online=None, nodes='0'):
+        """RAM, hugepage pools ({size_kb: nr}), CPUs, NUMA nodes and CPU flags as the running kernel reports them.
+
+        ``present`` and ``online`` default to ``possible`` (no empty hot-plug slots, nothing offline).
+        """
         pools = {2048: 0, 1048576: 0} if pools is None else pools
         total = pools.get(default_kb, 0)
         self.write('proc/meminfo', 'MemTotal:       %d kB\nMemFree:        %d kB\nHugePages_Total:   %d\n'
@@ -140,9 +143,13 @@ class FakeHost:
         cpus = len(range(*[int(n) + i for i, n in enumerate(possible.split('-'))])) if '-' in possible else 1
         self.write('proc/cpuinfo', '\n'.join(_CPUINFO.replace('fpu vme de pse', flags).format(n=n, vendor='GenuineIntel')
                                              for n in range(cpus)))
-        for name, value in (('possible', possible), ('present', possible), ('online', possible),
+        present = possible if present is None else present
+        for name, value in (('possible', possible), ('present', present),
+                            ('online', present if online is None else online),
                             ('isolated', isolated), ('nohz_full', nohz_full)):
             self.write('sys/devices/system/cpu/' + name, value + '\n')
+        if nodes is not None:
+            self.write('sys/devices/system/node/online', nodes + '\n')
         for size_kb, nr in pools.items():
             base = 'sys/kernel/mm/hugepages/hugepages-%dkB/' % size_kb
             for name, value in (('nr_hugepages', nr), ('free_hugepages', nr), ('resv_hugepages', 0)):

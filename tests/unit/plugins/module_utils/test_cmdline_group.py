@@ -33,6 +33,11 @@ def _edit(line, group=None, present=(), absent=()):
     ('hugepages=128 hugepagesz=2M default_hugepagesz=2M', GROUP_TEXT),
     # after init's separator the tokens belong to init
     ('quiet -- hugepages=64', 'quiet ' + GROUP_TEXT + ' -- hugepages=64'),
+    # per NUMA node with the asked total: already right; another total is replaced like the plain form
+    ('quiet default_hugepagesz=2M hugepagesz=2M hugepages=0:64,1:64 ro',
+     'quiet default_hugepagesz=2M hugepagesz=2M hugepages=0:64,1:64 ro'),
+    ('quiet default_hugepagesz=2M hugepagesz=2M hugepages=0:64,1:32 ro', 'quiet ' + GROUP_TEXT + ' ro'),
+    ('quiet hugepagesz=2M hugepages=0:2,1:2', 'quiet ' + GROUP_TEXT),
 ])
 def test_group_is_written_adjacent_and_in_order(line, expected):
     assert _edit(line) == expected
@@ -43,6 +48,7 @@ def test_group_is_written_adjacent_and_in_order(line, expected):
     ('hugepagesz=1G hugepages=4 hugepagesz=2M hugepages=64', 'hugepagesz=1G hugepages=4'),
     ('quiet hugepagesz=1G', 'hugepagesz=1G'),
     ('default_hugepagesz=1G hugepages=16', 'hugepages=16'),
+    ('hugepagesz=1G hugepages=0:2,1:2', 'hugepagesz=1G hugepages=0:2,1:2'),
 ])
 def test_a_pool_of_another_size_is_refused_naming_it(line, named):
     with pytest.raises(CmdlineError, match='holds %s, hugepages of another size than hugepagesz=2M' % named):
@@ -66,6 +72,9 @@ def test_unmet_compares_the_group_with_the_running_line():
     assert unmet_args('ro quiet default_hugepagesz=2M hugepagesz=2M hugepages=64', request) == ['missing ' + GROUP_TEXT]
     assert unmet_args('ro quiet', request) == ['missing ' + GROUP_TEXT]
     assert unmet_args('ro -- ' + GROUP_TEXT, request) == ['missing ' + GROUP_TEXT]
+    # the running kernel reserved 64 + 64 pages per node: the 128 asked, no reboot
+    assert unmet_args('ro default_hugepagesz=2M hugepagesz=2M hugepages=0:64,1:64', request) == []
+    assert unmet_args('ro default_hugepagesz=2M hugepagesz=2M hugepages=0:64', request) == ['missing ' + GROUP_TEXT]
 
 
 def test_untouched_args_leave_out_the_group_names():
@@ -101,7 +110,7 @@ def test_grub_foreign_pool_in_the_other_variable_is_refused_with_its_line():
 
 
 _TOKENS = st.sampled_from(['quiet', 'ro', 'iommu=pt', 'hugepages=64', 'hugepagesz=2M', 'default_hugepagesz=2M',
-                           'isolcpus=1', 'hugepages=128'])
+                           'isolcpus=1', 'hugepages=128', 'hugepages=0:64,1:64', 'hugepages=0:32'])
 
 
 @given(st.lists(_TOKENS, max_size=8))

@@ -7,6 +7,7 @@ from hypothesis import given, strategies as st
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._tuning import (
     GIB, MIB, TuningError, cpu_flags, cpu_guard, foreign_reservations, format_cpulist, hugepage_group,
+    same_hugepage_tokens,
     hugepage_reservations, memory_guard, page_size_guard, page_size_name, parse_cpulist, parse_meminfo, parse_size,
 )
 
@@ -104,16 +105,54 @@ def test_hugepage_group_is_in_the_kernel_order():
      [(GIB, 4, 'hugepagesz=1G hugepages=4'), (2 * MIB, 512, 'hugepagesz=2M hugepages=512')]),
     (['hugepagesz=1G'], []),
     (['hugepages=0'], [(2 * MIB, 0, 'hugepages=0')]),
+    # the per-node form (mm/hugetlb.c, Linux 5.14+): the pool is the sum over its nodes
+    (['hugepagesz=2M', 'hugepages=0:2,1:2'], [(2 * MIB, 4, 'hugepagesz=2M hugepages=0:2,1:2')]),
+    (['hugepages=1:512'], [(2 * MIB, 512, 'hugepages=1:512')]),
+    (['hugepagesz=1G', 'hugepages=0:4,'], [(GIB, 4, 'hugepagesz=1G hugepages=0:4,')]),
 ])
 def test_reservations_are_read_as_the_kernel_reads_them(tokens, pools):
     assert [(p['size'], p['count'], p['text']) for p in hugepage_reservations(tokens)] == pools
 
 
-@pytest.mark.parametrize('tokens, bad', [(['hugepages=many'], "'many'"), (['hugepagesz=huge'], "'huge'"),
-                                         (['default_hugepagesz='], "''")])
+@pytest.mark.parametrize('tokens, bad', [
+    (['hugepages=many'], "'many'"), (['hugepagesz=huge'], "'huge'"), (['default_hugepagesz='], "''"),
+    # the kernel refuses a plain count after node counts, and a node without its count
+    (['hugepages=0:2,4'], "'0:2,4' is not a page count"), (['hugepages=0:'], "'0:' is not a page count"),
+    (['hugepages=:4'], "':4'"), (['hugepages=0:2,,1:2'], "'0:2,,1:2'"),
+    (['hugepages=0:2,0:4'], 'names NUMA node 0 twice'),
+])
 def test_unreadable_hugepage_values_are_refused(tokens, bad):
     with pytest.raises(TuningError, match=bad):
         hugepage_reservations(tokens)
+
+
+def test_per_node_reservations_keep_the_split_and_refuse_a_missing_node():
+    [pool] = hugepage_reservations(['hugepagesz=2M', 'hugepages=0:2,1:6'], nodes=[0, 1])
+    assert (pool['count'], pool['nodes']) == (8, {0: 2, 1: 6})
+    assert hugepage_reservations(['hugepages=64'], nodes=[0])[0]['nodes'] is None
+    with pytest.raises(TuningError) as caught:
+        hugepage_reservations(['hugepagesz=2M', 'hugepages=0:2,3:2,5:1'], nodes=[0, 1])
+    assert str(caught.value) == ('hugepages=0:2,3:2,5:1: names NUMA nodes 3,5, which this host does not have '
+                                 '(online nodes: 0-1); the kernel would ignore the whole argument')
+
+
+def test_memory_guard_sums_the_pages_of_every_node():
+    pools = hugepage_reservations(['hugepagesz=1G', 'hugepages=0:7,1:6'])
+    refusal = memory_guard(pools, 16 * GIB // 1024)
+    assert 'hugepagesz=1G hugepages=0:7,1:6 = 13312 MiB' in refusal and 'reserve 13312 MiB of the 16384 MiB' in refusal
+    assert memory_guard(hugepage_reservations(['hugepagesz=1G', 'hugepages=0:6,1:6']), 16 * GIB // 1024) is None
+
+
+@pytest.mark.parametrize('have, want, same', [
+    (['hugepages=0:64,1:64'], ['hugepages=128'], True),
+    (['hugepages=0:64,1:63'], ['hugepages=128'], False),
+    (['default-hugepagesz=2048k', 'hugepagesz=2M', 'hugepages=128'], ['default_hugepagesz=2M', 'hugepagesz=2M',
+                                                                     'hugepages=128'], True),
+    (['hugepagesz=2M', 'hugepages=128'], ['default_hugepagesz=2M', 'hugepagesz=2M', 'hugepages=128'], False),
+    (['hugepages=lots'], ['hugepages=128'], False),
+])
+def test_same_hugepage_tokens_compares_totals(have, want, same):
+    assert same_hugepage_tokens(have, want) is same
 
 
 @pytest.mark.parametrize('tokens, foreign', [
@@ -171,24 +210,39 @@ def test_page_size_guard(size, flags, refused):
         assert 'pdpe1gb' in refusal
 
 
-@pytest.mark.parametrize('cpus, possible, force, fragments', [
-    ([1], [0, 1], False, []),
-    ([2, 3], [0, 1, 2, 3], False, []),
-    ([3, 4], [0, 1, 2, 3], False, ['CPU 4 of 3-4 does not exist on this host (/sys/devices/system/cpu/possible: 0-3)']),
-    ([4, 5, 6], [0, 1, 2, 3], False, ['CPU 4-6 of 4-6 do not exist']),
-    ([1, 2, 3], [0, 1, 2, 3], False, []),
-    ([0, 1, 2, 3], [0, 1, 2, 3], True, ['isolates every CPU']),
-    ([0], [0, 1], False, ['isolates CPU 0, which takes interrupts and timers the kernel cannot move; leave it out, '
-                          'or set pcie_passthrough_isolated_cpus_force_cpu0: true']),
-    ([0, 1], [0, 1], False, ['isolates every CPU', 'isolates CPU 0']),
-    ([0], [0, 1], True, []),
-    ([1], [1], False, ['isolates every CPU']),
+@pytest.mark.parametrize('cpus, present, online, force, fragments', [
+    ([1], [0, 1], [0, 1], False, []),
+    ([2, 3], [0, 1, 2, 3], [0, 1, 2, 3], False, []),
+    ([3, 4], [0, 1, 2, 3], [0, 1, 2, 3], False,
+     ['3-4 names CPU 4 that is not present (present: 0-3, online: 0-3)']),
+    ([4, 5, 6], [0, 1, 2, 3], [0, 1, 2, 3], False, ['4-6 names CPUs 4-6 that are not present']),
+    ([1, 2, 3], [0, 1, 2, 3], [0, 1, 2, 3], False, []),
+    ([0, 1, 2, 3], [0, 1, 2, 3], [0, 1, 2, 3], True, ['isolates every present and online CPU']),
+    ([0], [0, 1], [0, 1], False, ['isolates CPU 0, which takes interrupts and timers the kernel cannot move; leave '
+                                  'it out, or set pcie_passthrough_isolated_cpus_force_cpu0: true']),
+    ([0, 1], [0, 1], [0, 1], False, ['isolates every present and online CPU', 'isolates CPU 0']),
+    ([0], [0, 1], [0, 1], True, []),
+    ([1], [1], [1], False, ['isolates every present and online CPU']),
+    # a present CPU taken offline is no CPU for the guest, nor for the host
+    ([2, 3], [0, 1, 2, 3], [0, 1, 2], False,
+     ['2-3 names CPU 3 that is present but offline (present: 0-3, online: 0-2): bring it online or leave it out']),
+    # CPU 0 and 1 online, 2-3 offline: isolating 1 leaves only CPU 0, the host keeps it
+    ([1], [0, 1, 2, 3], [0, 1], False, []),
+    # isolating the one online CPU left for the host is refused although others are present
+    ([1, 2], [0, 1, 2], [1, 2], True, ['isolates every present and online CPU of this host (present: 0-2, online: 1-2)']),
 ])
-def test_cpu_guard(cpus, possible, force, fragments):
-    errors = cpu_guard(cpus, possible, force)
-    assert len(errors) == len(fragments)
+def test_cpu_guard(cpus, present, online, force, fragments):
+    errors = cpu_guard(cpus, present, online, force)
+    assert len(errors) == len(fragments), errors
     for error, fragment in zip(errors, fragments):
         assert fragment in error and error.startswith('pcie_passthrough_isolated_cpus: ')
+
+
+def test_cpu_guard_judges_present_cpus_not_hot_plug_slots():
+    """possible 0-7 on a host with 6 CPUs: isolcpus=4-7 names 6-7, which do not exist."""
+    errors = cpu_guard([4, 5, 6, 7], present=list(range(6)), online=list(range(6)), asked='isolcpus=4-7')
+    assert errors == ['pcie_passthrough_isolated_cpus: isolcpus=4-7 names CPUs 6-7 that are not present '
+                      '(present: 0-5, online: 0-5)']
 
 
 def test_meminfo_and_cpu_flags_parse():

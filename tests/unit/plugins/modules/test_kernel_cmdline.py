@@ -53,7 +53,8 @@ class Host:
 
     def args(self, **extra):
         args = dict(INTEL, grub_file=str(self.grub), grub_cfg=str(self.grub_cfg), cmdline_file=str(self.cmdline),
-                    proc_cmdline=str(self.proc), uuids_file=str(self.uuids))
+                    proc_cmdline=str(self.proc), uuids_file=str(self.uuids),
+                    numa_nodes=str(self.root / 'sys/devices/system/node/online'))
         args.update(extra)
         return args
 
@@ -445,6 +446,50 @@ def test_hugepage_pool_of_another_size_is_refused_naming_it(host):
     assert result['failed'] is True
     assert {k: v for k, v in host.snapshot().items() if k != 'calls.log'} == before
     assert 'line 1: the command line' in result['msg'] and 'holds hugepagesz=1G hugepages=4' in result['msg']
+
+
+def _nodes(host, text):
+    path = host.root / 'sys/devices/system/node/online'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + '\n')
+
+
+@pytest.mark.parametrize('line, fragment', [
+    # 32 + 32 pages of 1 GiB are the 64 asked, so the line keeps them: the guard sums both nodes
+    ('hugepages=0:32,1:32', 'hugepagesz=1G hugepages=0:32,1:32 = 65536 MiB'),
+    # node 2 does not exist: the kernel would drop the whole argument
+    ('hugepages=0:1,2:63', 'hugepages=0:1,2:63: names NUMA node 2, which this host does not have (online nodes: 0-1)'),
+])
+def test_hugepage_memory_guard_reads_the_per_node_form(host, line, fragment):
+    """A per-node pool with the asked total stays on the line: the guard sums its nodes and knows which exist."""
+    _nodes(host, '0-1')
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet default_hugepagesz=1G hugepagesz=1G %s"\n' % line)
+    group = ['default_hugepagesz=1G', 'hugepagesz=1G', 'hugepages=64']
+    args = host.args(group=group, meminfo=_meminfo(host, 65536))
+    before = host.snapshot()
+    result = run_module(kernel_cmdline.main, args)
+    assert result['failed'] is True and fragment in result['msg'], result
+    assert host.snapshot() == before and host.calls() == []
+
+
+def test_hugepage_group_met_by_the_per_node_form_with_the_asked_total(host):
+    """hugepages=0:64,1:64 is the 128 pages asked: no edit and no reboot; another total replaces it."""
+    _nodes(host, '0-1')
+    line = 'default_hugepagesz=2M hugepagesz=2M hugepages=0:64,1:64'
+    host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet %s intel_iommu=on iommu=pt"\nGRUB_CMDLINE_LINUX=""\n'
+                         % line)
+    host.proc.write_text('BOOT_IMAGE=/boot/vmlinuz-6.1.0-27-amd64 root=UUID=1234 ro quiet %s intel_iommu=on iommu=pt\n'
+                         % line)
+    args = host.args(group=HUGEPAGES_2M, meminfo=_meminfo(host, 8192))
+    before = host.snapshot()
+    result = run_module(kernel_cmdline.main, args)
+    assert result['changed'] is False and result['unmet'] == [] and result['reboot_required'] is False, result
+    assert host.snapshot() == before
+    more = run_module(kernel_cmdline.main, host.args(group=['default_hugepagesz=2M', 'hugepagesz=2M', 'hugepages=256'],
+                                                     meminfo=_meminfo(host, 8192)))
+    assert more['changed'] is True and more['reboot_required'] is True, more
+    assert host.grub.read_text().startswith('GRUB_CMDLINE_LINUX_DEFAULT="quiet default_hugepagesz=2M hugepagesz=2M '
+                                            'hugepages=256 intel_iommu=on iommu=pt"\n')
 
 
 def test_hugepages_without_meminfo_are_refused(host):

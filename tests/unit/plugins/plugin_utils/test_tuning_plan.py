@@ -36,9 +36,11 @@ def test_facts_report_pools_cpus_memory_and_the_running_line(host):
     assert facts['pools'] == {'2048': {'nr_hugepages': 0, 'free_hugepages': 0, 'resv_hugepages': 0},
                               '1048576': {'nr_hugepages': 16, 'free_hugepages': 16, 'resv_hugepages': 0}}
     assert (facts['cpus_possible'], facts['cpu_count'], facts['isolated'], facts['nohz_full']) == ('0-3', 4, '2-3', '')
+    assert (facts['cpus_present'], facts['cpus_online'], facts['numa_nodes']) == ('0-3', '0-3', '0')
     assert facts['cmdline']['isolcpus'] == '2-3' and facts['cmdline']['hugepages'] == '16'
     assert facts['cmdline']['rcu_nocbs'] is None
-    assert facts['cmdline']['reservations'] == [{'size_kb': 1048576, 'count': 16, 'text': 'hugepagesz=1G hugepages=16'}]
+    assert facts['cmdline']['reservations'] == [{'size_kb': 1048576, 'count': 16, 'text': 'hugepagesz=1G hugepages=16',
+                                                 'nodes': None}]
 
 
 def test_facts_of_a_bare_tree_are_null_not_a_failure(tmp_path):
@@ -52,7 +54,20 @@ def test_facts_name_an_unreadable_hugepage_value(host):
     assert "'lots' is not a page count" in _tuning(host)['cmdline']['error']
 
 
-TUNING = {'pdpe1gb': False, 'cpus_possible': '0-3'}
+@pytest.mark.parametrize('nodes, reservations, error', [
+    ('0-1', [{'size_kb': 2048, 'count': 4, 'text': 'hugepagesz=2M hugepages=0:2,1:2', 'nodes': {'0': 2, '1': 2}}],
+     None),
+    ('0', [], 'hugepages=0:2,1:2: names NUMA node 1, which this host does not have '
+                                            '(online nodes: 0); the kernel would ignore the whole argument'),
+])
+def test_facts_read_hugepages_per_numa_node(host, nodes, reservations, error):
+    host.cmdline('ro default_hugepagesz=2M hugepagesz=2M hugepages=0:2,1:2').tuning(nodes=nodes)
+    facts = _tuning(host)
+    assert facts['numa_nodes'] == nodes and facts['cmdline']['hugepages'] == '0:2,1:2'
+    assert facts['cmdline']['reservations'] == reservations and facts['cmdline'].get('error') == error
+
+
+TUNING = {'pdpe1gb': False, 'cpus_possible': '0-3', 'cpus_present': '0-3', 'cpus_online': '0-3'}
 
 
 @pytest.mark.parametrize('options, present, absent, group', [
@@ -85,14 +100,35 @@ def test_plan_arguments(options, present, absent, group):
     ({'hugepages': {}, 'kernel_args_absent': ['hugepagesz']},
      'pcie_passthrough_kernel_args_absent names hugepagesz, which pcie_passthrough_hugepages sets'),
     ({'isolated_cpus': '2-3', 'kernel_args': ['nohz-full=2-3']}, 'names nohz-full=2-3, which pcie_passthrough_isolated_cpus'),
-    ({'isolated_cpus': '2-9'}, 'CPU 4-9 of 2-9 do not exist on this host (/sys/devices/system/cpu/possible: 0-3)'),
-    ({'isolated_cpus': '1-3,0'}, 'isolates every CPU of this host (0-3)'),
+    ({'isolated_cpus': '2-9'}, 'isolcpus=2-9 names CPUs 4-9 that are not present (present: 0-3, online: 0-3)'),
+    ({'isolated_cpus': '2-9', 'isolated_nohz': True},
+     'isolcpus=2-9 nohz_full=2-9 rcu_nocbs=2-9 names CPUs 4-9 that are not present'),
+    ({'isolated_cpus': '1-3,0'}, 'isolates every present and online CPU of this host (present: 0-3, online: 0-3)'),
     ({'isolated_cpus': '0,2'}, 'isolates CPU 0'),
     ({'isolated_cpus': '2-x'}, "pcie_passthrough_isolated_cpus: '2-x' is not a cpulist"),
 ])
 def test_plan_refusals_name_the_value(options, fragment):
     errors = plan_tuning(TUNING, **options)['errors']
     assert any(fragment in e for e in errors), errors
+
+
+# possible counts hot-plug slots: a VM host with 6 vCPUs and room for 8 reports possible 0-7.
+@pytest.mark.parametrize('present, online, cpus, errors', [
+    ('0-5', '0-5', '4-5', []),
+    ('0-5', '0-5', '4-7', ['pcie_passthrough_isolated_cpus: isolcpus=4-7 names CPUs 6-7 that are not present '
+                           '(present: 0-5, online: 0-5)']),
+    ('0-5', '0,4-5', '4-5', []),
+    # CPUs 0-3 offline: isolating 4-5 leaves the host nothing to run on
+    ('0-5', '4-5', '4-5', ['pcie_passthrough_isolated_cpus: isolcpus=4-5 isolates every present and online CPU '
+                           'of this host (present: 0-5, online: 4-5): at least one housekeeping CPU must stay '
+                           'for the host, its interrupts and its timers']),
+    ('0-5', '0-3', '3-5', ['pcie_passthrough_isolated_cpus: isolcpus=3-5 names CPUs 4-5 that are present but '
+                           'offline (present: 0-5, online: 0-3): bring them online or leave them out']),
+])
+def test_plan_judges_isolation_against_present_and_online_cpus(tmp_path, present, online, cpus, errors):
+    host = sysfs_builder.intel_gpu_host(tmp_path).tuning(possible='0-7', present=present, online=online)
+    plan = plan_tuning(_tuning(host), isolated_cpus=cpus)
+    assert plan['errors'] == errors
 
 
 def test_plan_passes_one_gib_pages_with_pdpe1gb():
@@ -123,8 +159,9 @@ def test_the_role_plan_refuses_tuning_without_cpus(tmp_path):
     host = sysfs_builder.intel_gpu_host(tmp_path).tuning(possible='0-1')
     facts = run_module(iommu_facts.main, {'root': str(host.root)})['ansible_facts']['iommu']
     plan = plan_passthrough(facts, tuning=_tuning(host), isolated_cpus='0-1', force_cpu0=True)
-    assert plan['errors'] == ['pcie_passthrough_isolated_cpus: 0-1 isolates every CPU of this host (0-1): at least '
-                              'one housekeeping CPU must stay for the host, its interrupts and its timers']
+    assert plan['errors'] == ['pcie_passthrough_isolated_cpus: isolcpus=0-1 isolates every present and online CPU of '
+                              'this host (present: 0-1, online: 0-1): at least one housekeeping CPU must stay for the '
+                              'host, its interrupts and its timers']
 
 
 PLANNED = {'hugepages': {'size': '2M', 'count': 128}, 'isolated_cpus': '1', 'nohz': False}
