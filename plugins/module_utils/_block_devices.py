@@ -20,7 +20,7 @@ def block_devices_by_dm_name(root):
     result = {}
     for name in tree.listdir('sys/class/block', resolved=True):
         if name.startswith('dm-'):
-            dm_name = tree.read('sys/class/block/%s/dm/name' % name)
+            dm_name = tree.read_names('sys/class/block/%s/dm/name' % name)
             if dm_name:
                 result[dm_name] = name
     return result
@@ -39,7 +39,7 @@ def block_pci_addresses(root, name, _seen=None):
         return []
     seen.add(name)
     rel = tree.resolve('sys/class/block/' + name)
-    if rel is None or not os.path.lexists(tree.path(rel)):
+    if rel is None or not os.path.lexists(tree.os_path(rel)):
         return []
     address = nearest_pci(rel)
     if address:
@@ -54,7 +54,7 @@ def block_pci_addresses(root, name, _seen=None):
                 if ctrl and nearest_pci(ctrl):
                     found.append(nearest_pci(ctrl))
     slaves_dir = rel + '/slaves'
-    if not os.path.isdir(tree.path(slaves_dir)) and os.path.exists(tree.path(rel + '/partition')):
+    if not os.path.isdir(tree.os_path(slaves_dir)) and os.path.exists(tree.os_path(rel + '/partition')):
         slaves_dir = rel.rsplit('/', 1)[0] + '/slaves'
     for slave in tree.listdir(slaves_dir, resolved=True):
         found.extend(block_pci_addresses(tree, slave, seen))

@@ -37,6 +37,9 @@ import socket
 from ansible_collections.vfio.passthrough.plugins.module_utils._block_devices import (
     block_devices_by_dm_name, block_pci_addresses,
 )
+from ansible_collections.vfio.passthrough.plugins.module_utils._kernel_names import (
+    decode_name, name_fields, name_lines, show_name,
+)
 from ansible_collections.vfio.passthrough.plugins.module_utils._host_stack import (
     block_roots, device_driver_modules, filesystem_roots, network_roots,
 )
@@ -74,8 +77,8 @@ def _ip(text):
 def parse_default_route(text):
     """Interfaces of IPv4 default routes in /proc/net/route (destination and mask 00000000)."""
     result = []
-    for line in (text or '').splitlines()[1:]:
-        fields = line.split()
+    for line in name_lines(text)[1:]:
+        fields = name_fields(line)
         if len(fields) >= 8 and fields[1] == '00000000' and fields[7] == '00000000':
             if fields[0] not in result:
                 result.append(fields[0])
@@ -85,8 +88,8 @@ def parse_default_route(text):
 def parse_ipv6_default_route(text):
     """Interfaces of IPv6 default routes in /proc/net/ipv6_route, leaving out reject routes (``lo``)."""
     result = []
-    for line in (text or '').splitlines():
-        fields = line.split()
+    for line in name_lines(text):
+        fields = name_fields(line)
         if len(fields) < 10 or fields[0] != '0' * 32 or fields[1] != '00':
             continue
         try:
@@ -100,17 +103,26 @@ def parse_ipv6_default_route(text):
     return result
 
 
-def parse_ip_addr(text):
-    """{ip_address: [ifname]} from ``ip -o addr show``; ``vlan10@eno1`` becomes ``vlan10``."""
+def parse_ip_addr(text, names_by_index=None):
+    """{ip_address: [ifname]} from ``ip -o addr show``.
+
+    ``names_by_index`` ({ifindex: name}, from sysfs ``ifindex``) names the
+    interface by the index ``ip`` prints first: a name may hold ``@`` itself,
+    so ``a@b@eno1`` cannot be split. Without it, ``vlan10@eno1`` becomes ``vlan10``.
+    """
     result = {}
-    for line in (text or '').splitlines():
-        fields = line.split()
+    names_by_index = names_by_index or {}
+    for line in name_lines(text):
+        fields = name_fields(line)
         if len(fields) < 4 or fields[2] not in ('inet', 'inet6'):
             continue
         addr = _ip(fields[3].split('/', 1)[0])
         if addr is None:
             continue
-        ifname = fields[1].rstrip(':').split('@', 1)[0]
+        index = fields[0].rstrip(':')
+        ifname = names_by_index.get(int(index)) if index.isdigit() else None
+        if ifname is None:
+            ifname = fields[1].rstrip(':').split('@', 1)[0]
         names = result.setdefault(addr, [])
         if ifname not in names:
             names.append(ifname)
@@ -124,15 +136,15 @@ def ssh_server_address(value):
 
 
 def _unescape(field):
-    # /proc/mounts escapes space, tab, newline and backslash as octal
-    return re.sub(r'\\([0-7]{3})', lambda m: chr(int(m.group(1), 8)), field)
+    # /proc/mounts escapes space, tab, newline and backslash as octal bytes; a byte is decoded as names are
+    return re.sub(r'\\([0-3][0-7]{2})', lambda m: decode_name(bytes([int(m.group(1), 8)])), field)
 
 
 def parse_mounts(text, mountpoints=CRITICAL_MOUNTPOINTS):
     """{mountpoint: (device, fstype)} for ``mountpoints``; the last mount on a path wins (it hides the others)."""
     result = {}
-    for line in (text or '').splitlines():
-        fields = line.split()
+    for line in name_lines(text):
+        fields = name_fields(line)
         if len(fields) < 3:
             continue
         mountpoint = _unescape(fields[1])
@@ -144,8 +156,8 @@ def parse_mounts(text, mountpoints=CRITICAL_MOUNTPOINTS):
 def parse_zpool_members(text):
     """Member device paths from ``zpool status -P``: the config lines naming /dev paths."""
     members = []
-    for line in (text or '').splitlines():
-        fields = line.split()
+    for line in name_lines(text):
+        fields = name_fields(line)
         if fields and fields[0].startswith('/dev/') and fields[0] not in members:
             members.append(fields[0])
     return members
@@ -179,7 +191,7 @@ def interface_reasons(interfaces, anchors):
         named = {child for child, _relation in below}
         below += [(low, 'is the lower link of') for low in facts['lower'] if low not in named]
         for child, relation in below:
-            pending.append((child, '%s %s, which %s' % (relation, name, why), depth + 1))
+            pending.append((child, '%s %s, which %s' % (relation, show_name(name), why), depth + 1))
     return reasons
 
 
@@ -190,7 +202,8 @@ def network_verdict(interfaces, anchors):
         facts = interfaces.get(name)
         if facts and facts['pci_address']:
             bucket = result.setdefault(facts['pci_address'], [])
-            bucket.extend('NIC %s %s' % (name, why) for why in whys if 'NIC %s %s' % (name, why) not in bucket)
+            shown = show_name(name)
+            bucket.extend('NIC %s %s' % (shown, why) for why in whys if 'NIC %s %s' % (shown, why) not in bucket)
     return result
 
 
@@ -202,12 +215,12 @@ def _anchors(tree, ip_text, ssh_address, protect):
         if why not in whys:
             whys.append(why)
 
-    for name in parse_default_route(tree.read('proc/net/route')):
+    for name in parse_default_route(tree.read_names('proc/net/route')):
         add(name, 'carries the default route')
-    for name in parse_ipv6_default_route(tree.read('proc/net/ipv6_route')):
+    for name in parse_ipv6_default_route(tree.read_names('proc/net/ipv6_route')):
         add(name, 'carries the IPv6 default route')
     if ip_text is not None:
-        holders = parse_ip_addr(ip_text)
+        holders = parse_ip_addr(ip_text, _names_by_index(tree))
         if ssh_address is not None:
             for name in holders.get(ssh_address, []):
                 add(name, 'holds %s, the address Ansible connects to' % ssh_address)
@@ -215,6 +228,16 @@ def _anchors(tree, ip_text, ssh_address, protect):
             for name in holders.get(addr, []):
                 add(name, 'holds %s, a protected address%s' % (addr, label))
     return anchors
+
+
+def _names_by_index(tree):
+    """{ifindex: interface name} from sys/class/net/*/ifindex."""
+    names = {}
+    for name in tree.listdir('sys/class/net'):
+        index = tree.read('sys/class/net/%s/ifindex' % name)
+        if index is not None and index.isdigit():
+            names[int(index)] = name
+    return names
 
 
 def _block_names(tree, device, fstype, zpool_status):
@@ -226,13 +249,15 @@ def _block_names(tree, device, fstype, zpool_status):
         for member in members:
             path = os.path.realpath(member) if tree.live else member
             names.append(os.path.basename(path))
-        return names, 'ZFS pool %s on %s' % (pool, ', '.join(members)) if members else 'ZFS pool %s' % pool
+        shown = show_name(pool)
+        return names, ('ZFS pool %s on %s' % (shown, ', '.join(show_name(m) for m in members)) if members
+                       else 'ZFS pool %s' % shown)
     if device.startswith('/dev/mapper/'):
         dm = block_devices_by_dm_name(tree).get(device[len('/dev/mapper/'):])
-        return ([dm] if dm else []), device
+        return ([dm] if dm else []), show_name(device)
     if device.startswith('/dev/') and tree.exists('sys/class/block/' + device[5:].replace('/', '!')):
-        return [device[5:].replace('/', '!')], device
-    return [], device
+        return [device[5:].replace('/', '!')], show_name(device)
+    return [], show_name(device)
 
 
 def _live_block_name(tree, mountpoint):
@@ -242,7 +267,7 @@ def _live_block_name(tree, mountpoint):
     except OSError:
         return None
     rel = tree.resolve('sys/dev/block/%d:%d' % (os.major(st.st_dev), os.minor(st.st_dev)))
-    return rel.rsplit('/', 1)[-1] if rel and os.path.exists(tree.path(rel)) else None
+    return rel.rsplit('/', 1)[-1] if rel and os.path.exists(tree.os_path(rel)) else None
 
 
 def _critical_mounts(tree, mounts_text, zpool_status):
@@ -270,8 +295,8 @@ def storage_verdict(tree, mounts_text, zpool_status=None):
 
 
 def _mounts_text(tree):
-    mounts = tree.read('proc/mounts')
-    return mounts if mounts is not None else tree.read('proc/self/mounts')
+    mounts = tree.read_names('proc/mounts')
+    return mounts if mounts is not None else tree.read_names('proc/self/mounts')
 
 
 def host_critical(tree, interfaces=None, ip_text=None, ssh_address=None, protect=(), zpool_status=None):
@@ -409,9 +434,10 @@ def _run(module, name, args):
     if binary is None:
         module.warn('%s not found; host-critical devices may be missed' % name)
         return None
-    rc, out, err = module.run_command([binary] + args, environ_update=C_LOCALE)
+    # bytes, decoded as sysfs names are: an interface in ``ip`` output is the same string as in sys/class/net
+    rc, out, err = module.run_command([binary] + args, environ_update=C_LOCALE, encoding=None)
     if rc != 0:
         module.warn('%s %s failed (rc=%d): %s; host-critical devices may be missed'
-                    % (name, ' '.join(args), rc, err.strip()))
+                    % (name, ' '.join(args), rc, show_name(decode_name(err).strip())))
         return None
-    return out
+    return decode_name(out)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.vfio.passthrough.plugins.module_utils._kernel_names import show_name
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import normalise_module
 
 __all__ = ['block_roots', 'filesystem_roots', 'network_roots', 'device_driver_modules']
@@ -70,7 +71,7 @@ def _dm_targets(tree, rel, name):
             targets.append(module)
             break
     for slave in tree.listdir(rel + '/slaves', resolved=True):
-        slave_name = tree.read('sys/class/block/%s/dm/name' % slave) or ''
+        slave_name = tree.read_names('sys/class/block/%s/dm/name' % slave) or ''
         for marker, module in _LVM_SUBVOLUMES:
             if marker in slave_name and module not in targets:
                 targets.append(module)
@@ -98,12 +99,12 @@ def block_roots(tree, name, where, _seen=None, _depth=0):
 
     if tree.read(disk + '/dm/name', resolved=True) is not None or tree.exists(disk + '/dm'):
         for module in _dm_targets(tree, disk, disk_name):
-            add(module, 'device-mapper target of %s under %s' % (disk_name, where))
+            add(module, 'device-mapper target of %s under %s' % (show_name(disk_name), where))
     level = tree.read(disk + '/md/level', resolved=True)
     if level is not None:
-        add('md_mod', 'md RAID %s under %s' % (disk_name, where))
+        add('md_mod', 'md RAID %s under %s' % (show_name(disk_name), where))
         if level in _MD_LEVELS:
-            add(_MD_LEVELS[level], 'md RAID %s (%s) under %s' % (disk_name, level, where))
+            add(_MD_LEVELS[level], 'md RAID %s (%s) under %s' % (show_name(disk_name), level, where))
     controllers = [disk]
     parts = disk.split('/')
     if 'nvme-subsystem' in parts:
@@ -113,7 +114,7 @@ def block_roots(tree, name, where, _seen=None, _depth=0):
                         if re.match(r'^nvme\d+$', entry)]
     for controller in controllers:
         for module in device_driver_modules(tree, controller) if controller else []:
-            add(module, 'driver of %s under %s' % (disk_name, where))
+            add(module, 'driver of %s under %s' % (show_name(disk_name), where))
     for slave in tree.listdir(disk + '/slaves', resolved=True):
         for root in block_roots(tree, slave, where, seen, _depth + 1):
             add(*root)
@@ -155,7 +156,7 @@ def network_roots(tree, interfaces, reasons):
             if facts.get('driver_module') and facts['driver_module'] not in modules:
                 modules.append(facts['driver_module'])
         for module in modules:
-            root = (module, 'runs %s, which %s' % (name, why))
+            root = (module, 'runs %s, which %s' % (show_name(name), why))
             if root not in roots:
                 roots.append(root)
     return roots

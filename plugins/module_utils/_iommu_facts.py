@@ -13,6 +13,7 @@ import re
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._bootloader import SYSTEMD_BOOT_GUID, booted_loader
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import kernel_args
+from ansible_collections.vfio.passthrough.plugins.module_utils._kernel_names import show_name
 from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import read_net_interfaces
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
     OTHER_CARD, group_relation, normalise_module, off_host,
@@ -181,7 +182,7 @@ def gather_iommu_facts(root, kernel_log=None, interfaces=None):
     netdevs = {}
     for ifname, facts in interfaces.items():
         if facts['pci_address']:
-            netdevs.setdefault(facts['pci_address'], []).append(ifname)
+            netdevs.setdefault(facts['pci_address'], []).append(show_name(ifname))
 
     # A device on vfio-pci, a variant of it, pci-stub or no driver no longer shows
     # which driver the host would give it; modules.alias does, as for lspci -k.

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+from ansible_collections.vfio.passthrough.plugins.module_utils._kernel_names import name_fields, show_name
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import nearest_pci, normalise_module
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import as_tree, link_name
@@ -19,6 +20,8 @@ def read_net_interfaces(root):
     driver_module (module of the interface's own driver: ``virtio_net`` for a
     virtio NIC, ``e1000e`` for an Intel one), lower (interfaces below it),
     ports (bridge ports), slaves (bond slaves), kind (bridge/bond/stacked/device/virtual).
+    Names, keys and members alike, are ``_kernel_names.decode_name`` strings:
+    show them with ``show_name`` in results and messages.
     """
     tree = as_tree(root)
     if tree.interfaces is not None:
@@ -33,7 +36,7 @@ def read_net_interfaces(root):
         ports = tree.listdir(rel + '/brif', resolved=True) if 'brif' in entries else []
         slaves = []
         if 'bonding' in entries:
-            slaves = (tree.read(rel + '/bonding/slaves', resolved=True) or '').split()
+            slaves = name_fields(tree.read_names(rel + '/bonding/slaves', resolved=True) or '')
         address = nearest_pci(rel) if 'device' in entries else None
         module = None
         if 'device' in entries:
@@ -67,7 +70,7 @@ def module_usage(root, devices=None, interfaces=None):
     A PCI device counts for its driver's module (``virtio_pci``, ``e1000e``;
     built-in drivers have no module and are left out). A network interface
     also counts for its own driver's module when that differs (``virtio_net``
-    on top of ``virtio_pci``). Names use ``_``.
+    on top of ``virtio_pci``). Names use ``_``; interfaces are shown (``show_name``).
     """
     tree = as_tree(root)
     if devices is None:
@@ -84,8 +87,12 @@ def module_usage(root, devices=None, interfaces=None):
         nics = by_address.get(address, [])
         if module:
             for ifname in ([nic[0] for nic in nics] or [None]):
-                usage.setdefault(module, []).append({'address': address, 'interface': ifname})
+                usage.setdefault(module, []).append({'address': address, 'interface': _shown(ifname)})
         for ifname, nic_module in nics:
             if nic_module and nic_module != module:
-                usage.setdefault(nic_module, []).append({'address': address, 'interface': ifname})
+                usage.setdefault(nic_module, []).append({'address': address, 'interface': show_name(ifname)})
     return usage
+
+
+def _shown(ifname):
+    return show_name(ifname) if ifname is not None else None

@@ -12,11 +12,20 @@ opened with O_NOFOLLOW for the same reason.
 The readers (_pci_devices, _net_interfaces, _block_devices, _iommu_facts)
 accept the root as a string or a ``SysfsTree``; passing one tree to several
 readers shares its link cache, so each link is read once.
+
+Names are bytes to the kernel. Directory entries and link targets are read as
+bytes and decoded by ``_kernel_names.decode_name``, as is every file that
+carries names (``read_names``), so one interface is one string in every place
+it is read, whatever the locale and whatever its bytes.
 """
 
 from __future__ import annotations
 
 import os
+
+from ansible_collections.vfio.passthrough.plugins.module_utils._kernel_names import (
+    decode_name, encode_name, strip_blanks,
+)
 
 __all__ = ['SysfsTree', 'as_tree', 'link_name']
 
@@ -41,6 +50,10 @@ class SysfsTree:
     def path(self, rel):
         return self._prefix + '/' + rel if rel else self.root
 
+    def os_path(self, rel):
+        """``path(rel)`` as the bytes the kernel knows it by (names decoded by ``decode_name`` round-trip)."""
+        return encode_name(self.path(rel))
+
     def entries(self, rel):
         """Names in the physical directory ``rel``, listed once; empty when absent."""
         try:
@@ -51,11 +64,12 @@ class SysfsTree:
         try:
             # scandir tells links from the rest without a syscall per name (d_type),
             # so readlink() need not ask the kernel about plain files and directories.
-            with os.scandir(self.path(rel)) as listing:
+            with os.scandir(self.os_path(rel)) as listing:
                 for entry in listing:
-                    names.append(entry.name)
+                    name = decode_name(entry.name)
+                    names.append(name)
                     if _maybe_link(entry):
-                        links.append(entry.name)
+                        links.append(name)
         except OSError:
             names, links = [], []
         found = frozenset(names)
@@ -75,7 +89,7 @@ class SysfsTree:
         # a directory already listed tells which names are links: no syscall for the others
         if links is None or tail in links:
             try:
-                target = os.readlink(self.path(rel))
+                target = decode_name(os.readlink(self.os_path(rel)))
             except OSError:
                 target = None
         self._links[rel] = target
@@ -146,7 +160,20 @@ class SysfsTree:
 
         ``resolved`` says the directory part of ``rel`` contains no symlinks;
         otherwise it is resolved first. The last component is never followed.
+        Bytes that are not UTF-8 become U+FFFD: use ``read_names`` for a file
+        that carries kernel names.
         """
+        data = self.read_bytes(rel, resolved)
+        return None if data is None else data.decode('utf-8', 'replace').strip()
+
+    def read_names(self, rel, resolved=False):
+        """As ``read``, for a file that carries kernel names (``proc/net/route``, ``bonding/slaves``,
+        ``proc/mounts``): decoded by ``decode_name``, so each name matches the same name listed anywhere."""
+        data = self.read_bytes(rel, resolved)
+        return None if data is None else strip_blanks(decode_name(data))
+
+    def read_bytes(self, rel, resolved=False):
+        """The bytes of a file (see ``read``), or None when it is missing or unreadable."""
         if not resolved:
             head, _sep, tail = rel.rpartition('/')
             head = self.resolve(head)
@@ -154,7 +181,7 @@ class SysfsTree:
                 return None
             rel = head + '/' + tail if head else tail
         try:
-            fd = os.open(self.path(rel), _O_READ)
+            fd = os.open(self.os_path(rel), _O_READ)
         except OSError:
             return None
         try:
@@ -166,7 +193,7 @@ class SysfsTree:
             return None
         finally:
             os.close(fd)
-        return b''.join(chunks).decode('utf-8', 'replace').strip()
+        return b''.join(chunks)
 
     def read_bytes(self, rel, size, resolved=False):
         """The first ``size`` bytes of a binary file (PCI ``config``), or None when it is missing or unreadable.
@@ -207,7 +234,7 @@ class SysfsTree:
 
     def exists(self, rel):
         resolved = self.resolve(rel)
-        return resolved is not None and os.path.lexists(self.path(resolved))
+        return resolved is not None and os.path.lexists(self.os_path(resolved))
 
 
 def _maybe_link(entry):

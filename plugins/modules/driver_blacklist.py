@@ -134,7 +134,10 @@ drivers:
   elements: str
   sample: [ixgbe]
 in_use:
-  description: For each requested driver, the devices it drives now.
+  description:
+    - For each requested driver, the devices it drives now.
+    - C(interface) is shown as M(vfio.passthrough.iommu_facts) shows netdevs (C(\xNN) for a byte that is not
+      printable UTF-8, C(\\) for a backslash).
   returned: always
   type: dict
   sample: {virtio_net: [{address: '0000:00:02.0', interface: ens2}], ixgbe: []}

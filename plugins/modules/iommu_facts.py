@@ -256,7 +256,11 @@ ansible_facts:
               type: bool
               sample: true
             netdevs:
-              description: Network interfaces on this device, found from C(sys/class/net) (virtio NICs included).
+              description:
+                - Network interfaces on this device, found from C(sys/class/net) (virtio NICs included).
+                - An interface name is bytes to the kernel; it is shown as UTF-8 text, each byte that is not part of
+                  a printable UTF-8 character written C(\xNN) and a backslash written C(\\), so the form is
+                  lossless. Host-critical reasons name interfaces the same way.
               type: list
               elements: str
               sample: [eno1]
@@ -330,6 +334,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._module_deps impo
 from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import read_net_interfaces
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
+from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import utf8_results
 
 
 def _kernel_log(module):
@@ -352,6 +357,8 @@ def main():
         ),
         supports_check_mode=True,
     )
+    # names read from sysfs are bytes: whatever the readers did not show must not make the result invalid UTF-8
+    utf8_results(module)
     root = module.params['root']
     bad = invalid_protect_addresses(module.params['protect_addresses'])
     if bad:

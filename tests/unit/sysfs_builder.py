@@ -77,6 +77,7 @@ class FakeHost:
         self.group_type = group_type
         self._dirs = {}          # pci address -> directory relative to root
         self._netdirs = {}       # interface -> directory relative to root
+        self._ifindex = {}       # interface -> its ifindex, in the order they were added
         self._addresses = []     # (ifname, cidr) for ip_addr_text()
         self._mounts = []
         self._made = set()
@@ -94,9 +95,14 @@ class FakeHost:
             self._made.add(rel)
 
     def write(self, rel, text):
+        # names are bytes to the kernel: a name decoded with surrogateescape is written back as its bytes
         self.mkdir(os.path.dirname(rel))
-        with open(self.root / rel, 'w', encoding='utf-8') as handle:
+        with open(self.root / rel, 'w', encoding='utf-8', errors='surrogateescape') as handle:
             handle.write(text)
+
+    def _read(self, rel):
+        path = self.root / rel
+        return path.read_text(encoding='utf-8', errors='surrogateescape') if path.exists() else None
 
     def link(self, rel, target_rel):
         """Create ``rel`` as a relative symlink to ``target_rel`` (both relative to root)."""
@@ -186,16 +192,14 @@ class FakeHost:
 
     def default_route(self, ifname, gateway='0100A8C0'):
         """Append an IPv4 default route via ``ifname`` to proc/net/route."""
-        path = self.root / 'proc/net/route'
-        text = path.read_text() if path.exists() else _ROUTE_HEADER
+        text = self._read('proc/net/route') or _ROUTE_HEADER
         text += '%s\t00000000\t%s\t0003\t0\t0\t0\t00000000\t0\t0\t0\n' % (ifname, gateway)
         text += '%s\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n' % ifname
         self.write('proc/net/route', text)
         return self
 
     def ipv6_default_route(self, ifname):
-        path = self.root / 'proc/net/ipv6_route'
-        text = path.read_text() if path.exists() else (
+        text = self._read('proc/net/ipv6_route') or (
             # the kernel's unreachable default on lo: never a real default route
             '00000000000000000000000000000000 00 00000000000000000000000000000000 00 '
             '00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n')
@@ -222,8 +226,9 @@ class FakeHost:
         lines = []
         for n, (ifname, cidr) in enumerate(self._addresses, start=2):
             family = 'inet6' if ':' in cidr else 'inet'
+            index = self._ifindex.get(ifname.split('@')[0], n)
             lines.append('%d: %s    %s %s scope global %s\\       valid_lft forever preferred_lft forever'
-                         % (n, ifname, family, cidr, ifname.split('@')[0]))
+                         % (index, ifname, family, cidr, ifname.split('@')[0]))
         return '\n'.join(lines) + '\n'
 
     # -- firmware and IOMMU ------------------------------------------------
@@ -382,8 +387,10 @@ class FakeHost:
     def add_netdev(self, ifname, parent_rel):
         rel = '%s/net/%s' % (parent_rel, ifname)
         self._netdirs[ifname] = rel
+        self._ifindex[ifname] = len(self._ifindex) + 1
         self.mkdir(rel)
         self.write(rel + '/operstate', 'up\n')
+        self.write(rel + '/ifindex', '%d\n' % self._ifindex[ifname])
         self.link(rel + '/device', parent_rel)
         self.link('sys/class/net/%s' % ifname, rel)
         return self

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.vfio.passthrough.plugins.module_utils import _host_critical
@@ -16,10 +18,15 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical im
     parse_default_route, parse_ip_addr, parse_ipv6_default_route, parse_mounts, parse_zpool_members,
     ssh_server_address,
 )
+from ansible_collections.vfio.passthrough.plugins.module_utils._kernel_names import (
+    decode_name, show_name, unshow_name, valid_interface_name,
+)
 from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import read_net_interfaces
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
+from ansible_collections.vfio.passthrough.plugins.modules import iommu_facts
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from module_runner import run_module  # noqa: E402
 from sysfs_builder import FakeHost, amd_twin_nic_host, intel_gpu_host, iommu_off_host  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_sriov import HOST_VF, PF0, VFS0, host_on_vf  # noqa: E402
@@ -218,11 +225,15 @@ class _Module:
     def get_bin_path(self, name):
         return '/usr/sbin/' + name
 
-    def run_command(self, args, environ_update=None):
+    def run_command(self, args, environ_update=None, encoding='utf-8'):
         if self.outputs is None:
             raise AssertionError('no command may run for a non-live root: %r' % (args,))
         self.commands.append((args, environ_update))
-        return 0, self.outputs[args[0].rsplit('/', 1)[-1]], ''
+        out = self.outputs[args[0].rsplit('/', 1)[-1]]
+        # as AnsibleModule.run_command: encoding=None gives the bytes the command wrote
+        if encoding is None:
+            return 0, out if isinstance(out, bytes) else out.encode('utf-8', 'surrogateescape'), b''
+        return 0, out, ''
 
     def warn(self, msg):
         self.warnings.append(msg)
@@ -281,7 +292,7 @@ def test_failed_ip_command_warns_instead_of_guessing(tmp_path, monkeypatch):
     tree.live = True
     monkeypatch.setenv('SSH_CONNECTION', '198.51.100.9 52114 10.0.2.15 22')
     module = _Module({'ip': ''})
-    module.run_command = lambda args, environ_update=None: (1, '', 'Cannot open netlink socket')
+    module.run_command = lambda args, environ_update=None, encoding=None: (1, b'', b'Cannot open netlink socket')
     verdict = collect_host_critical(module, tree, [])
     assert verdict['0000:00:02.0'] == ['NIC ens2 carries the default route']
     assert module.warnings and 'Cannot open netlink socket' in module.warnings[0]
@@ -297,3 +308,102 @@ def test_a_vf_the_host_runs_on_makes_its_pf_and_its_driver_host_critical(tmp_pat
     assert VFS0[0] not in verdict['devices']
     assert [n.what for n in verdict['modules']['igb']] == ['drives %s, the SR-IOV physical function of %s'
                                                            % (PF0, VFS0[1])]
+
+
+# -- names are bytes -------------------------------------------------------------------
+
+def _odd_host(root, port, bond, bridge, other, nic6):
+    """Two NICs bonded under a bridge with the IPv4 default route, a third NIC with the IPv6 one."""
+    host = FakeHost(root)
+    host.add_device('0000:01:00.0', '8086', '1521', '020000', driver='igb', netdev=port)
+    host.add_device('0000:02:00.0', '8086', '1521', '020000', driver='igb', netdev=other)
+    host.add_device('0000:03:00.0', '8086', '1521', '020000', driver='igb', netdev=nic6)
+    host.bond(bond, [port, other]).linux_bridge(bridge, [bond]).default_route(bridge).ipv6_default_route(nic6)
+    return host
+
+
+def _expected(port, bond, bridge, other, nic6):
+    def via(nic):
+        return ('NIC %s is a slave of %s, which is a port of %s, which carries the default route'
+                % (show_name(nic), show_name(bond), show_name(bridge)))
+    return {'0000:01:00.0': [via(port)], '0000:02:00.0': [via(other)],
+            '0000:03:00.0': ['NIC %s carries the IPv6 default route' % show_name(nic6)]}
+
+
+def _strings(value):
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from _strings(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+@pytest.mark.parametrize('names', [
+    [b'e\xffth0', b'b\xfe', b'br\xc3', b'en\\o2', b'\x01\x02'],            # not UTF-8, a backslash, controls
+    [b'caf\xc3\xa9', b'bond\\134', b'vm@br0', b'x' * 15, b'\xed\xa0\x80'],  # UTF-8, octal-looking, '@', a surrogate's bytes
+
+    # separators to Python's split() and splitlines() that the kernel allows in a name
+    [b'e\x1cn', b'b\x1d', b'br\xe2\x80\xa8x', b'\x1e\x1f', b'n\xc2\x85'],
+])
+def test_names_with_any_bytes_are_matched_in_routes_bridges_and_bonds(tmp_path, names):
+    decoded = [decode_name(raw) for raw in names]
+    _odd_host(tmp_path, *decoded)
+    verdict = host_critical(SysfsTree(str(tmp_path)))
+    assert verdict == _expected(*decoded)
+    for text in _strings(verdict):
+        text.encode('utf-8')
+
+
+_NAME = st.binary(min_size=1, max_size=15).filter(valid_interface_name)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(_NAME, min_size=5, max_size=5, unique=True))
+def test_any_valid_interface_name_stays_host_critical_and_results_stay_utf8(names):
+    """Whatever bytes the kernel allows, a route's device and a bridge or bond member match, and are shown in UTF-8."""
+    decoded = [decode_name(raw) for raw in names]
+    with tempfile.TemporaryDirectory() as root:
+        host = _odd_host(root, *decoded)
+        host.osrelease('6.8.12-4-pve')
+        result = run_module(iommu_facts.main, {'root': root})
+    facts = result['ansible_facts']['iommu']
+    assert {address: facts['devices'][address]['host_critical'] for address in _expected(*decoded)} == \
+        _expected(*decoded)
+    assert facts['devices']['0000:01:00.0']['netdevs'] == [show_name(decoded[0])]
+    assert unshow_name(facts['devices']['0000:01:00.0']['netdevs'][0]) == decoded[0]
+    assert any(show_name(decoded[2]) in ' '.join(whys) for whys in facts['host_critical_modules'].values())
+    json.dumps(result, ensure_ascii=False).encode('utf-8')   # strict: a lone surrogate would raise
+
+
+def test_mount_sources_decode_their_octal_escapes_as_names(tmp_path):
+    """/proc/mounts writes a backslash as \\134; the device's other bytes are raw, as in sys/class/block."""
+    host = FakeHost(tmp_path)
+    host.add_device('0000:00:17.0', '8086', 'a352', '010601', driver='ahci')
+    disk = decode_name(b'd\\\xff')
+    host.sata_disk('0000:00:17.0', disk)
+    (tmp_path / 'proc').mkdir(exist_ok=True)
+    (tmp_path / 'proc/mounts').write_bytes(b'/dev/d\\134\xff2 / ext4 rw 0 0\n')
+    assert host_critical(SysfsTree(str(tmp_path))) == {
+        '0000:00:17.0': ['storage controller of / (/dev/d\\\\\\xff2)'],
+    }
+
+
+def test_ip_addr_names_the_interface_by_its_index():
+    text = ('7: a@b    inet 192.0.2.7/24 scope global a@b\\       valid_lft forever\n'
+            '8: v@x@eno1    inet 192.0.2.8/24 scope global v@x\\       valid_lft forever\n')
+    holders = parse_ip_addr(text, {7: 'a@b', 8: 'v@x'})
+    assert (holders[ip('192.0.2.7')], holders[ip('192.0.2.8')]) == (['a@b'], ['v@x'])
+    # without sysfs to ask, the text before the first '@' is all ip tells
+    assert parse_ip_addr(text)[ip('192.0.2.7')] == ['a']
+
+
+def test_an_address_on_an_interface_named_with_at_signs_protects_its_nic(tmp_path):
+    host = FakeHost(tmp_path)
+    host.add_device('0000:01:00.0', '8086', '1521', '020000', driver='igb', netdev='mgmt@x')
+    text = '1: mgmt@x    inet 192.0.2.50/24 scope global mgmt@x\\       valid_lft forever\n'
+    verdict = host_critical(SysfsTree(str(tmp_path)), ip_text=text, ssh_address=ip('192.0.2.50'))
+    assert verdict == {'0000:01:00.0': ['NIC mgmt@x holds 192.0.2.50, the address Ansible connects to']}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ansible_collections.vfio.passthrough.plugins.module_utils._kernel_names import decode_name
 from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import module_usage, read_net_interfaces
 from sysfs_builder import FakeHost, intel_gpu_host, iommu_off_host
 
@@ -45,3 +46,22 @@ def test_module_usage_leaves_out_builtin_and_unbound(tmp_path):
     assert 'pcieport' not in usage
     assert usage['xhci_pci'] == [{'address': '0000:00:14.0', 'interface': None}]
     assert all('-' not in name for name in usage)
+
+
+def test_members_are_the_names_listed_in_sys_class_net_whatever_their_bytes(tmp_path):
+    """brif/ entries, lower_ links and bonding/slaves text name a member by the same string as sys/class/net."""
+    port, other, bond, bridge = (decode_name(raw) for raw in (b'e\xff1', b'e\\2\x1c', b'b\xc3', b'v\xe2\x80\xa8'))
+    host = FakeHost(tmp_path)
+    host.add_device('0000:01:00.0', '8086', '1521', '020000', driver='igb', netdev=port)
+    host.add_device('0000:02:00.0', '8086', '1521', '020000', driver='igb', netdev=other)
+    host.bond(bond, [port, other]).linux_bridge(bridge, [bond])
+    nics = read_net_interfaces(str(tmp_path))
+    assert set(nics) == {port, other, bond, bridge}
+    assert nics[bond]['slaves'] == [port, other] and nics[bond]['lower'] == sorted([port, other])
+    assert nics[bridge]['ports'] == nics[bridge]['lower'] == [bond]
+
+
+def test_module_usage_shows_interface_names_as_utf8(tmp_path):
+    host = FakeHost(tmp_path)
+    host.add_device('0000:01:00.0', '8086', '1521', '020000', driver='igb', netdev=decode_name(b'e\xff\\1'))
+    assert module_usage(str(tmp_path)) == {'igb': [{'address': '0000:01:00.0', 'interface': 'e\\xff\\\\1'}]}

@@ -57,8 +57,8 @@ def test_facts_name_an_unreadable_hugepage_value(host):
 @pytest.mark.parametrize('nodes, reservations, error', [
     ('0-1', [{'size_kb': 2048, 'count': 4, 'text': 'hugepagesz=2M hugepages=0:2,1:2', 'nodes': {'0': 2, '1': 2}}],
      None),
-    ('0', [], 'hugepages=0:2,1:2: names NUMA node 1, which this host does not have '
-                                            '(online nodes: 0); the kernel would ignore the whole argument'),
+    ('0', [], 'hugepages=0:2,1:2: names NUMA node 1, which this host does not have (online nodes: 0); the kernel '
+              'would ignore the whole argument'),
 ])
 def test_facts_read_hugepages_per_numa_node(host, nodes, reservations, error):
     host.cmdline('ro default_hugepagesz=2M hugepagesz=2M hugepages=0:2,1:2').tuning(nodes=nodes)
