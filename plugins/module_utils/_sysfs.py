@@ -163,17 +163,22 @@ class SysfsTree:
         Bytes that are not UTF-8 become U+FFFD: use ``read_names`` for a file
         that carries kernel names.
         """
-        data = self.read_bytes(rel, resolved)
+        data = self.read_bytes(rel, resolved=resolved)
         return None if data is None else data.decode('utf-8', 'replace').strip()
 
     def read_names(self, rel, resolved=False):
         """As ``read``, for a file that carries kernel names (``proc/net/route``, ``bonding/slaves``,
         ``proc/mounts``): decoded by ``decode_name``, so each name matches the same name listed anywhere."""
-        data = self.read_bytes(rel, resolved)
+        data = self.read_bytes(rel, resolved=resolved)
         return None if data is None else strip_blanks(decode_name(data))
 
-    def read_bytes(self, rel, resolved=False):
-        """The bytes of a file (see ``read``), or None when it is missing or unreadable."""
+    def read_bytes(self, rel, size=None, resolved=False):
+        """The bytes of a file, or None when it is missing or unreadable.
+
+        ``size`` reads only the first bytes of a binary file (PCI ``config``);
+        None reads it whole. ``resolved`` as for read(); the last component is
+        never followed.
+        """
         if not resolved:
             head, _sep, tail = rel.rpartition('/')
             head = self.resolve(head)
@@ -185,44 +190,11 @@ class SysfsTree:
         except OSError:
             return None
         try:
-            # sysfs attributes fit one page and arrive in one read; proc files may not
-            chunks = [os.read(fd, 8192)]
-            while len(chunks[-1]) == 8192 or (len(chunks) > 1 and chunks[-1]):
-                chunks.append(os.read(fd, 65536))
+            return _read_fd(fd, size)
         except OSError:
             return None
         finally:
             os.close(fd)
-        return b''.join(chunks)
-
-    def read_bytes(self, rel, size, resolved=False):
-        """The first ``size`` bytes of a binary file (PCI ``config``), or None when it is missing or unreadable.
-
-        ``resolved`` as for read(); the last component is never followed.
-        """
-        if not resolved:
-            head, _sep, tail = rel.rpartition('/')
-            head = self.resolve(head)
-            if head is None:
-                return None
-            rel = head + '/' + tail if head else tail
-        try:
-            fd = os.open(self.path(rel), _O_READ)
-        except OSError:
-            return None
-        try:
-            chunks = []
-            while size > 0:
-                chunk = os.read(fd, size)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size -= len(chunk)
-        except OSError:
-            return None
-        finally:
-            os.close(fd)
-        return b''.join(chunks)
 
     def listdir(self, rel, resolved=False):
         """Entry names of a directory (sorted), empty when it does not exist."""
@@ -235,6 +207,24 @@ class SysfsTree:
     def exists(self, rel):
         resolved = self.resolve(rel)
         return resolved is not None and os.path.lexists(self.os_path(resolved))
+
+
+def _read_fd(fd, size):
+    """Up to ``size`` bytes of ``fd`` (None: all of them)."""
+    if size is None:
+        # sysfs attributes fit one page and arrive in one read; proc files may not
+        chunks = [os.read(fd, 8192)]
+        while len(chunks[-1]) == 8192 or (len(chunks) > 1 and chunks[-1]):
+            chunks.append(os.read(fd, 65536))
+        return b''.join(chunks)
+    chunks = []
+    while size > 0:
+        chunk = os.read(fd, size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size -= len(chunk)
+    return b''.join(chunks)
 
 
 def _maybe_link(entry):
