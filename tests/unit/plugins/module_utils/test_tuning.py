@@ -146,8 +146,8 @@ def test_memory_guard_sums_the_pages_of_every_node():
 @pytest.mark.parametrize('have, want, same', [
     (['hugepages=0:64,1:64'], ['hugepages=128'], True),
     (['hugepages=0:64,1:63'], ['hugepages=128'], False),
-    (['default-hugepagesz=2048k', 'hugepagesz=2M', 'hugepages=128'], ['default_hugepagesz=2M', 'hugepagesz=2M',
-                                                                     'hugepages=128'], True),
+    (['default-hugepagesz=2048k', 'hugepagesz=2M', 'hugepages=128'],
+     ['default_hugepagesz=2M', 'hugepagesz=2M', 'hugepages=128'], True),
     (['hugepagesz=2M', 'hugepages=128'], ['default_hugepagesz=2M', 'hugepagesz=2M', 'hugepages=128'], False),
     (['hugepages=lots'], ['hugepages=128'], False),
 ])
