@@ -320,8 +320,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._bootloader import BootloaderError, detect_bootloader
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import (
-    DEFAULT_MERGE, CmdlineError, check_balanced_quotes, cmdline_vfio_ids, edit_args, kernel_tokens, same_name,
-    strip_boot_args, unmet_args, validate_request,
+    DEFAULT_MERGE, CmdlineError, check_balanced_quotes, cmdline_vfio_ids, edit_args, kernel_tokens,
+    proxmox_cmdline_problem, same_name, strip_boot_args, unmet_args, validate_request,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline_limit import (
     HEADER_BYTES, CmdlineTooLong, check_length, grub_boot_line, kernel_version, parse_cmdline_size,
@@ -423,8 +423,20 @@ def _plan_systemd_boot(module, request, running, read):
     except CmdlineError as exc:
         module.fail_json(msg='%s line 1: %s' % (path, exc), path=path)
     if old is not None and after == line:
+        problem = proxmox_cmdline_problem(old, path)
+        if problem:
+            # Nothing to write: say it, the file is the administrator's to fix, and a read-only run must not fail.
+            module.warn(problem)
         return path, old, old, {'before': before, 'after': after}
-    return path, old, after + '\n' + rest, {'before': before, 'after': after}
+    new = after + '\n' + rest
+    # The file as it is, then as it would be: a first line the boot hook rejects or misreads is never edited
+    # as if it could boot, and no edit may leave one behind.
+    for text in ((old, new) if old is not None else (new,)):
+        problem = proxmox_cmdline_problem(text, path)
+        if problem:
+            module.fail_json(msg='%s%s; nothing was written' % ('' if text is old else 'after the edit: ', problem),
+                             path=path)
+    return path, old, new, {'before': before, 'after': after}
 
 
 def _grub_config_stale(params, managed_by):
