@@ -25,7 +25,7 @@ __all__ = [
     'CmdlineError', 'DEFAULT_MERGE', 'ArgRequest', 'validate_request', 'split_args',
     'arg_name', 'arg_value', 'same_name', 'edit_args', 'unmet_args', 'strip_boot_args',
     'kernel_tokens', 'kernel_args', 'last_value', 'effective_items', 'cmdline_vfio_ids',
-    'check_balanced_quotes', 'untouched_args', 'INIT_SEPARATOR', 'proxmox_cmdline_problem',
+    'check_balanced_quotes', 'untouched_args', 'INIT_SEPARATOR', 'proxmox_cmdline_problem', 'remaining_absent',
 ]
 
 # Everything a kernel argument for IOMMU/VFIO work needs, and nothing a shell
@@ -441,6 +441,24 @@ def edit_args(text, request):
     return _render(pairs, trailing)
 
 
+def remaining_absent(text, request):
+    """The arguments ``request`` asks absent that the kernel part of ``text`` still has, in request order."""
+    tokens = kernel_tokens(text)
+    remaining = []
+    for arg in request.absent:
+        name, value = arg_name(arg), arg_value(arg)
+        same = [tok for tok in tokens if same_name(tok, name)]
+        if value is None:
+            hit = bool(same)
+        elif request.is_merge(name):
+            hit = bool(set(_items(value)) & set(effective_items(text, name)))
+        else:
+            hit = any(arg_value(tok) == value for tok in same)
+        if hit:
+            remaining.append(arg)
+    return remaining
+
+
 def unmet_args(text, request):
     """What a command line still lacks or still has: a list of human-readable strings.
 
@@ -460,17 +478,7 @@ def unmet_args(text, request):
             ok = bool(same) and arg_value(same[-1]) == value
         if not ok:
             unmet.append('missing %s' % arg)
-    for arg in request.absent:
-        name, value = arg_name(arg), arg_value(arg)
-        same = [tok for tok in tokens if same_name(tok, name)]
-        if value is None:
-            hit = bool(same)
-        elif request.is_merge(name):
-            hit = bool(set(_items(value)) & set(effective_items(text, name)))
-        else:
-            hit = any(arg_value(tok) == value for tok in same)
-        if hit:
-            unmet.append('still has %s' % arg)
+    unmet.extend('still has %s' % arg for arg in remaining_absent(text, request))
     if request.group and request.insert_group:
         # The same tokens in the same order mean the same pools, adjacent or not.
         have = [tok for tok in tokens if normalise_module(arg_name(tok)) in request.group_names]

@@ -321,7 +321,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vfio.passthrough.plugins.module_utils._bootloader import BootloaderError, detect_bootloader
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import (
     DEFAULT_MERGE, CmdlineError, check_balanced_quotes, cmdline_vfio_ids, edit_args, kernel_tokens,
-    proxmox_cmdline_problem, same_name, strip_boot_args, unmet_args, validate_request,
+    proxmox_cmdline_problem, remaining_absent, same_name, strip_boot_args, unmet_args, validate_request,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline_limit import (
     HEADER_BYTES, CmdlineTooLong, check_length, grub_boot_line, kernel_version, parse_cmdline_size,
@@ -329,7 +329,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline_limit im
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._files import FileError, read_text
 from ansible_collections.vfio.passthrough.plugins.module_utils._grub_default import (
-    GrubError, edit_grub_default, judge_evaluation,
+    GrubError, check_evaluable, edit_grub_default, judge_evaluation,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._grub_shell import (
     ENV, SH, build_eval_script, parse_eval_output,
@@ -396,6 +396,9 @@ def _plan_grub(module, request, read):
             after, errors_after = _sh_evaluate(module, _candidate_copy(module, result['text']), path)
         effective = judge_evaluation(request, before, after, path, result['text'], result['line'],
                                      params['grub_variable'], dropins, errors_before, errors_after)
+        # /bin/sh computed the line once, in a clean environment: a value it got from a command or from
+        # a variable the files do not set may differ when update-grub runs, an absent argument with it.
+        check_evaluable([(path, result['text'])] + dropins, request)
     except GrubError as exc:
         module.fail_json(msg=str(exc), path=path)
     final = after['files'][-1][1:] if after['files'] else ('', '')
@@ -475,6 +478,19 @@ def _check_lengths(module, loaders, plans, running):
                 module.fail_json(msg=str(exc), path=path)
             measured.append({'image': image, 'bootloader': loader, 'length': length, 'cmdline_size': limit})
     return measured
+
+
+def _check_absent_gone(module, request, plans):
+    """The last word before any write: no line the boot loader will use keeps an argument asked absent.
+
+    Each planner already refuses what it cannot edit; this holds whatever a planner missed.
+    """
+    for path, _old, _new, values in plans:
+        line = values.get('effective', values['after']) or ''
+        remaining = remaining_absent(line, request)
+        if remaining:
+            module.fail_json(msg='%s: the kernel line would still have %s, asked absent: "%s"; nothing was written'
+                                 % (path, ' '.join(remaining), line), path=path)
 
 
 def _check_vfio_ids(module, request, plans, running):
@@ -571,6 +587,7 @@ def _run(module, request, tx):
              else _plan_systemd_boot(module, request, running, tx.read)
              for loader in detection['bootloaders']]
     path, _old, _new, values = plans[0]
+    _check_absent_gone(module, request, plans)
     measured = _check_lengths(module, detection['bootloaders'], plans, running)
     if params['vfio_ids']:
         _check_vfio_ids(module, request, plans, running)

@@ -498,3 +498,24 @@ def test_a_kernel_cmdline_that_needs_no_edit_is_only_warned_about(host):
     result = run_module(kernel_cmdline.main, host.args())
     assert result.get('failed') is not True and result['changed'] is False
     assert any("line 2 'quiet' is never read" in str(warning) for warning in result['warnings']), result['warnings']
+
+
+@pytest.mark.parametrize('bootloader', ['grub', 'systemd-boot'])
+def test_success_is_never_reported_while_an_absent_argument_remains(host, monkeypatch, bootloader):
+    # Break the editor so that it keeps every argument: the last check before any write must still refuse.
+    monkeypatch.setattr(kernel_cmdline, 'edit_args', lambda text, request: text)
+    monkeypatch.setattr(kernel_cmdline, 'judge_evaluation', lambda request, before, after, *a, **k: ' '.join(after['files'][-1][1:]))
+    if bootloader == 'grub':
+        host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=off"\n')
+        monkeypatch.setattr(kernel_cmdline, 'edit_grub_default', lambda text, request, *a, **k: {
+            'text': text, 'before': 'quiet intel_iommu=off', 'after': 'quiet intel_iommu=off', 'line': 1})
+    else:
+        host.proxmox_boot_tool(UEFI_STATUS)
+        host.cmdline.parent.mkdir(parents=True, exist_ok=True)
+        host.cmdline.write_text('root=/dev/sda1 quiet intel_iommu=off\n')
+    path = host.grub if bootloader == 'grub' else host.cmdline
+    before = path.read_bytes()
+    result = run_module(kernel_cmdline.main, host.args(present=[], bootloader=bootloader))
+    assert result['failed'] is True
+    assert result['msg'].startswith('%s: the kernel line would still have intel_iommu=off, asked absent' % path), result['msg']
+    assert path.read_bytes() == before
