@@ -30,8 +30,8 @@ description:
     C(unset), a drop-in overriding the variable, a syntax error, a command that would stop
     C(grub-mkconfig)). RV(effective) is what the shell computed.
   - While O(absent) names an argument, a C(GRUB_CMDLINE_*) value the shell alone can compute is refused
-    naming its file and line, since C(update-grub) may compute it otherwise: a command substitution,
-    or a variable the files do not set (C(grub-mkconfig)'s and root's environment decide it). No line
+    naming its file and line, since C(update-grub) may compute it otherwise (a command substitution,
+    or a variable the files do not set, which C(grub-mkconfig) and root's environment decide). No line
     the boot loader will use is ever reported as done while it keeps an argument asked absent.
   - The C(zz-proxmox-boot) hook of C(proxmox-boot-tool) reads only line 1 of O(cmdline_file) and needs
     C(root=) on it. A file it would reject or misread (empty, a blank first line, arguments on a later

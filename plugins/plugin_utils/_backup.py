@@ -264,7 +264,8 @@ def _read_regular(path):
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise ValueError('a directory' if stat.S_ISDIR(mode) else 'not a regular file')
+            raise ValueError('a directory' if stat.S_ISDIR(mode) else 'a FIFO' if stat.S_ISFIFO(mode)
+                             else 'a socket' if stat.S_ISSOCK(mode) else 'a device')
         chunks = []
         while True:
             chunk = os.read(fd, 1 << 16)
@@ -277,7 +278,7 @@ def _read_regular(path):
 
 def _read_problem(where, exc):
     if isinstance(exc, ValueError):
-        return '%s is %s, not a file' % (where, exc)
+        return '%s is %s, not a regular file' % (where, exc)
     if getattr(exc, 'errno', None) == errno.ELOOP:
         return '%s is a symlink, not a file' % where
     return '%s cannot be read: %s' % (where, exc.strerror or exc)
