@@ -10,7 +10,6 @@ import base64
 import hashlib
 import json
 import os
-import stat
 
 import pytest
 import yaml
