@@ -10,6 +10,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._backup import (
     BackupError, backup_candidates, build_manifest, collection_version, open_bundle, restore_regeneration,
 )
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._flags import flag
 
 
 def _list(value, name):
@@ -47,9 +48,9 @@ def passthrough_restore_regeneration(changed, detection, initramfs_stale=False):
         raise AnsibleFilterError('passthrough_restore_regeneration expects the result of '
                                  'vfio.passthrough.kernel_cmdline, got %r' % type(detection).__name__)
     try:
-        return restore_regeneration(_list(changed, 'changed'), detection, bool(initramfs_stale))
-    except BackupError as exc:
-        raise AnsibleFilterError(str(exc))
+        return restore_regeneration(_list(changed, 'changed'), detection, flag(initramfs_stale, 'initramfs_stale'))
+    except (BackupError, ValueError) as exc:
+        raise AnsibleFilterError('passthrough_restore_regeneration: %s' % exc)
 
 
 class FilterModule:

@@ -6,9 +6,9 @@
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
-from ansible.module_utils.parsing.convert_bool import boolean
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import regeneration as _regeneration
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._flags import flag
 
 
 def regeneration(detection, boot_changed=False, initramfs_changed=False):
@@ -16,9 +16,8 @@ def regeneration(detection, boot_changed=False, initramfs_changed=False):
         raise AnsibleFilterError('regeneration expects the result of vfio.passthrough.kernel_cmdline '
                                  '(bootloader, managed_by), got %r' % type(detection).__name__)
     try:
-        # Strict: a set_fact may hand over 'False' as a string, which bool() would call true.
-        flags = [boolean(value if value != '' else False, strict=True) for value in (boot_changed, initramfs_changed)]
-        return _regeneration(flags[0], flags[1], detection['bootloader'], detection.get('managed_by'))
+        return _regeneration(flag(boot_changed, 'boot_changed'), flag(initramfs_changed, 'initramfs_changed'),
+                             detection['bootloader'], detection.get('managed_by'))
     except (TypeError, ValueError) as exc:
         raise AnsibleFilterError('regeneration: %s' % exc)
 

@@ -25,7 +25,7 @@ __all__ = [
     'CmdlineError', 'DEFAULT_MERGE', 'ArgRequest', 'validate_request', 'split_args',
     'arg_name', 'arg_value', 'same_name', 'edit_args', 'unmet_args', 'strip_boot_args',
     'kernel_tokens', 'kernel_args', 'last_value', 'effective_items', 'cmdline_vfio_ids',
-    'check_balanced_quotes', 'untouched_args', 'INIT_SEPARATOR',
+    'check_balanced_quotes', 'untouched_args', 'INIT_SEPARATOR', 'proxmox_cmdline_problem', 'remaining_absent',
 ]
 
 # Everything a kernel argument for IOMMU/VFIO work needs, and nothing a shell
@@ -443,6 +443,24 @@ def edit_args(text, request):
     return _render(pairs, trailing)
 
 
+def remaining_absent(text, request):
+    """The arguments ``request`` asks absent that the kernel part of ``text`` still has, in request order."""
+    tokens = kernel_tokens(text)
+    remaining = []
+    for arg in request.absent:
+        name, value = arg_name(arg), arg_value(arg)
+        same = [tok for tok in tokens if same_name(tok, name)]
+        if value is None:
+            hit = bool(same)
+        elif request.is_merge(name):
+            hit = bool(set(_items(value)) & set(effective_items(text, name)))
+        else:
+            hit = any(arg_value(tok) == value for tok in same)
+        if hit:
+            remaining.append(arg)
+    return remaining
+
+
 def unmet_args(text, request):
     """What a command line still lacks or still has: a list of human-readable strings.
 
@@ -462,17 +480,7 @@ def unmet_args(text, request):
             ok = bool(same) and arg_value(same[-1]) == value
         if not ok:
             unmet.append('missing %s' % arg)
-    for arg in request.absent:
-        name, value = arg_name(arg), arg_value(arg)
-        same = [tok for tok in tokens if same_name(tok, name)]
-        if value is None:
-            hit = bool(same)
-        elif request.is_merge(name):
-            hit = bool(set(_items(value)) & set(effective_items(text, name)))
-        else:
-            hit = any(arg_value(tok) == value for tok in same)
-        if hit:
-            unmet.append('still has %s' % arg)
+    unmet.extend('still has %s' % arg for arg in remaining_absent(text, request))
     if request.group and request.insert_group:
         # The same tokens in the same order mean the same pools, adjacent or not; the edit keeps the same set.
         have = [tok for tok in tokens if normalise_module(arg_name(tok)) in request.group_names]
@@ -488,3 +496,50 @@ def strip_boot_args(text):
     kept = [tok for index, (_lead, tok) in enumerate(pairs)
             if index >= end or arg_name(tok) not in ('BOOT_IMAGE', 'initrd')]
     return ' '.join(kept)
+
+
+def _shown_line(line):
+    return repr(line[:200] + ('...' if len(line) > 200 else ''))
+
+
+def proxmox_cmdline_problem(text, path='/etc/kernel/cmdline'):
+    """Why proxmox-boot-tool would reject or misread ``text`` as /etc/kernel/cmdline; None when it reads it whole.
+
+    Its kernel hook zz-proxmox-boot (proxmox-kernel-helper, src/proxmox-boot/zz-proxmox-boot, update_esps) does::
+
+        CMDLINE=$(get_first_line /etc/kernel/cmdline)   # 'while IFS= read -r line ... break': line 1 only
+        echo ${CMDLINE} | grep -q 'root=' || { warn "No root= parameter in /etc/kernel/cmdline found!"; exit 1; }
+
+    and writes ``options  ${CMDLINE}`` into every systemd-boot loader entry. So only line 1 counts; it
+    must carry ``root=``, and every byte of it reaches the entry, a carriage return too, while a NUL
+    is dropped by the shell. The message names the line.
+    """
+    lines = text.split('\n')
+    for number, line in enumerate(lines, 1):
+        if '\0' in line:
+            return ('%s line %d %s holds a NUL byte: the boot hook\'s shell drops it, so the kernel would get '
+                    'other arguments than the file shows' % (path, number, _shown_line(line)))
+    first = lines[0]
+    later = [(number, line) for number, line in enumerate(lines[1:], 2) if line.strip()]
+    if not first.strip():
+        if later:
+            return ('%s line 1 is blank, and proxmox-boot-tool reads only line 1: the arguments on line %d %s are '
+                    'never read, and the boot hook refuses a first line without root=; put them on line 1'
+                    % (path, later[0][0], _shown_line(later[0][1])))
+        return ('%s is empty: the boot hook (zz-proxmox-boot) needs the whole command line, root= included, on its '
+                'first line, or proxmox-boot-tool refresh fails' % path)
+    if '\r' in first:
+        return ('%s line 1 %s holds a carriage return (a CRLF line end?): the boot hook copies it into every boot '
+                'entry as part of an argument; save the file with plain LF line ends' % (path, _shown_line(first)))
+    control = _CONTROL.search(first.replace('\t', ' '))
+    if control:
+        return ('%s line 1 %s holds the control character %r, which the boot hook copies into every boot entry'
+                % (path, _shown_line(first), control.group()))
+    if later:
+        return ('%s line %d %s is never read: proxmox-boot-tool reads only line 1 of %s; move its arguments onto '
+                'line 1' % (path, later[0][0], _shown_line(later[0][1]), path))
+    if not any(same_name(token, 'root') and arg_value(token) for token in kernel_tokens(first)):
+        return ('%s line 1 %s has no root= argument (before any bare --): the boot hook refuses it ("No root= '
+                'parameter in /etc/kernel/cmdline found!") and proxmox-boot-tool refresh fails'
+                % (path, _shown_line(first)))
+    return None

@@ -19,7 +19,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import (
 )
 
 __all__ = ['GrubError', 'CMDLINE_VARIABLES', 'find_assignments', 'edit_grub_default', 'effective_cmdline',
-           'judge_evaluation']
+           'judge_evaluation', 'check_evaluable']
 
 CMDLINE_VARIABLES = ('GRUB_CMDLINE_LINUX', 'GRUB_CMDLINE_LINUX_DEFAULT')
 
@@ -197,6 +197,51 @@ def effective_cmdline(sources):
             assigned.setdefault(item.name, []).append(label)
     line = ' '.join(v for v in (env.get('GRUB_CMDLINE_LINUX', ''), env.get('GRUB_CMDLINE_LINUX_DEFAULT', '')) if v)
     return line, assigned
+
+
+def _strict_env(known, tainted):
+    """An env for _evaluate in which a variable these files do not set, or set from what cannot be
+    evaluated (``tainted``: name -> where), is no empty string but an error."""
+    class _Env(dict):
+        def get(self, name, default=None):
+            if name in tainted:
+                raise GrubError('$%s takes its value from %s, which cannot be evaluated before it runs'
+                                % (name, tainted[name]))
+            if name not in self:
+                raise GrubError('$%s is not set by these files, so the environment update-grub runs in decides it'
+                                % name)
+            return self[name]
+    return _Env(known)
+
+
+def check_evaluable(sources, request):
+    """Refuse a GRUB_CMDLINE_* value the collection cannot evaluate, when ``request`` asks an argument absent.
+
+    ``sources``: (label, text) of the default file, then its drop-ins in glob order, as grub-mkconfig
+    sources them. /bin/sh computes the line from them in a clean environment, once; a command
+    substitution, or a variable these files do not set (grub-mkconfig sets GRUB_DEVICE and more, root's
+    environment the rest), can give update-grub another value, and an argument asked absent could come
+    back in it unseen. Raises GrubError naming the file, line and the construct.
+    """
+    if not request.absent:
+        return
+    known, tainted = {}, {}
+    for label, text in sources:
+        for item in find_assignments(text):
+            raw = text[item.start:item.end]
+            where = '%s line %d' % (label, item.line)
+            try:
+                known[item.name] = _evaluate(raw, _strict_env(known, tainted), where)
+                tainted.pop(item.name, None)
+            except (ValueError, IndexError) as exc:  # GrubError is a ValueError
+                known.pop(item.name, None)
+                tainted[item.name] = '%s (%s=%s)' % (where, item.name, raw)
+                if item.name in CMDLINE_VARIABLES:
+                    raise GrubError('%s: %s=%s cannot be evaluated before it runs (%s): an argument asked absent (%s) '
+                                    'could survive in what update-grub computes; write the value out or edit the '
+                                    'file by hand' % (where, item.name, raw, str(exc).split(': ', 1)[-1]
+                                                      if str(exc).startswith(where) else exc,
+                                                      ' '.join(request.absent)))
 
 
 def _only_absent(request):

@@ -58,6 +58,24 @@ def utf8_results(module):
     module._vfio_utf8 = True
 
 
+def _chown(path, uid, gid):
+    try:
+        os.chown(path, uid, gid)
+    except PermissionError:
+        if os.geteuid() == 0:
+            raise
+        # Not root: only our own ids are ours to give, and a file we write already has them.
+
+
+def _attrs_differ(path, attrs):
+    """Whether the file ``path`` (through a link) exists with another (mode, uid, gid) than ``attrs``."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return (info.st_mode & 0o7777, info.st_uid, info.st_gid) != tuple(attrs)
+
+
 class _Saved:
     """How a path was before the write: its symlink (if any), and the target's bytes, mode, owner."""
 
@@ -136,20 +154,22 @@ class Transaction:
             self.module.fail_json(msg='%s; nothing was written' % exc, path=path)
         return text
 
-    def change(self, path, before, after, mode=0o644):
+    def change(self, path, before, after, mode=0o644, attrs=None):
         """Plan ``path`` to hold ``after`` (None: no file). Returns whether it changes.
 
+        ``mode`` is a new file's; ``attrs`` (mode, uid, gid), when given, is what the file
+        must have afterwards, existing or not, and a difference there alone is a change.
         Whether the path can be written is probed here, before any write and
         in check mode alike, so both fail the same way naming the path.
         """
-        if after == before:
+        if after == before and not (after is not None and attrs is not None and _attrs_differ(path, attrs)):
             return False
         if any(change[0] == path for change in self.changes):
             raise ValueError('%s planned twice in one transaction' % path)
         problem = write_problem(path)
         if problem is not None:
             self.module.fail_json(msg='%s %s; nothing was written' % (path, problem), path=path)
-        self.changes.append((path, before, after, mode))
+        self.changes.append((path, before, after, mode if attrs is None else attrs))
         return True
 
     @property
@@ -221,7 +241,11 @@ class Transaction:
             existed = os.path.exists(target)
             backup_file = module.backup_local(target) if backup else None
             self._replace(target, text.encode('utf-8', 'surrogateescape'), keep=existed)
-            if not existed and mode is not None:
+            if isinstance(mode, tuple):
+                # Owner first: chown clears the setuid and setgid bits chmod sets.
+                _chown(target, mode[1], mode[2])
+                os.chmod(target, mode[0])
+            elif not existed and mode is not None:
                 os.chmod(target, mode)
             return backup_file
         finally:
@@ -273,12 +297,7 @@ class Transaction:
                 os.unlink(saved.path)
             os.symlink(saved.link, saved.path)
         self._replace(saved.target, saved.data, keep=False)
-        try:
-            os.chown(saved.target, saved.uid, saved.gid)
-        except PermissionError:
-            if os.geteuid() == 0:
-                raise
-            # Not root: the file was ours to write, so it already has our owner.
+        _chown(saved.target, saved.uid, saved.gid)
         os.chmod(saved.target, saved.mode)
 
     @staticmethod

@@ -29,6 +29,14 @@ description:
     before, nothing is written and the file and line are named (an C(if) branch not taken,
     C(unset), a drop-in overriding the variable, a syntax error, a command that would stop
     C(grub-mkconfig)). RV(effective) is what the shell computed.
+  - While O(absent) names an argument, a C(GRUB_CMDLINE_*) value the shell alone can compute is refused
+    naming its file and line, since C(update-grub) may compute it otherwise (a command substitution,
+    or a variable the files do not set, which C(grub-mkconfig) and root's environment decide). No line
+    the boot loader will use is ever reported as done while it keeps an argument asked absent.
+  - The C(zz-proxmox-boot) hook of C(proxmox-boot-tool) reads only line 1 of O(cmdline_file) and needs
+    C(root=) on it. A file it would reject or misread (empty, a blank first line, arguments on a later
+    line, no C(root=), a carriage return, a NUL or other control byte) is refused before any write,
+    naming the line; when no edit is due it is only warned about.
   - Arguments go before a bare C(--) (everything after it is for init); an argument only after
     C(--) does not count as set. An unbalanced double quote in the edited value is refused with
     the line quoted.
@@ -330,8 +338,8 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._bootloader import BootloaderError, detect_bootloader
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import (
-    DEFAULT_MERGE, CmdlineError, check_balanced_quotes, cmdline_vfio_ids, edit_args, kernel_tokens, same_name,
-    strip_boot_args, unmet_args, validate_request,
+    DEFAULT_MERGE, CmdlineError, check_balanced_quotes, cmdline_vfio_ids, edit_args, kernel_tokens,
+    proxmox_cmdline_problem, remaining_absent, same_name, strip_boot_args, unmet_args, validate_request,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline_limit import (
     HEADER_BYTES, CmdlineTooLong, check_length, grub_boot_line, kernel_version, parse_cmdline_size,
@@ -339,7 +347,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline_limit im
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._files import FileError, read_text
 from ansible_collections.vfio.passthrough.plugins.module_utils._grub_default import (
-    GrubError, edit_grub_default, judge_evaluation,
+    GrubError, check_evaluable, edit_grub_default, judge_evaluation,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._grub_shell import (
     ENV, SH, build_eval_script, parse_eval_output,
@@ -406,6 +414,9 @@ def _plan_grub(module, request, read):
             after, errors_after = _sh_evaluate(module, _candidate_copy(module, result['text']), path)
         effective = judge_evaluation(request, before, after, path, result['text'], result['line'],
                                      params['grub_variable'], dropins, errors_before, errors_after)
+        # /bin/sh computed the line once, in a clean environment: a value it got from a command or from
+        # a variable the files do not set may differ when update-grub runs, an absent argument with it.
+        check_evaluable([(path, result['text'])] + dropins, request)
     except GrubError as exc:
         module.fail_json(msg=str(exc), path=path)
     final = after['files'][-1][1:] if after['files'] else ('', '')
@@ -433,8 +444,20 @@ def _plan_systemd_boot(module, request, running, read):
     except CmdlineError as exc:
         module.fail_json(msg='%s line 1: %s' % (path, exc), path=path)
     if old is not None and after == line:
+        problem = proxmox_cmdline_problem(old, path)
+        if problem:
+            # Nothing to write: say it, the file is the administrator's to fix, and a read-only run must not fail.
+            module.warn(problem)
         return path, old, old, {'before': before, 'after': after}
-    return path, old, after + '\n' + rest, {'before': before, 'after': after}
+    new = after + '\n' + rest
+    # The file as it is, then as it would be: a first line the boot hook rejects or misreads is never edited
+    # as if it could boot, and no edit may leave one behind.
+    for text in ((old, new) if old is not None else (new,)):
+        problem = proxmox_cmdline_problem(text, path)
+        if problem:
+            module.fail_json(msg='%s%s; nothing was written' % ('' if text is old else 'after the edit: ', problem),
+                             path=path)
+    return path, old, new, {'before': before, 'after': after}
 
 
 def _grub_config_stale(params, managed_by):
@@ -473,6 +496,19 @@ def _check_lengths(module, loaders, plans, running):
                 module.fail_json(msg=str(exc), path=path)
             measured.append({'image': image, 'bootloader': loader, 'length': length, 'cmdline_size': limit})
     return measured
+
+
+def _check_absent_gone(module, request, plans):
+    """The last word before any write: no line the boot loader will use keeps an argument asked absent.
+
+    Each planner already refuses what it cannot edit; this holds whatever a planner missed.
+    """
+    for path, _old, _new, values in plans:
+        line = values.get('effective', values['after']) or ''
+        remaining = remaining_absent(line, request)
+        if remaining:
+            module.fail_json(msg='%s: the kernel line would still have %s, asked absent: "%s"; nothing was written'
+                                 % (path, ' '.join(remaining), line), path=path)
 
 
 def _check_vfio_ids(module, request, plans, running):
@@ -586,6 +622,7 @@ def _run(module, request, tx):
              else _plan_systemd_boot(module, request, running, tx.read)
              for loader in detection['bootloaders']]
     path, _old, _new, values = plans[0]
+    _check_absent_gone(module, request, plans)
     measured = _check_lengths(module, detection['bootloaders'], plans, running)
     if params['vfio_ids']:
         _check_vfio_ids(module, request, plans, running)

@@ -13,20 +13,23 @@ turns what restore changed into commands through module_utils/_regeneration.py.
 
 from __future__ import annotations
 
+import base64
+import errno
 import hashlib
 import json
 import os
-import posixpath
 import re
 import stat
 
 import yaml
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import regeneration
+from ansible_collections.vfio.passthrough.plugins.module_utils._restore import MODE, path_problem
 
 # The manifest's schema, defined here only. Bump SCHEMA_VERSION when a field changes meaning;
 # restore refuses a manifest of a newer schema instead of guessing.
-SCHEMA_VERSION = 1
+# 2: the header carries ``count`` and ``digest`` (entries_digest), which prove the entry list whole.
+SCHEMA_VERSION = 2
 MANIFEST_NAME = 'manifest.yml'
 LATEST = 'latest'
 ID_PATTERN = re.compile(r'\A[0-9]{8}T[0-9]{6}Z\Z')
@@ -45,10 +48,11 @@ HEADER_FIELDS = {
     'due': dict,
     'files': list,
 }
+# What proves a manifest whole, from schema 2 on: one that lost entries no longer matches them.
+PROOF_FIELDS = {'count': int, 'digest': str}
 ENTRY_FIELDS = {'path': str, 'state': str, 'rebuild': str}
 SAVED_FIELDS = {'sha256': str, 'mode': str, 'owner': (str, int), 'group': (str, int), 'size': int}
 _SHA256 = re.compile(r'\A[0-9a-f]{64}\Z')
-_MODE = re.compile(r'\A0[0-7]{3,4}\Z')
 _HOST = re.compile(r'\A[A-Za-z0-9_@:.+-]+\Z')
 _TYPE_NAMES = {str: 'a string', int: 'an integer', dict: 'a mapping', list: 'a list'}
 
@@ -124,11 +128,44 @@ def build_manifest(stat_results, host, time, due, version):
                          size=st['size'])
         files.append(entry)
     manifest = {'schema': SCHEMA_VERSION, 'host': host, 'id': bundle_id(time), 'time': time,
-                'collection': 'vfio.passthrough', 'version': version, 'due': due, 'files': files}
+                'collection': 'vfio.passthrough', 'version': version, 'due': due,
+                'count': len(files), 'digest': entries_digest(files), 'files': files}
     problems = validate_manifest(manifest, host, manifest['id'])
     if problems:
         raise BackupError('the backup manifest for %s would be invalid: %s' % (host, '; '.join(problems)))
     return manifest
+
+
+def entries_digest(files):
+    """sha256 over the entry list sorted by path, in one canonical JSON form (any YAML round trip keeps it).
+
+    With ``count`` it proves a manifest whole: an entry dropped, added or edited after backup
+    wrote the manifest changes the digest.
+    """
+    ordered = sorted(files, key=lambda entry: json.dumps(entry.get('path') if isinstance(entry, dict) else entry))
+    text = json.dumps(ordered, sort_keys=True, separators=(',', ':'), ensure_ascii=True)
+    return hashlib.sha256(text.encode('ascii')).hexdigest()
+
+
+def _proof_problems(manifest):
+    """Why a schema-2 manifest is not provably whole; a schema-1 one carries no proof (the caller warns)."""
+    problems = []
+    for field, expected in PROOF_FIELDS.items():
+        if field not in manifest:
+            problems.append('no field %s, which proves a schema %d manifest whole' % (field, manifest['schema']))
+            continue
+        problem = _type_problem('field %s' % field, manifest[field], expected)
+        if problem:
+            problems.append(problem)
+    if problems:
+        return problems
+    if manifest['count'] != len(manifest['files']):
+        problems.append('it lists %d entries but records %d: entries were lost or added after backup wrote it'
+                        % (len(manifest['files']), manifest['count']))
+    if manifest['digest'] != entries_digest(manifest['files']):
+        problems.append('its entries do not match its digest %s: the entry list was changed after backup wrote it'
+                        % manifest['digest'])
+    return problems
 
 
 def _type_problem(where, value, expected):
@@ -136,16 +173,6 @@ def _type_problem(where, value, expected):
     if isinstance(value, bool) or not isinstance(value, types):
         names = ' or '.join(_TYPE_NAMES[t] for t in types)
         return '%s is %r, not %s' % (where, value, names)
-    return None
-
-
-def _path_problem(path):
-    if '\0' in path or not path.startswith('/') or path == '/':
-        return 'path %r is not an absolute path of a file' % path
-    # normpath folds '//', '/./' and '..': a path it changes could name another file than it reads.
-    # (It keeps a leading '//', which POSIX leaves to the implementation.)
-    if posixpath.normpath(path) != path or '//' in path or '/../' in path + '/':
-        return 'path %r is not in normal form (no .., //, ./ or trailing /)' % path
     return None
 
 
@@ -164,9 +191,9 @@ def _entry_problems(index, entry):
             problems.append(problem)
     if problems:
         return problems
-    path_problem = _path_problem(entry['path'])
-    if path_problem:
-        problems.append('%s: %s' % (where, path_problem))
+    bad_path = path_problem(entry['path'])
+    if bad_path:
+        problems.append('%s: %s' % (where, bad_path))
     if entry['state'] not in STATES:
         problems.append('%s state %r is not one of %s' % (where, entry['state'], ', '.join(STATES)))
     if entry['rebuild'] not in REBUILDS:
@@ -174,7 +201,7 @@ def _entry_problems(index, entry):
     if entry['state'] == 'file':
         if not _SHA256.match(entry['sha256']):
             problems.append('%s sha256 %r is not 64 lowercase hex digits' % (where, entry['sha256']))
-        if not _MODE.match(entry['mode']):
+        if not MODE.match(entry['mode']):
             problems.append('%s mode %r is not an octal mode like 0644' % (where, entry['mode']))
         for field in ('owner', 'group'):
             if entry[field] == '' or (isinstance(entry[field], int) and entry[field] < 0):
@@ -206,6 +233,8 @@ def validate_manifest(manifest, host, name):
         problems.append('it was taken on host %s' % manifest['host'])
     if manifest['id'] != name:
         problems.append('its id %s is not the name of its bundle directory %s' % (manifest['id'], name))
+    if manifest['schema'] >= 2 and not problems:
+        problems.extend(_proof_problems(manifest))
     seen = set()
     for index, entry in enumerate(manifest['files']):
         problems.extend(_entry_problems(index, entry))
@@ -216,97 +245,183 @@ def validate_manifest(manifest, host, name):
     return problems
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, 'rb') as handle:
-        for block in iter(lambda: handle.read(1 << 16), b''):
-            digest.update(block)
-    return digest.hexdigest()
+def shown(path):
+    """``path`` as a message can carry it: undecodable bytes and control characters as ``\\xNN``.
+
+    A result with a lone surrogate (a non-UTF-8 name) or a raw newline would break the
+    controller's output or make one name read as two.
+    """
+    text = os.fsencode(str(path)).decode('utf-8', 'backslashreplace')
+    return ''.join('\\x%02x' % ord(char) if ord(char) < 0x20 or ord(char) == 0x7f else char for char in text)
 
 
-def check_bundle(bundle, shown, manifest):
+def _read_regular(path):
+    """The bytes of the regular file ``path``, not following a final symlink and never blocking on a FIFO.
+
+    Raises OSError (ELOOP for a symlink) or ValueError naming what ``path`` is instead.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ValueError('a directory' if stat.S_ISDIR(mode) else 'a FIFO' if stat.S_ISFIFO(mode)
+                             else 'a socket' if stat.S_ISSOCK(mode) else 'a device')
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return b''.join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
+def _read_problem(where, exc):
+    if isinstance(exc, ValueError):
+        return '%s is %s, not a regular file' % (where, exc)
+    if getattr(exc, 'errno', None) == errno.ELOOP:
+        return '%s is a symlink, not a file' % where
+    return '%s cannot be read: %s' % (where, exc.strerror or exc)
+
+
+def check_bundle(bundle, name, manifest, contents=None):
     """Every way the bundle directory ``bundle`` does not hold exactly its (valid) manifest's files.
 
-    ``shown`` is the bundle's path as messages name it. Nothing below the bundle is followed:
-    a symlink there could make restore read any file on the controller.
+    ``name`` is the bundle's path as messages show it. Nothing below the bundle is followed:
+    a symlink there could make restore read any file on the controller. ``contents``, a dict,
+    receives each saved file's bytes (read once, checked against its sha256).
     """
+    contents = {} if contents is None else contents
     saved = {e['path']: e for e in manifest['files'] if e['state'] == 'file'}
     absent = {e['path'] for e in manifest['files'] if e['state'] == 'absent'}
     problems, found = [], set()
-    for top, dirs, names in os.walk(bundle):
-        for name in sorted(dirs + names):
-            full = os.path.join(top, name)
+
+    def unreadable(exc):
+        problems.append('%s cannot be read: %s' % (shown(exc.filename or bundle), exc.strerror or exc))
+
+    for top, dirs, names in os.walk(bundle, onerror=unreadable):
+        for entry_name in sorted(dirs + names):
+            full = os.path.join(top, entry_name)
             rel = '/' + os.path.relpath(full, bundle)
+            where = shown(name + rel)
             mode = os.lstat(full).st_mode
             if stat.S_ISLNK(mode):
-                problems.append('%s%s is a symlink, not a saved file' % (shown, rel))
+                problems.append('%s is a symlink, not a saved file' % where)
             elif stat.S_ISREG(mode) and rel != '/' + MANIFEST_NAME:
                 found.add(rel)
                 if rel in absent:
-                    problems.append('%s%s is in the bundle, but the manifest marks it absent' % (shown, rel))
+                    problems.append('%s is in the bundle, but the manifest marks it absent' % where)
                 elif rel not in saved:
-                    problems.append('%s%s is not in the manifest' % (shown, rel))
+                    problems.append('%s is not in the manifest' % where)
             elif not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
-                problems.append('%s%s is not a regular file' % (shown, rel))
+                problems.append('%s is not a regular file' % where)
         dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(top, d)))
     for path, entry in saved.items():
+        where = shown(name + path)
         if path not in found:
-            problems.append('%s%s is missing' % (shown, path))
-        elif _sha256(bundle + path) != entry['sha256']:
-            problems.append('%s%s has another sha256' % (shown, path))
+            problems.append('%s is missing' % where)
+            continue
+        try:
+            data = _read_regular(bundle + path)
+        except (OSError, ValueError) as exc:
+            problems.append(_read_problem(where, exc))
+            continue
+        if hashlib.sha256(data).hexdigest() != entry['sha256']:
+            problems.append('%s has another sha256' % where)
+        else:
+            contents[path] = data
     return problems
+
+
+def _bundle_dir(host_dir, backup_id):
+    """(directory name, error) of the bundle ``backup_id`` names below ``host_dir``; 'latest' resolved one step."""
+    link = os.path.join(host_dir, backup_id)
+    if backup_id != LATEST:
+        if os.path.islink(link):
+            return None, '%s is a symlink, not a bundle directory' % shown(link)
+        return backup_id, None
+    if not os.path.islink(link):
+        return (LATEST, None) if os.path.isdir(link) else (None, None)
+    target = os.readlink(link)
+    if not ID_PATTERN.match(target):
+        return None, '%s points at %s, not at a bundle name like 20260124T101500Z' % (shown(link), shown(target))
+    return target, None
 
 
 def open_bundle(backup_dir, host, backup_id):
     """Find, read and check the bundle restore.yml is asked for; refuse anything it cannot trust.
 
     Returns ``error`` (None, or the one message naming every problem found at the first stage
-    that failed) and, when None: ``bundle`` (the path as given, for messages), ``source`` (the
-    directory checked, ``latest`` resolved: restore copies from there), ``manifest``, ``saved``
-    and ``absent`` (its entries by state).
+    that failed) and, when None: ``bundle`` (the path as asked, for messages), ``source`` (the
+    directory checked, ``latest`` resolved), ``manifest``, ``saved`` and ``absent`` (its entries
+    by state), ``entries`` (every entry, a saved one with its ``content`` in base64: what
+    module restore_files writes) and ``warnings`` (a bundle whose completeness cannot be proven).
+    Every path in a message is shown with :func:`shown`.
     """
     backup_id = str(backup_id or LATEST)
-    result = {'error': None, 'bundle': None, 'source': None, 'manifest': None, 'saved': [], 'absent': []}
-    if not backup_dir:
+    result = {'error': None, 'bundle': None, 'source': None, 'manifest': None, 'saved': [], 'absent': [],
+              'entries': [], 'warnings': []}
+    if backup_dir is None or backup_dir == '' or isinstance(backup_dir, (bool, dict, list)):
         return dict(result, error='Set the controller directory holding the bundles: -e pcie_passthrough_backup_dir=DIR')
+    backup_dir = str(backup_dir)
     if not isinstance(host, str) or not _HOST.match(host) or host in ('.', '..'):
         return dict(result, error='The inventory host name %s cannot name a bundle directory below %s'
-                    % (json.dumps(host), backup_dir))
+                    % (json.dumps(host), shown(backup_dir)))
     if backup_id != LATEST and not ID_PATTERN.match(backup_id):
         return dict(result, error="pcie_passthrough_backup_id=%s is neither 'latest' nor a bundle name like "
-                    '20260124T101500Z (the directory names under %s/%s/)' % (backup_id, backup_dir, host))
-    host_dir = os.path.join(os.path.realpath(os.path.expanduser(str(backup_dir))), host)
-    shown = os.path.join(host_dir, backup_id)
-    result['bundle'] = shown
-    manifest_path = os.path.join(shown, MANIFEST_NAME)
-    name = backup_id
-    if backup_id == LATEST and os.path.islink(shown):
-        name = os.readlink(shown)
-        if not ID_PATTERN.match(name):
-            return dict(result, error='%s points at %s, not at a bundle name like 20260124T101500Z' % (shown, name))
-    elif os.path.islink(shown):
-        return dict(result, error='%s is a symlink, not a bundle directory' % shown)
-    bundle = os.path.join(host_dir, name)
-    if not os.path.isfile(manifest_path):
-        why = ('no bundle directory ' + shown if not os.path.isdir(shown)
-               else 'the bundle is incomplete: the manifest is written last')
-        return dict(result, error='No backup bundle for %s: %s does not exist (%s).' % (host, manifest_path, why))
-    refused = '%s is not a restorable manifest for %s: ' % (manifest_path, host)
-    if os.path.islink(os.path.join(bundle, MANIFEST_NAME)):
-        return dict(result, error=refused + 'it is a symlink')
+                    '20260124T101500Z (the directory names under %s/%s/)'
+                    % (shown(backup_id), shown(backup_dir), host))
+    if '\0' in backup_dir:
+        return dict(result, error='pcie_passthrough_backup_dir %s holds a NUL byte, which no path can'
+                    % shown(backup_dir))
+    # As backup.yml names it: '~' expanded, symlinks in the directory given resolved (backup wrote there).
+    top = os.path.realpath(os.path.expanduser(backup_dir))
+    if not os.path.isdir(top):
+        what = 'does not exist' if not os.path.lexists(top) else 'is not a directory'
+        return dict(result, error='No backup bundle for %s: pcie_passthrough_backup_dir %s %s.'
+                    % (host, shown(backup_dir), what))
+    host_dir = os.path.join(top, host)
+    asked = os.path.join(host_dir, backup_id)
+    result['bundle'] = shown(asked)
+    if os.path.islink(host_dir):
+        return dict(result, error='%s is a symlink, not the host\'s bundle directory backup wrote' % shown(host_dir))
+    name, error = _bundle_dir(host_dir, backup_id)
+    if error:
+        return dict(result, error=error)
+    bundle = os.path.join(host_dir, name or backup_id)
+    manifest_path = os.path.join(bundle, MANIFEST_NAME)
+    if name is None or not os.path.lexists(bundle):
+        return dict(result, error='No backup bundle for %s: no bundle directory %s.' % (host, shown(asked)))
+    if os.path.islink(bundle) or not os.path.isdir(bundle):
+        return dict(result, error='No backup bundle for %s: %s is not a directory.' % (host, shown(bundle)))
+    if not os.path.lexists(manifest_path):
+        return dict(result, error='No backup bundle for %s: %s does not exist (the bundle is incomplete: the '
+                    'manifest is written last).' % (host, shown(os.path.join(asked, MANIFEST_NAME))))
+    refused = '%s is not a restorable manifest for %s: ' % (shown(os.path.join(asked, MANIFEST_NAME)), host)
     try:
-        with open(os.path.join(bundle, MANIFEST_NAME), encoding='utf-8') as handle:
-            manifest = yaml.safe_load(handle)
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        manifest = yaml.safe_load(_read_regular(manifest_path).decode('utf-8'))
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, (UnicodeDecodeError, yaml.YAMLError)):
+            return dict(result, error=refused + 'it is not YAML in UTF-8 (%s)' % ' '.join(str(exc).split()))
+        return dict(result, error=refused + _read_problem('it', exc))
+    except yaml.YAMLError as exc:
         return dict(result, error=refused + 'it is not YAML (%s)' % ' '.join(str(exc).split()))
-    problems = validate_manifest(manifest, host, name)
+    problems = validate_manifest(manifest, host, name if name != LATEST else backup_id)
     if problems:
         return dict(result, error=refused + '; '.join(problems))
-    problems = check_bundle(bundle, shown, manifest)
+    contents = {}
+    problems = check_bundle(bundle, asked, manifest, contents)
     if problems:
         return dict(result, error='Bundle %s does not match its manifest, nothing restored: %s'
-                    % (shown, ', '.join(problems)))
-    return dict(result, source=bundle, manifest=manifest,
+                    % (shown(asked), ', '.join(problems)))
+    warnings = []
+    if manifest.get('schema', 1) < 2:
+        warnings.append('Bundle %s was written before its manifest carried a proof of completeness (schema %d): '
+                        'its completeness cannot be checked, so an entry lost from it would go unnoticed and that '
+                        'file would not be restored.' % (shown(asked), manifest.get('schema', 1)))
+    entries = [dict(e, content=base64.b64encode(contents[e['path']]).decode('ascii')) if e['state'] == 'file'
+               else dict(e) for e in manifest['files']]
+    return dict(result, source=shown(bundle), manifest=manifest, entries=entries, warnings=warnings,
                 saved=[e for e in manifest['files'] if e['state'] == 'file'],
                 absent=[e for e in manifest['files'] if e['state'] == 'absent'])
 

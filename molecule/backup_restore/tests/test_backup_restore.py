@@ -144,7 +144,7 @@ def test_manifest_lists_the_files_a_run_may_create_as_absent():
 # -- refusals -------------------------------------------------------------------
 
 @pytest.mark.parametrize('backup_id, message', [
-    ('20000101T000000Z', 'backups/%s/20000101T000000Z/manifest.yml does not exist' % HOST),
+    ('20000101T000000Z', 'No backup bundle for %s: no bundle directory ' % HOST),
     ('../../etc', 'pcie_passthrough_backup_id=../../etc is neither'),
 ])
 def test_restore_refuses_a_missing_or_bad_bundle_and_changes_nothing(host, backup_id, message):

@@ -7,6 +7,7 @@ import pytest
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vfio.passthrough.plugins.filter.backup import FilterModule
+from ansible_collections.vfio.passthrough.plugins.filter.regeneration import FilterModule as RegenerationFilters
 
 FILTERS = FilterModule().filters()
 
@@ -37,4 +38,31 @@ def test_bad_input_is_a_filter_error_naming_it(name, args, message):
 
 def test_bundle_returns_the_refusal_for_the_playbook_to_fail_with(tmp_path):
     opened = FILTERS['passthrough_backup_bundle'](str(tmp_path), 'pve1')
-    assert opened['error'].startswith('No backup bundle for pve1: %s/pve1/latest/manifest.yml does not exist' % tmp_path)
+    assert opened['error'] == 'No backup bundle for pve1: no bundle directory %s/pve1/latest.' % tmp_path
+
+
+def test_bundle_hands_over_warnings_and_entries(tmp_path):
+    opened = FILTERS['passthrough_backup_bundle'](str(tmp_path), 'pve1')
+    assert opened['warnings'] == [] and opened['entries'] == []
+
+
+FLAG_INPUTS = [True, False, 'True', 'False', 'false', 'no', 'yes', 'off', '', None, 0, 1, '0', '1']
+DETECTION = {'bootloader': 'grub', 'managed_by': None}
+
+
+@pytest.mark.parametrize('value', FLAG_INPUTS, ids=[repr(v) for v in FLAG_INPUTS])
+def test_both_regeneration_filters_read_a_flag_by_one_rule(value):
+    # initramfs_stale of restore and initramfs_changed of the role's filter are the same question.
+    restore = FILTERS['passthrough_restore_regeneration']([], DETECTION, value)
+    role = RegenerationFilters().filters()['regeneration'](DETECTION, initramfs_changed=value)
+    assert restore['commands'] == role['commands']
+    expected = value in (True, 'True', 'yes', 1, '1')
+    assert (restore['commands'] == [['update-initramfs', '-u', '-k', 'all']]) is expected
+
+
+@pytest.mark.parametrize('value', ['maybe', [True], 2, 'Flase'], ids=['maybe', 'list', 'two', 'typo'])
+def test_both_regeneration_filters_refuse_what_is_no_yes_or_no(value):
+    with pytest.raises(AnsibleFilterError, match='initramfs_stale'):
+        FILTERS['passthrough_restore_regeneration']([], DETECTION, value)
+    with pytest.raises(AnsibleFilterError, match='initramfs_changed'):
+        RegenerationFilters().filters()['regeneration'](DETECTION, initramfs_changed=value)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import (
     CmdlineError, check_balanced_quotes, cmdline_vfio_ids, edit_args, effective_items, kernel_args, last_value,
-    split_args, strip_boot_args, unmet_args, validate_request,
+    proxmox_cmdline_problem, split_args, strip_boot_args, unmet_args, validate_request,
 )
 
 INTEL = (['intel_iommu=on', 'iommu=pt'], ['intel_iommu=off', 'amd_iommu=off'])
@@ -349,3 +349,39 @@ def test_any_forbidden_character_is_refused(arg):
     with pytest.raises(CmdlineError) as exc:
         validate_request([arg], [])
     assert repr(arg) in str(exc.value)
+
+
+# What zz-proxmox-boot's get_first_line and `echo ${CMDLINE} | grep -q 'root='` make of each file.
+PROXMOX_CMDLINE = [
+    ('whole', 'root=ZFS=rpool/ROOT/pve-1 boot=zfs quiet\n', None),
+    ('no-final-newline', 'root=/dev/mapper/pve-root ro quiet', None),
+    ('trailing-blank-lines', 'root=/dev/sda1 quiet\n\n  \n', None),
+    ('tab-separated', 'root=/dev/sda1\tquiet\n', None),
+    ('empty', '', 'is empty: the boot hook (zz-proxmox-boot) needs the whole command line'),
+    ('only-newline', '\n', 'is empty'),
+    ('leading-blank-line', '\nroot=/dev/sda1 quiet\n',
+     "line 1 is blank, and proxmox-boot-tool reads only line 1: the arguments on line 2 'root=/dev/sda1 quiet' are "
+     'never read'),
+    ('blank-then-args', '   \n\nroot=/dev/sda1\n', 'the arguments on line 3'),
+    ('args-on-line-2', 'root=/dev/sda1 quiet\nintel_iommu=on\n',
+     "line 2 'intel_iommu=on' is never read: proxmox-boot-tool reads only line 1"),
+    ('no-root', 'boot=zfs quiet\n', "line 1 'boot=zfs quiet' has no root= argument (before any bare --): the boot "
+                                    'hook refuses it ("No root= parameter in /etc/kernel/cmdline found!")'),
+    ('root-only-for-init', 'quiet -- root=/dev/sda1\n', 'has no root= argument (before any bare --)'),
+    ('root-as-substring', 'quiet myroot=/dev/sda1\n', 'has no root= argument'),
+    ('empty-root', 'root= quiet\n', 'has no root= argument'),
+    ('crlf', 'root=/dev/sda1 quiet\r\n', "line 1 'root=/dev/sda1 quiet\\r' holds a carriage return (a CRLF line end?)"),
+    ('nul', 'root=/dev/sda1 qu\0iet\n', "line 1 'root=/dev/sda1 qu\\x00iet' holds a NUL byte"),
+    ('nul-on-line-2', 'root=/dev/sda1\n\0\n', 'line 2 \'\\x00\' holds a NUL byte'),
+    ('escape-char', 'root=/dev/sda1 \x1b[0m\n', "holds the control character '\\x1b'"),
+    ('long-line-shown-short', 'x' * 5000 + '\n', "line 1 '" + 'x' * 200 + "...' has no root= argument"),
+]
+
+
+@pytest.mark.parametrize('text, message', [c[1:] for c in PROXMOX_CMDLINE], ids=[c[0] for c in PROXMOX_CMDLINE])
+def test_proxmox_cmdline_problem_names_the_line_the_hook_rejects_or_misreads(text, message):
+    problem = proxmox_cmdline_problem(text, '/etc/kernel/cmdline')
+    if message is None:
+        assert problem is None
+    else:
+        assert problem is not None and problem.startswith('/etc/kernel/cmdline ') and message in problem, problem

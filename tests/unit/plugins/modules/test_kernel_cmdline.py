@@ -502,3 +502,65 @@ def test_no_hugepage_request_skips_the_memory_guard_on_a_hand_set_pool(host):
     host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet hugepagesz=1G hugepages=60"\n')
     result = run_module(kernel_cmdline.main, host.args(meminfo=_meminfo(host, 1024)))
     assert result['changed'] is True and 'hugepages=60' in host.grub.read_text()
+
+
+@pytest.mark.parametrize('text, message', [
+    ('\nroot=ZFS=rpool/ROOT/pve-1 boot=zfs\n', 'line 1 is blank, and proxmox-boot-tool reads only line 1'),
+    ('root=ZFS=rpool/ROOT/pve-1\nboot=zfs\n', "line 2 'boot=zfs' is never read"),
+    ('boot=zfs quiet\n', "line 1 'boot=zfs quiet' has no root= argument"),
+    ('', 'is empty'),
+    ('root=ZFS=rpool/ROOT/pve-1 boot=zfs\r\n', 'holds a carriage return'),
+    ('root=ZFS=rpool/ROOT/pve-1 boot=\0zfs\n', 'holds a NUL byte'),
+], ids=['leading-blank', 'args-on-line-2', 'no-root', 'empty', 'crlf', 'nul'])
+def test_a_kernel_cmdline_the_boot_hook_cannot_use_is_refused_before_any_write(host, text, message):
+    host.proxmox_boot_tool(UEFI_STATUS)
+    host.cmdline.parent.mkdir(parents=True, exist_ok=True)
+    host.cmdline.write_text(text)
+    before = {k: v for k, v in host.snapshot().items() if k != 'calls.log'}
+    for check_mode in (True, False):
+        result = run_module(kernel_cmdline.main, host.args(), check_mode=check_mode)
+        assert result['failed'] is True
+        assert result['msg'].startswith('%s ' % host.cmdline) and message in result['msg'], result['msg']
+        assert result['msg'].endswith('; nothing was written')
+    assert {k: v for k, v in host.snapshot().items() if k != 'calls.log'} == before
+    assert [call for call in host.calls() if 'refresh' in call] == []
+
+
+def test_a_kernel_cmdline_seeded_from_a_running_line_without_root_is_refused(host):
+    host.proxmox_boot_tool(UEFI_STATUS)
+    host.proc.write_text('initrd=\\EFI\\proxmox\\6.8\\initrd.img-6.8 boot=zfs quiet\n')
+    result = run_module(kernel_cmdline.main, host.args())
+    assert result['failed'] is True
+    assert result['msg'].startswith("after the edit: %s line 1 'boot=zfs quiet intel_iommu=on iommu=pt' has no root= "
+                                    'argument' % host.cmdline), result['msg']
+    assert not host.cmdline.exists()
+
+
+def test_a_kernel_cmdline_that_needs_no_edit_is_only_warned_about(host):
+    host.proxmox_boot_tool(UEFI_STATUS)
+    host.cmdline.parent.mkdir(parents=True, exist_ok=True)
+    host.cmdline.write_text('root=ZFS=rpool/ROOT/pve-1 intel_iommu=on iommu=pt\nquiet\n')
+    result = run_module(kernel_cmdline.main, host.args())
+    assert result.get('failed') is not True and result['changed'] is False
+    assert any("line 2 'quiet' is never read" in str(warning) for warning in result['warnings']), result['warnings']
+
+
+@pytest.mark.parametrize('bootloader', ['grub', 'systemd-boot'])
+def test_success_is_never_reported_while_an_absent_argument_remains(host, monkeypatch, bootloader):
+    # Break the editor so that it keeps every argument: the last check before any write must still refuse.
+    monkeypatch.setattr(kernel_cmdline, 'edit_args', lambda text, request: text)
+    monkeypatch.setattr(kernel_cmdline, 'judge_evaluation', lambda request, before, after, *a, **k: ' '.join(after['files'][-1][1:]))
+    if bootloader == 'grub':
+        host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=off"\n')
+        monkeypatch.setattr(kernel_cmdline, 'edit_grub_default', lambda text, request, *a, **k: {
+            'text': text, 'before': 'quiet intel_iommu=off', 'after': 'quiet intel_iommu=off', 'line': 1})
+    else:
+        host.proxmox_boot_tool(UEFI_STATUS)
+        host.cmdline.parent.mkdir(parents=True, exist_ok=True)
+        host.cmdline.write_text('root=/dev/sda1 quiet intel_iommu=off\n')
+    path = host.grub if bootloader == 'grub' else host.cmdline
+    before = path.read_bytes()
+    result = run_module(kernel_cmdline.main, host.args(present=[], bootloader=bootloader))
+    assert result['failed'] is True
+    assert result['msg'].startswith('%s: the kernel line would still have intel_iommu=off, asked absent' % path), result['msg']
+    assert path.read_bytes() == before

@@ -92,8 +92,8 @@ EDITED = [
     # Backslash-newline continuations inside the value.
     ('GRUB_CMDLINE_LINUX_DEFAULT="quiet \\\n  splash"\n', None, 'quiet   splash intel_iommu=on iommu=pt'),
     ('GRUB_CMDLINE_LINUX_DEFAULT="quiet \\\n  intel_iommu=off"\n', None, 'quiet   intel_iommu=on iommu=pt'),
-    # A reference to a variable set by command substitution: sh's value is reported, the admin's kept.
-    ('EXTRA=$(echo hugepagesz=1G hugepages=16)\nGRUB_CMDLINE_LINUX_DEFAULT="quiet $EXTRA"\n', None,
+    # A reference to a variable the file sets to a plain value: evaluated, kept.
+    ('EXTRA="hugepagesz=1G hugepages=16"\nGRUB_CMDLINE_LINUX_DEFAULT="quiet $EXTRA"\n', None,
      'quiet hugepagesz=1G hugepages=16 intel_iommu=on iommu=pt'),
     # Drop-ins that only add, or override only in a branch sh does not take.
     ('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n', 'GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT hugepages=16"\n',
@@ -155,6 +155,22 @@ REFUSED = [
      ['50-local.cfg line 1 overrides']),
     ('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n', 'X=$(echo iommu=soft)\nGRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT $X"\n',
      ['50-local.cfg line 2 overrides', 'missing iommu=pt']),
+    # A value only update-grub's run decides, while arguments are asked absent: refused, naming file and line.
+    ('EXTRA=$(echo hugepagesz=1G hugepages=16)\nGRUB_CMDLINE_LINUX_DEFAULT="quiet $EXTRA"\n', None,
+     ['grub line 2: GRUB_CMDLINE_LINUX_DEFAULT="quiet $EXTRA intel_iommu=on iommu=pt" cannot be evaluated before it runs',
+      '$EXTRA takes its value from', 'grub line 1 (EXTRA=$(echo hugepagesz=1G hugepages=16))',
+      'an argument asked absent (intel_iommu=off amd_iommu=off) could survive']),
+    ('GRUB_CMDLINE_LINUX_DEFAULT="quiet $EXTRA"\n', None,
+     ['grub line 1: GRUB_CMDLINE_LINUX_DEFAULT=', '$EXTRA is not set by these files, so the environment update-grub '
+      'runs in decides it']),
+    ('GRUB_CMDLINE_LINUX=""\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\n',
+     'GRUB_CMDLINE_LINUX="$GRUB_CMDLINE_LINUX $(cat /nonexistent-h21 2>/dev/null || true)"\n',
+     ['50-local.cfg line 1: GRUB_CMDLINE_LINUX=', 'command substitution']),
+    ('GRUB_CMDLINE_LINUX=""\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\n', 'GRUB_CMDLINE_LINUX="`true`"\n',
+     ['50-local.cfg line 1: GRUB_CMDLINE_LINUX=', 'command substitution']),
+    ('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n', 'GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT $GRUB_DEVICE"\n',
+     ['50-local.cfg line 1: ', '$GRUB_DEVICE is not set by these files']),
+    ('GRUB_CMDLINE_LINUX_DEFAULT="quiet ${EXTRA:-}"\n', None, ['grub line 1: cannot evaluate']),
     # Syntax errors name their file, drop-ins included.
     ('if true; then\nGRUB_CMDLINE_LINUX_DEFAULT="quiet"\n', None, ['grub: /bin/sh -n finds a syntax error']),
     ('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n', 'GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT\nfi\n',
@@ -185,6 +201,19 @@ def test_refusals_name_file_and_line_and_write_nothing(grub, text, dropin, fragm
         assert fragment in result['msg']
     assert sorted((p, p.read_bytes()) for p in grub.parent.rglob('*') if p.is_file()) == before
     assert not Path(str(grub) + '.cfg').exists()
+
+
+@pytest.mark.parametrize('text, dropin', [
+    ('EXTRA=$(echo hugepagesz=1G)\nGRUB_CMDLINE_LINUX_DEFAULT="quiet $EXTRA"\n', None),
+    ('GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n', 'GRUB_CMDLINE_LINUX_DEFAULT="$GRUB_CMDLINE_LINUX_DEFAULT $GRUB_DEVICE"\n'),
+])
+def test_a_value_sh_alone_computes_is_accepted_when_nothing_is_asked_absent(grub, text, dropin):
+    grub.write_text(text)
+    if dropin is not None:
+        write_dropin(grub, '50-local.cfg', dropin)
+    result = run(grub, absent=[])
+    assert result.get('failed') is not True, result.get('msg')
+    assert result['changed'] is True
 
 
 def test_check_mode_judges_the_same_way(grub):

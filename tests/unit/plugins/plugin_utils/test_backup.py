@@ -6,6 +6,7 @@ breaks one good bundle in one way and expects open_bundle to refuse it naming th
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -14,8 +15,8 @@ import pytest
 import yaml
 
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._backup import (
-    SCHEMA_VERSION, BackupError, backup_candidates, build_manifest, bundle_id, collection_version, open_bundle,
-    restore_regeneration, validate_manifest,
+    SCHEMA_VERSION, BackupError, backup_candidates, build_manifest, bundle_id, collection_version, entries_digest,
+    open_bundle, restore_regeneration, validate_manifest,
 )
 
 HOST = 'pve1'
@@ -34,10 +35,11 @@ def _entry(path):
 
 
 def _manifest():
+    files = [_entry(p) for p in FILES] + [{'path': p, 'state': 'absent', 'rebuild': r} for p, r in ABSENT.items()]
     return {
         'schema': SCHEMA_VERSION, 'host': HOST, 'id': ID, 'time': TIME, 'collection': 'vfio.passthrough',
         'version': '0.2.0', 'due': {'cmdline': True, 'vfio': True, 'blacklist': False},
-        'files': [_entry(p) for p in FILES] + [{'path': p, 'state': 'absent', 'rebuild': r} for p, r in ABSENT.items()],
+        'count': len(files), 'digest': entries_digest(files), 'files': files,
     }
 
 
@@ -68,18 +70,69 @@ def test_a_good_bundle_opens(backups):
     assert open_bundle(str(backups), HOST, ID)['source'] == str(backups / HOST / ID)
 
 
-def test_a_bundle_of_0_1_0_without_schema_field_opens(backups):
+@pytest.mark.parametrize('schema', [None, 1], ids=['0.1.0-no-schema-field', 'schema-1'])
+def test_a_bundle_without_a_completeness_proof_opens_with_a_warning(backups, schema):
     manifest = _manifest()
-    del manifest['schema']
+    del manifest['schema'], manifest['count'], manifest['digest']
+    if schema is not None:
+        manifest['schema'] = schema
+    # Before schema 2 a lost entry cannot be told: that is what the warning says.
+    del manifest['files'][1]
     _write(backups / HOST / ID, manifest)
-    assert open_bundle(str(backups), HOST, ID)['error'] is None
+    (backups / HOST / ID / 'etc/initramfs-tools/modules').unlink()
+    opened = open_bundle(str(backups), HOST, ID)
+    assert opened['error'] is None
+    assert opened['warnings'] == [
+        'Bundle %s was written before its manifest carried a proof of completeness (schema 1): its completeness '
+        'cannot be checked, so an entry lost from it would go unnoticed and that file would not be restored.'
+        % (backups / HOST / ID)]
 
 
-def _manifest_edit(edit):
+def test_a_proven_bundle_opens_without_a_warning_and_hands_over_each_files_bytes(backups):
+    opened = open_bundle(str(backups), HOST, None)
+    assert opened['warnings'] == []
+    saved = {e['path']: base64.b64decode(e['content']) for e in opened['entries'] if e['state'] == 'file'}
+    assert saved == {path: content for path, (content, _rebuild) in FILES.items()}
+    assert [e['path'] for e in opened['entries']] == [e['path'] for e in _manifest()['files']]
+    assert all('content' not in e for e in opened['entries'] if e['state'] == 'absent')
+
+
+PROOF_DAMAGE = [
+    ('lost-entry', lambda m: m['files'].pop(3),
+     'it lists 3 entries but records 4: entries were lost or added after backup wrote it'),
+    ('lost-saved-entry', lambda m: m['files'].pop(1), 'it lists 3 entries but records 4'),
+    ('added-entry', lambda m: m['files'].append({'path': '/etc/passwd', 'state': 'absent', 'rebuild': 'none'}),
+     'it lists 5 entries but records 4'),
+    ('edited-entry', lambda m: m['files'][2].update(rebuild='none'),
+     'its entries do not match its digest'),
+    ('swapped-lost-and-count', lambda m: (m['files'].pop(3), m.update(count=3)), 'its entries do not match its digest'),
+    ('no-count', lambda m: m.pop('count'), 'no field count, which proves a schema 2 manifest whole'),
+    ('no-digest', lambda m: m.pop('digest'), 'no field digest, which proves a schema 2 manifest whole'),
+    ('count-as-text', lambda m: m.update(count='4'), "field count is '4', not an integer"),
+]
+
+
+@pytest.mark.parametrize('edit, message', [case[1:] for case in PROOF_DAMAGE], ids=[case[0] for case in PROOF_DAMAGE])
+def test_a_manifest_that_lost_or_changed_entries_is_told_from_a_whole_one(backups, edit, message):
+    _manifest_edit(edit, reprove=False)(backups)
+    opened = open_bundle(str(backups), HOST, None)
+    assert opened['error'] is not None and message in opened['error'], opened['error']
+    assert opened['entries'] == [] and opened['manifest'] is None
+
+
+def _proven(manifest):
+    """``manifest`` with the count and digest backup would write for its entries now."""
+    if isinstance(manifest.get('files'), list):
+        manifest.update(count=len(manifest['files']), digest=entries_digest(manifest['files']))
+    return manifest
+
+
+def _manifest_edit(edit, reprove=True):
+    """Damage: the good manifest, edited; ``reprove`` makes its proof fit, so the check behind it is reached."""
     def damage(backups):
         manifest = _manifest()
         edit(manifest)
-        _write(backups / HOST / ID, manifest)
+        _write(backups / HOST / ID, _proven(manifest) if reprove else manifest)
     return damage
 
 
@@ -195,7 +248,18 @@ DAMAGE = [
      'No backup bundle for pve1: {latest}/manifest.yml does not exist (the bundle is incomplete'),
     ('latest-escapes', _relink_latest('../../etc'), '{latest} points at ../../etc, not at a bundle name'),
     ('latest-dangling', _relink_latest('20000101T000000Z'),
-     'No backup bundle for pve1: {latest}/manifest.yml does not exist (no bundle directory {latest})'),
+     'No backup bundle for pve1: no bundle directory {latest}.'),
+    ('manifest-is-a-directory', lambda b: ((b / HOST / ID / 'manifest.yml').unlink(), (b / HOST / ID / 'manifest.yml').mkdir()),
+     'is not a restorable manifest for pve1: it is a directory, not a regular file'),
+    ('manifest-is-a-fifo', lambda b: ((b / HOST / ID / 'manifest.yml').unlink(), os.mkfifo(b / HOST / ID / 'manifest.yml')),
+     'is not a restorable manifest for pve1: it is a FIFO, not a regular file'),
+    ('saved-file-is-a-fifo', lambda b: (_in_bundle('/etc/default/grub')(b).unlink(),
+                                        os.mkfifo(_in_bundle('/etc/default/grub')(b))),
+     '{bundle}/etc/default/grub is not a regular file'),
+    ('bundle-is-a-file', lambda b: (__import__('shutil').rmtree(b / HOST / ID), (b / HOST / ID).write_text('x')),
+     'No backup bundle for pve1: {real} is not a directory.'),
+    ('host-dir-is-a-symlink', lambda b: ((b / HOST).rename(b / 'moved'), (b / HOST).symlink_to(b / 'moved')),
+     '{hostdir} is a symlink, not the host\'s bundle directory backup wrote'),
 ]
 
 
@@ -206,7 +270,7 @@ def test_a_damaged_bundle_is_refused_naming_the_problem(backups, damage, message
     opened = open_bundle(str(backups), HOST, None)
     assert opened['error'] is not None
     latest = str(backups / HOST / 'latest')
-    assert message.format(bundle=latest, latest=latest) in opened['error']
+    assert message.format(bundle=latest, latest=latest, real=backups / HOST / ID, hostdir=backups / HOST) in opened['error']
     assert opened['saved'] == [] and opened['absent'] == [] and opened['manifest'] is None
     after = sorted((str(p), p.is_symlink() or p.read_bytes() if p.is_file() else None) for p in backups.rglob('*'))
     assert after == before
@@ -218,14 +282,47 @@ def test_a_damaged_bundle_is_refused_naming_the_problem(backups, damage, message
     ('{dir}', HOST, '../../etc', "pcie_passthrough_backup_id=../../etc is neither 'latest' nor a bundle name"),
     ('{dir}', HOST, '/etc', "pcie_passthrough_backup_id=/etc is neither 'latest'"),
     ('{dir}', HOST, '20000101T000000Z',
-     'No backup bundle for pve1: {dir}/pve1/20000101T000000Z/manifest.yml does not exist (no bundle directory'),
+     'No backup bundle for pve1: no bundle directory {dir}/pve1/20000101T000000Z.'),
+    ('{dir}/pve1/' + ID + '/manifest.yml', HOST, None, 'is not a directory.'),
+    ('{dir}/nowhere', HOST, None, 'No backup bundle for pve1: pcie_passthrough_backup_dir {dir}/nowhere does not exist.'),
     ('{dir}', '..', None, 'The inventory host name ".." cannot name a bundle directory'),
     ('{dir}', 'pve1/../pve2', None, 'The inventory host name "pve1/../pve2" cannot name a bundle directory'),
     ('{dir}', 'pve2', None, 'No backup bundle for pve2'),
-], ids=['no-dir', 'null-dir', 'id-escapes', 'id-absolute', 'unknown-id', 'host-dotdot', 'host-slash', 'other-host'])
+], ids=['no-dir', 'null-dir', 'id-escapes', 'id-absolute', 'unknown-id', 'dir-is-a-file', 'dir-missing', 'host-dotdot',
+        'host-slash', 'other-host'])
 def test_a_bundle_that_cannot_be_found_is_refused(backups, backup_dir, host, backup_id, message):
     opened = open_bundle(backup_dir and backup_dir.format(dir=backups), host, backup_id)
     assert message.format(dir=backups) in opened['error']
+
+
+@pytest.mark.parametrize('name', [
+    'with space', '-leading-dash', '--check', 'new\nline', os.fsdecode(b'not-utf8-\xff'), 'tab\there', '~tilde', '$HOME',
+    '*glob?[x]',
+], ids=['space', 'dash', 'double-dash', 'newline', 'non-utf8', 'tab', 'tilde', 'dollar', 'glob'])
+def test_a_bundle_opens_however_its_directory_is_named(backups, name):
+    renamed = backups.parent / name
+    backups.rename(renamed)
+    opened = open_bundle(str(renamed), HOST, None)
+    assert opened['error'] is None, opened['error']
+    assert [e['path'] for e in opened['entries']] == [e['path'] for e in _manifest()['files']]
+    # What the result carries is printable UTF-8, whatever bytes the name holds.
+    for key in ('bundle', 'source'):
+        opened[key].encode('utf-8')
+        assert '\n' not in opened[key] and '\t' not in opened[key]
+
+
+def test_a_bundle_directory_reached_through_a_symlink_opens(backups):
+    link = backups.parent / 'link to backups'
+    link.symlink_to(backups)
+    assert open_bundle(str(link), HOST, None)['error'] is None
+
+
+@pytest.mark.parametrize('name', ['new\nline', os.fsdecode(b'not-utf8-\xff')], ids=['newline', 'non-utf8'])
+def test_a_refusal_names_an_odd_directory_in_printable_utf8(tmp_path, name):
+    error = open_bundle(str(tmp_path / name), HOST, None)['error']
+    error.encode('utf-8')
+    assert '\n' not in error
+    assert ('new\\x0aline' if 'line' in name else 'not-utf8-\\xff') in error
 
 
 def test_an_explicit_id_that_is_a_symlink_is_refused(backups):
@@ -257,7 +354,10 @@ def test_build_manifest_describes_each_candidate():
     stats = [_stat(p, r, c) for p, (c, r) in FILES.items()] + [_stat(p, r) for p, r in ABSENT.items()]
     manifest = build_manifest(stats, HOST, TIME, {'cmdline': True, 'vfio': True, 'blacklist': False}, '0.2.0')
     assert manifest == _manifest()
-    assert list(manifest) == ['schema', 'host', 'id', 'time', 'collection', 'version', 'due', 'files']
+    assert list(manifest) == ['schema', 'host', 'id', 'time', 'collection', 'version', 'due', 'count', 'digest', 'files']
+    assert manifest['count'] == len(FILES) + len(ABSENT)
+    assert manifest['digest'] == hashlib.sha256(json.dumps(sorted(manifest['files'], key=lambda e: e['path']),
+                                                           sort_keys=True, separators=(',', ':')).encode()).hexdigest()
 
 
 def test_build_manifest_keeps_numeric_owners_without_a_name():
