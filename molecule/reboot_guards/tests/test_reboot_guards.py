@@ -15,6 +15,7 @@ def test_configuration_was_written_although_the_reboot_was_held(host):
     assert b'options vfio-pci ids=10de:1b80,10de:10f0\n' in file_bytes(host, '/etc/modprobe.d/vfio-passthrough.conf')
 
 
-def test_quorum_was_asked_in_every_run_that_reached_the_cluster_check(host):
-    # check, converge and idempotence each reach it once (in the no-guest run).
-    assert file_bytes(host, '/run/vfio-stubs/pvecm.calls') == b'status\n' * 3
+def test_votes_were_counted_in_every_run(host):
+    # check, converge and idempotence each run the role twice; each run asks in the
+    # pre-flight (batch guard) and again before the node leaves.
+    assert file_bytes(host, '/run/vfio-stubs/corosync-quorumtool.calls') == b'-s -H\n' * 12
