@@ -79,7 +79,9 @@ def quorum_verdict(node, quorum):
     if quorum['total_votes'] < quorum['expected_votes']:
         numbers += ' (%d of %d votes present now)' % (quorum['total_votes'], quorum['expected_votes'])
     if remaining < quorum['quorum']:
-        return _verdict(['%s: %s: not rebooting' % (node, numbers)], notes=notes)
+        silent = (quorum.get('qdevice_flag') or qdevice) and not (qdevice and qdevice['voting'])
+        why = ' (the quorum device does not vote: is its qnetd reachable?)' if silent else ''
+        return _verdict(['%s: %s%s: not rebooting' % (node, numbers, why)], notes=notes)
     return _verdict(notes=['%s: %s: may leave' % (node, numbers)] + notes)
 
 

@@ -41,7 +41,8 @@ def votequorum(name):
      'pve1: 0 of 2 votes would remain, quorum needs 1 (1 of 2 votes present now): not rebooting'),
     ('qdevice_up.s.txt', 'pve1', 'ok', 'pve1: 2 of 3 votes would remain, quorum needs 2: may leave'),
     ('qdevice_qnetd_down.siH.txt', 'pve1', 'refuse',
-     'pve1: 1 of 3 votes would remain, quorum needs 2 (2 of 3 votes present now): not rebooting'),
+     'pve1: 1 of 3 votes would remain, quorum needs 2 (2 of 3 votes present now)'
+     ' (the quorum device does not vote: is its qnetd reachable?): not rebooting'),
     ('qdevice_peer_down.siH.txt', 'pve1', 'refuse',
      'pve1: 1 of 3 votes would remain, quorum needs 2 (2 of 3 votes present now): not rebooting'),
 ])
