@@ -16,9 +16,9 @@ description:
   - C(quorum) runs C(corosync-quorumtool -sH). The node may leave when the votes that remain without it
     (C(Total votes) minus its own) are at least C(Quorum). C(Total votes) holds a quorum device's vote only
     while the device votes, so a QDevice whose qnetd is out of reach counts for nothing. With C(two_node)
-    (votequorum(5)) quorum is 1: the survivor of a two-node cluster with both nodes up stays quorate.
-  - C(ha) runs C(ha-manager status) and reads C(/etc/pve/ha/manager_status) and the node's C(lrm_status):
-    it waits while the node is not yet in maintenance or an HA service is still on it (started, migrating,
+    (votequorum(5)) quorum is 1, so the survivor of a two-node cluster with both nodes up stays quorate.
+  - C(ha) runs C(ha-manager status) and reads C(/etc/pve/ha/manager_status) and the node's C(lrm_status),
+    and waits while the node is not yet in maintenance or an HA service is still on it (started, migrating,
     relocating, stopping, in recovery) and names the ones HA leaves alone (stopped, error, ignored).
   - C(ceph) asks C(ceph osd ok-to-stop) about the OSDs under the node's CRUSH host bucket
     (C(ceph osd ls-tree)) and reads C(ceph status --format json).
