@@ -7,11 +7,11 @@ from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vfio.passthrough.plugins.filter.cluster import passthrough_cluster_batch
 
-MEMBERS = ['pve1', 'pve2', 'pve3']
+MEMBERS = ('pve1', 'pve2', 'pve3')
 
 
 def peer(node, may_reboot=True, members=MEMBERS):
-    return {'__pcie_passthrough_cluster_peer': {'node': node, 'members': members, 'names': [node], 'may_reboot': may_reboot}}
+    return {'__pcie_passthrough_cluster_peer': {'node': node, 'members': list(members), 'names': [node], 'may_reboot': may_reboot}}
 
 
 @pytest.mark.parametrize('batch, hostvars, groups', [

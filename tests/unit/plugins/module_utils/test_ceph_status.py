@@ -70,3 +70,55 @@ def test_osd_ids(text, ids):
 def test_osd_ids_refuse(text):
     with pytest.raises(CephStatusError):
         parse_osd_ids(text)
+
+
+# ---- real answers of Debian 12's Ceph 16.2.15 (1 mon, 1 mgr, 3 memstore OSDs in host buckets pve1..pve3,
+# pool size 3 / min_size 2; tests/fixtures/cluster/README.md) ----------------------------------------------
+
+REAL = CEPH / 'real'
+
+
+def real(name):
+    return [(REAL / ('%s.%s' % (name, part))).read_text() for part in ('rc', 'stdout', 'stderr')]
+
+
+@pytest.mark.parametrize('name, ok, osds, inactive, not_ok, message', [
+    ('ok_to_stop_one', True, [1], 0, 0, ''),
+    ('ok_to_stop_two', False, [1, 2], 33, 33,
+     'Error EBUSY: unsafe to stop osd(s) at this time (33 PGs are or would become offline)'),
+    # osd.1 already down: stopping osd.2 too would leave the PGs below min_size.
+    ('ok_to_stop_two_osd1_down', False, [2], 33, 33,
+     'Error EBUSY: unsafe to stop osd(s) at this time (33 PGs are or would become offline)'),
+])
+def test_real_ok_to_stop(name, ok, osds, inactive, not_ok, message):
+    rc, out, err = real(name)
+    parsed = parse_ok_to_stop(int(rc), out, err)
+    assert parsed['ok_to_stop'] is ok
+    assert parsed['osds'] == osds
+    assert len(parsed['bad_become_inactive']) == inactive and parsed['num_not_ok_pgs'] == not_ok
+    assert parsed['message'] == message
+
+
+@pytest.mark.parametrize('name, states, checks', [
+    ('status_clean', {'active+clean': 33}, {'AUTH_INSECURE_GLOBAL_ID_RECLAIM_ALLOWED', 'MON_DISK_LOW'}),
+    ('status_noout_pve2', {'active+clean': 33}, {'AUTH_INSECURE_GLOBAL_ID_RECLAIM_ALLOWED', 'MON_DISK_LOW', 'OSD_FLAGS'}),
+    ('status_osd1_down', {'active+undersized+degraded': 32, 'active+undersized': 1},
+     {'AUTH_INSECURE_GLOBAL_ID_RECLAIM_ALLOWED', 'MON_DISK_LOW', 'OSD_DOWN', 'OSD_HOST_DOWN', 'PG_DEGRADED',
+      'POOL_APP_NOT_ENABLED'}),
+    ('status_recovering', {'active+recovery_wait+undersized+degraded+remapped': 19, 'active+clean': 13,
+                           'active+recovering+undersized+degraded+remapped': 1},
+     {'AUTH_INSECURE_GLOBAL_ID_RECLAIM_ALLOWED', 'MON_DISK_LOW', 'PG_DEGRADED', 'POOL_APP_NOT_ENABLED'}),
+])
+def test_real_status(name, states, checks):
+    parsed = parse_ceph_status(real(name)[1])
+    assert parsed['pgs_by_state'] == states and parsed['num_pgs'] == 33
+    assert set(parsed['checks']) == checks
+    assert (parsed['num_osds'], parsed['num_in_osds']) == (3, 3)
+
+
+def test_real_ls_tree():
+    assert parse_osd_ids(real('ls_tree_pve2')[1]) == [1]
+    rc, out, err = real('ls_tree_missing')
+    assert int(rc) == 2 and err.strip() == 'Error ENOENT: "pve9" does not exist'
+    with pytest.raises(CephStatusError):
+        parse_osd_ids(out)

@@ -133,13 +133,13 @@ def test_ha_without_maintenance_still_waits_for_services():
 
 
 def test_ha_started_but_not_running_is_starting():
-    manager, lrm, _ = ha('manager_status_drained.json', 'lrm_status_maintenance.json')
+    manager, lrm = ha('manager_status_drained.json', 'lrm_status_maintenance.json')[:2]
     manager['service_status']['vm:105'] = {'node': 'pve2', 'state': 'started', 'target': None, 'running': 0}
     assert 'vm:105 (starting)' in ha_verdict('pve2', manager, lrm)['reasons'][0]
 
 
 def test_ha_unknown_state_waits():
-    manager, lrm, _ = ha('manager_status_drained.json', 'lrm_status_maintenance.json')
+    manager, lrm = ha('manager_status_drained.json', 'lrm_status_maintenance.json')[:2]
     manager['service_status']['vm:106'] = {'node': 'pve2', 'state': 'some_new_state', 'target': None, 'running': None}
     assert ha_verdict('pve2', manager, lrm)['verdict'] == 'wait'
 
@@ -226,3 +226,36 @@ def host(node, members, may_reboot=True, names=()):
 ])
 def test_batch_conflicts(hosts, groups):
     assert batch_conflicts(hosts) == groups
+
+
+# ---- Ceph 16.2.15, real answers ----------------------------------------------------------------
+
+def real(name):
+    return [(FIXTURES / 'ceph' / 'real' / ('%s.%s' % (name, part))).read_text() for part in ('rc', 'stdout', 'stderr')]
+
+
+@pytest.mark.parametrize('answer, status_name, verdict, words', [
+    ('ok_to_stop_one', 'status_clean', 'ok', 'Ceph: ok-to-stop agrees for osd.1'),
+    # The next node while the previous one's PGs still recover: the second Ceph failure.
+    ('ok_to_stop_two_osd1_down', 'status_osd1_down', 'refuse',
+     'Ceph: ok-to-stop says PGs 1.0, 2.0, 2.1, 2.2, 2.3, 2.4, 2.5, 2.6, 2.7, 2.8 and 23 more would become inactive:'
+     ' not rebooting pve3'),
+])
+def test_ceph_stop_real(answer, status_name, verdict, words):
+    rc, out, err = real(answer)
+    result = ceph_stop_verdict('pve3', parse_ok_to_stop(int(rc), out, err), parse_ceph_status(real(status_name)[1]))
+    assert result['verdict'] == verdict
+    assert words in result['reasons'] + result['notes']
+
+
+@pytest.mark.parametrize('name, verdict, words', [
+    ('status_clean', 'ok', 'Ceph: all 33 PGs active+clean'),
+    ('status_noout_pve2', 'ok', 'Ceph: all 33 PGs active+clean'),
+    ('status_osd1_down', 'wait', 'Ceph: 33 of 33 PGs not active+clean: 1 active+undersized, 32 active+undersized+degraded'),
+    ('status_recovering', 'wait', 'Ceph: 20 of 33 PGs not active+clean: 1 active+recovering+undersized+degraded+remapped,'
+                                  ' 19 active+recovery_wait+undersized+degraded+remapped'),
+])
+def test_ceph_clean_real(name, verdict, words):
+    result = ceph_clean_verdict(parse_ceph_status(real(name)[1]))
+    assert result['verdict'] == verdict
+    assert words in result['reasons'] + result['notes']

@@ -167,3 +167,28 @@ def test_bad_check_name_fails_cleanly(monkeypatch):
     FakeTools({}).install(monkeypatch)
     result = run_module(cluster_leave_info.main, {'checks': ['quorom']})
     assert result['failed'] and 'quorom' in result['msg']
+
+
+def real(name):
+    rc, out, err = [(FIXTURES / 'ceph' / 'real' / ('%s.%s' % (name, part))).read_text() for part in ('rc', 'stdout', 'stderr')]
+    return int(rc), out, err
+
+
+@pytest.mark.parametrize('answer, verdict', [('ok_to_stop_one', 'ok'), ('ok_to_stop_two_osd1_down', 'refuse')])
+def test_ceph_real_answers(monkeypatch, answer, verdict):
+    """Ceph 16.2.15's own answers (pve2 holds osd.1; the refusal is for a node whose OSDs would take PGs below min_size)."""
+    FakeTools({
+        ('ceph', 'osd', 'ls-tree', '--format', 'json', 'pve2'): real('ls_tree_pve2'),
+        STATUS: real('status_clean'),
+        ('ceph', 'osd', 'ok-to-stop', '1', '--format', 'json'): real(answer),
+    }).install(monkeypatch)
+    result = run_module(cluster_leave_info.main, {'node': 'pve2', 'checks': ['ceph']})
+    assert result['verdict'] == verdict
+    assert result['ceph']['ok_to_stop']['rc'] == (0 if verdict == 'ok' else 16)
+
+
+def test_ceph_real_missing_host_bucket(monkeypatch):
+    FakeTools({('ceph', 'osd', 'ls-tree', '--format', 'json', 'pve2'): real('ls_tree_missing')}).install(monkeypatch)
+    result = run_module(cluster_leave_info.main, {'node': 'pve2', 'checks': ['ceph']})
+    assert result['verdict'] == 'refuse'
+    assert 'Error ENOENT: "pve9" does not exist' in result['message']
