@@ -443,22 +443,25 @@ def edit_args(text, request):
     return _render(pairs, trailing)
 
 
+def _holds(tokens, text, request, arg, absent):
+    """Whether the kernel tokens hold ``arg``: for an argument asked present, as the kernel would read
+    it (the last occurrence wins, a merge list holds every item); for one asked absent, any trace of it."""
+    name, value = arg_name(arg), arg_value(arg)
+    same = [tok for tok in tokens if same_name(tok, name)]
+    if value is None:
+        return bool(same) if absent else any(arg_value(tok) is None for tok in same)
+    if request.is_merge(name):
+        asked, have = set(_items(value)), set(effective_items(text, name))
+        return bool(asked & have) if absent else asked <= have
+    if absent:
+        return any(arg_value(tok) == value for tok in same)
+    return bool(same) and arg_value(same[-1]) == value
+
+
 def remaining_absent(text, request):
     """The arguments ``request`` asks absent that the kernel part of ``text`` still has, in request order."""
     tokens = kernel_tokens(text)
-    remaining = []
-    for arg in request.absent:
-        name, value = arg_name(arg), arg_value(arg)
-        same = [tok for tok in tokens if same_name(tok, name)]
-        if value is None:
-            hit = bool(same)
-        elif request.is_merge(name):
-            hit = bool(set(_items(value)) & set(effective_items(text, name)))
-        else:
-            hit = any(arg_value(tok) == value for tok in same)
-        if hit:
-            remaining.append(arg)
-    return remaining
+    return [arg for arg in request.absent if _holds(tokens, text, request, arg, absent=True)]
 
 
 def unmet_args(text, request):
@@ -467,19 +470,7 @@ def unmet_args(text, request):
     Only the kernel part counts: an argument after '--' goes to init.
     """
     tokens = kernel_tokens(text)
-    unmet = []
-    for arg in request.present:
-        name, value = arg_name(arg), arg_value(arg)
-        same = [tok for tok in tokens if same_name(tok, name)]
-        if value is None:
-            ok = any(arg_value(tok) is None for tok in same)
-        elif request.is_merge(name):
-            ok = set(_items(value)) <= set(effective_items(text, name))
-        else:
-            # The kernel lets the last occurrence win for most parameters.
-            ok = bool(same) and arg_value(same[-1]) == value
-        if not ok:
-            unmet.append('missing %s' % arg)
+    unmet = ['missing %s' % arg for arg in request.present if not _holds(tokens, text, request, arg, absent=False)]
     unmet.extend('still has %s' % arg for arg in remaining_absent(text, request))
     if request.group and request.insert_group:
         # The same tokens in the same order mean the same pools, adjacent or not; the edit keeps the same set.

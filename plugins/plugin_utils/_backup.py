@@ -147,16 +147,22 @@ def entries_digest(files):
     return hashlib.sha256(text.encode('ascii')).hexdigest()
 
 
-def _proof_problems(manifest):
-    """Why a schema-2 manifest is not provably whole; a schema-1 one carries no proof (the caller warns)."""
+def _field_problems(manifest, fields, why_needed=''):
+    """A missing or mistyped field of ``fields`` ({name: type}) in ``manifest``, each named."""
     problems = []
-    for field, expected in PROOF_FIELDS.items():
+    for field, expected in fields.items():
         if field not in manifest:
-            problems.append('no field %s, which proves a schema %d manifest whole' % (field, manifest['schema']))
+            problems.append('no field %s%s' % (field, why_needed))
             continue
         problem = _type_problem('field %s' % field, manifest[field], expected)
         if problem:
             problems.append(problem)
+    return problems
+
+
+def _proof_problems(manifest):
+    """Why a schema-2 manifest is not provably whole; a schema-1 one carries no proof (the caller warns)."""
+    problems = _field_problems(manifest, PROOF_FIELDS, ', which proves a schema %d manifest whole' % manifest['schema'])
     if problems:
         return problems
     if manifest['count'] != len(manifest['files']):
@@ -217,14 +223,7 @@ def validate_manifest(manifest, host, name):
         return ['it is %r, not a mapping' % (type(manifest).__name__,)]
     # Bundles of 0.1.0 carry no schema field; their layout is schema 1.
     manifest = dict({'schema': 1}, **manifest)
-    problems = []
-    for field, expected in HEADER_FIELDS.items():
-        if field not in manifest:
-            problems.append('no field %s' % field)
-            continue
-        problem = _type_problem('field %s' % field, manifest[field], expected)
-        if problem:
-            problems.append(problem)
+    problems = _field_problems(manifest, HEADER_FIELDS)
     if problems:
         return problems
     if not 1 <= manifest['schema'] <= SCHEMA_VERSION:
