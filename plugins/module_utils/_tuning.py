@@ -17,7 +17,7 @@ __all__ = [
     'TuningError', 'PAGE_SIZES', 'HUGEPAGE_ARGS', 'ISOLATION_ARGS', 'MIB', 'GIB',
     'parse_cpulist', 'format_cpulist', 'parse_size', 'page_size_name', 'hugepage_group',
     'hugepage_reservations', 'foreign_reservations', 'memory_guard', 'cpu_guard', 'page_size_guard',
-    'parse_meminfo', 'cpu_flags', 'size_text', 'hugepage_count', 'same_hugepage_tokens',
+    'parse_meminfo', 'cpu_flags', 'hugepage_count', 'same_hugepage_tokens',
 ]
 
 MIB = 1024 * 1024
@@ -106,14 +106,6 @@ def page_size_name(text, what='size'):
         if size == value:
             return name
     raise TuningError('%s: %r is not a hugepage size this host type offers (2M or 1G)' % (what, text))
-
-
-def size_text(size):
-    """A byte count as the kernel argument would spell it."""
-    for unit, suffix in ((GIB, 'G'), (MIB, 'M'), (1024, 'K')):
-        if size and size % unit == 0:
-            return '%d%s' % (size // unit, suffix)
-    return str(size)
 
 
 def hugepage_group(size, count):
