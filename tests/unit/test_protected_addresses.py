@@ -9,6 +9,7 @@ report must gather its facts through the role's own task.
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import pytest
@@ -20,8 +21,29 @@ ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / 'roles' / 'pcie_passthrough'
 FACTS_TASKS = ROLE / 'tasks' / 'iommu_facts.yml'
 RULE = '{{ __pcie_passthrough_protect_addresses }}'
+
+
+def _protecting_modules():
+    """Every module that takes ``protect_addresses``, read from its own documentation: a new module
+    that judges host-critical devices is covered the day it documents the option."""
+    found = []
+    for path in sorted((ROOT / 'plugins' / 'modules').glob('*.py')):
+        tree = ast.parse(path.read_text(encoding='utf-8'))
+        for node in tree.body:
+            if isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == 'DOCUMENTATION' for t in node.targets):
+                options = (yaml.safe_load(node.value.value) or {}).get('options') or {}
+                if 'protect_addresses' in options:
+                    found.append('vfio.passthrough.' + path.stem)
+    return tuple(found)
+
+
 # The modules whose host-critical verdicts depend on the protected addresses.
-PROTECTING = ('vfio.passthrough.iommu_facts', 'vfio.passthrough.driver_blacklist')
+PROTECTING = _protecting_modules()
+
+
+def test_the_protecting_modules_are_found():
+    assert {'vfio.passthrough.iommu_facts', 'vfio.passthrough.driver_blacklist',
+            'vfio.passthrough.sriov_vfs'} <= set(PROTECTING)
 
 
 def _tasks(tasks):
