@@ -116,7 +116,25 @@ class FakeHost:
     def device_dir(self, address):
         return self._dirs[address]
 
+    def vfio_device_file(self, address, name):
+        """The VFIO device file ``/dev/vfio/devices/<name>`` of ``address`` (CONFIG_VFIO_DEVICE_CDEV), as sysfs
+        shows it: ``<device>/vfio-dev/<name>`` and ``sys/class/vfio-dev/<name>`` linking to it."""
+        rel = '%s/vfio-dev/%s' % (self._dirs[address], name)
+        self.write(rel + '/dev', '511:%s\n' % name[4:])
+        self.link('sys/class/vfio-dev/%s' % name, rel)
+        return self
+
     # -- procfs ------------------------------------------------------------
+    def open_file(self, pid, fd, target):
+        """Process ``pid`` holds ``target`` (an absolute path on the host) open as descriptor ``fd``."""
+        self.mkdir('proc/%d/fd' % pid)
+        os.symlink(target, self.root / ('proc/%d/fd/%d' % (pid, fd)))
+        return self
+
+    def iomem(self, text):
+        self.write('proc/iomem', text)
+        return self
+
     def cmdline(self, text):
         self.write('proc/cmdline', text + '\n')
         return self
