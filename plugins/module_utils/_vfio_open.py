@@ -77,7 +77,7 @@ def vfio_users(root, devices, openers=None):
     opened = {path: vfio_open_target(path) for path in openers}
     # Only a device on a VFIO driver has a device file (facts without vfio_driver: every device is asked).
     candidates = sorted(a for a, d in devices.items() if (d or {}).get('vfio_driver', True))
-    cdevs = vfio_device_files(root, candidates) if any(k == 'device' for k, _ in opened.values()) else {}
+    cdevs = vfio_device_files(root, candidates) if any(kind == 'device' for kind, _key in opened.values()) else {}
     users = {}
     for path in sorted(openers):
         kind, key = opened[path]

@@ -40,6 +40,7 @@ ACS_RISK = (
     'pcie_passthrough_acs_override_accept_risk: true to confirm.'
 )
 
+
 def _pci_id(device):
     return '%s:%s' % (device['vendor_id'], device['device_id'])
 

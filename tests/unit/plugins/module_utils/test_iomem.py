@@ -94,9 +94,9 @@ def test_resource_file_bars():
 
 @given(st.integers(0, 2 ** 40), st.integers(1, 2 ** 28), st.integers(0, 2 ** 28), st.integers(1, 2 ** 24))
 def test_framebuffer_is_placed_only_inside_a_bar(bar_start, bar_size, offset, fb_size):
-    bar = (1, bar_start, bar_start + bar_size - 1)
+    region = (1, bar_start, bar_start + bar_size - 1)
     fb = ('BOOTFB', bar_start + offset, bar_start + offset + fb_size - 1)
-    found = framebuffer_in_bars([bar], [fb])
+    found = framebuffer_in_bars([region], [fb])
     assert (found is not None) == (offset + fb_size <= bar_size)
 
 

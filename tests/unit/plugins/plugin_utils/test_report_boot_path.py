@@ -31,4 +31,4 @@ def test_vfio_device_file_row_per_installed_kernel():
             '6.1.0-27-amd64: unreadable; 6.12.41+deb13-amd64: y; 7.0.13+deb13-amd64: y') in host_rows(
         {'vfio_device_cdev': kernels})
     # older facts, or no kernel found: no row
-    assert not any(name.startswith('VFIO device files') for name, _ in host_rows({'vfio_device_cdev': {}}))
+    assert not any(name.startswith('VFIO device files') for name in dict(host_rows({'vfio_device_cdev': {}})))
