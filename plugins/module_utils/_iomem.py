@@ -9,8 +9,8 @@ registers a platform device for it: ``simple-framebuffer`` with a memory
 resource named ``BOOTFB`` (sysfb_simplefb.c) when the mode is simple, else
 ``efi-framebuffer`` or ``vesa-framebuffer``; the drivers that bind claim the
 range again under their own names (``simpledrm``, ``simplefb``, ``efifb``,
-``vesafb``). While such a range is claimed, vfio-pci cannot reserve the BAR
-("BAR 1: can't reserve") and the VM shows nothing. Keeping ``sysfb_init`` from
+``vesafb``). While such a range is claimed, vfio-pci may fail to reserve the
+BAR ("BAR 1: can't reserve") and the VM shows nothing. Keeping ``sysfb_init`` from
 running (``initcall_blacklist=sysfb_init``) stops every one of them, since all
 are registered there; ``video=efifb:off`` / ``video=vesafb:off`` only keep one
 fbdev driver off and leave simpledrm and BOOTFB in place.
@@ -125,8 +125,9 @@ def framebuffer_hint(address, device, state):
     held = device.get('boot_framebuffer')
     if held:
         return ('warning',
-                '%s BAR %s (%s-%s) holds the boot framebuffer %s %s-%s: the host console claims that memory, so '
-                'vfio-pci cannot reserve the BAR and the VM shows no picture. Add %s to pcie_passthrough_kernel_args '
+                '%s BAR %s (%s-%s) holds the boot framebuffer %s %s-%s: while the host console claims that memory '
+                'vfio-pci may fail to reserve the BAR ("can\'t reserve") and the VM show no picture. Add %s to '
+                'pcie_passthrough_kernel_args '
                 '(it keeps sysfb_init from registering the firmware framebuffer that simpledrm, simplefb, efifb and '
                 'vesafb bind to)'
                 % (address, held['bar'], held['bar_start'], held['bar_end'], held['name'], held['start'], held['end'],

@@ -153,10 +153,10 @@ BOOTFB = {'name': 'BOOTFB', 'start': '0xe0000000', 'end': '0xe07fffff', 'bar': 1
       'shows only zero addresses (read without root). Gather the facts as root to see it; no kernel argument is '
       'suggested without that evidence']),
     (dict(_dev(cls='030000', boot_vga=True), boot_framebuffer=BOOTFB), 'readable',
-     ['0000:03:00.0 BAR 1 (0xe0000000-0xefffffff) holds the boot framebuffer BOOTFB 0xe0000000-0xe07fffff: the host '
-      'console claims that memory, so vfio-pci cannot reserve the BAR and the VM shows no picture. Add '
-      'initcall_blacklist=sysfb_init to pcie_passthrough_kernel_args (it keeps sysfb_init from registering the '
-      'firmware framebuffer that simpledrm, simplefb, efifb and vesafb bind to)']),
+     ['0000:03:00.0 BAR 1 (0xe0000000-0xefffffff) holds the boot framebuffer BOOTFB 0xe0000000-0xe07fffff: while the '
+      'host console claims that memory vfio-pci may fail to reserve the BAR ("can\'t reserve") and the VM show no '
+      'picture. Add initcall_blacklist=sysfb_init to pcie_passthrough_kernel_args (it keeps sysfb_init from '
+      'registering the firmware framebuffer that simpledrm, simplefb, efifb and vesafb bind to)']),
     (_dev(cls='030000', boot_vga=False), 'hidden', []),
 ])
 def test_boot_framebuffer_notes(device, iomem, notes):
