@@ -13,14 +13,20 @@ import re
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._bootloader import SYSTEMD_BOOT_GUID, booted_loader
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import kernel_args
+from ansible_collections.vfio.passthrough.plugins.module_utils._iomem import (
+    READABLE, find_framebuffers, framebuffer_in_bars, iomem_state, parse_iomem, parse_resource,
+)
+from ansible_collections.vfio.passthrough.plugins.module_utils._kconfig import kernel_options
 from ansible_collections.vfio.passthrough.plugins.module_utils._kernel_names import show_name
 from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import read_net_interfaces
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
-    OTHER_CARD, group_relation, normalise_module, off_host,
+    OTHER_CARD, VFIO_PCI, group_relation, normalise_module, off_host,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import (
     modules_for_modalias, parse_pci_aliases, read_pci_devices,
 )
+from ansible_collections.vfio.passthrough.plugins.module_utils._pve_config import guest_pci_settings
+from ansible_collections.vfio.passthrough.plugins.module_utils._sriov import read_guest_configs
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import as_tree
 
 __all__ = [
@@ -126,13 +132,52 @@ def _boot_path(tree, cmdline):
                          tree.read(efivars + '/' + info) if info in names else None)
 
 
-def gather_iommu_facts(root, kernel_log=None, interfaces=None):
+_DISPLAY_CLASS = '03'
+# The per-device VFIO character devices (/dev/vfio/devices/vfioN) exist only where this is y.
+VFIO_DEVICE_CDEV = 'CONFIG_VFIO_DEVICE_CDEV'
+
+
+def _boot_framebuffers(tree, devices):
+    """(iomem state, {address: framebuffer facts}) for the display devices whose BAR holds the boot framebuffer.
+
+    The resource files are read only when /proc/iomem shows a framebuffer at all.
+    """
+    text = tree.read('proc/iomem')
+    ranges = parse_iomem(text)
+    state = iomem_state(text, ranges)
+    framebuffers = find_framebuffers(ranges) if state == READABLE else []
+    held = {}
+    for address in sorted(devices) if framebuffers else ():
+        if (devices[address]['class'] or '').startswith(_DISPLAY_CLASS):
+            found = framebuffer_in_bars(parse_resource(tree.read(devices[address]['path'] + '/resource', resolved=True)),
+                                        framebuffers)
+            if found:
+                held[address] = found
+    return state, held
+
+
+def _variant_driver_guests(tree, devices, node):
+    """{address: [{'where', 'driver'}]} for each device on a vfio-pci variant driver: the guest settings naming it.
+
+    /etc/pve is read only when such a device exists.
+    """
+    variants = [a for a in sorted(devices) if devices[a]['vfio_driver'] not in (None, VFIO_PCI)]
+    if not variants:
+        return {}
+    configs, mapping_text = read_guest_configs(tree, node)
+    settings = guest_pci_settings(configs, mapping_text, list(devices), node)
+    return {address: [{'where': item['where'], 'driver': item['options'].get('driver')}
+                      for item in settings.get(address, [])] for address in variants}
+
+
+def gather_iommu_facts(root, kernel_log=None, interfaces=None, node=None):
     """Build ``ansible_facts.iommu`` (without host_critical, which the caller adds).
 
     ``kernel_log`` is a callable returning the kernel log text; it is called
     at most once and only when sysfs/procfs cannot answer. Pass None for a
     non-live root, whose log we cannot see. ``interfaces`` (from
-    read_net_interfaces) saves reading sys/class/net twice.
+    read_net_interfaces) saves reading sys/class/net twice. ``node`` is this
+    Proxmox node's name, for its guests' hostpci settings (None: every node's).
     """
     tree = as_tree(root)
     log_cache = []
@@ -184,6 +229,8 @@ def gather_iommu_facts(root, kernel_log=None, interfaces=None):
         if facts['pci_address']:
             netdevs.setdefault(facts['pci_address'], []).append(show_name(ifname))
 
+    iomem, framebuffers = _boot_framebuffers(tree, devices)
+
     # A device on vfio-pci, a variant of it, pci-stub or no driver no longer shows
     # which driver the host would give it; modules.alias does, as for lspci -k.
     aliases = None
@@ -206,6 +253,7 @@ def gather_iommu_facts(root, kernel_log=None, interfaces=None):
             'isolated': _isolated(address, peers, devices),
             'netdevs': netdevs.get(address, []),
             'host_critical': [],
+            'boot_framebuffer': framebuffers.get(address),
         })
         out_devices[address] = entry
 
@@ -225,4 +273,7 @@ def gather_iommu_facts(root, kernel_log=None, interfaces=None):
         'groups': {str(n): {'devices': members[n], 'type': groups[n]['type']} for n in sorted(groups)},
         'devices': out_devices,
         'vfio_bound': [a for a in sorted(devices) if devices[a]['vfio_driver']],
+        'iomem': iomem,
+        'variant_driver_guests': _variant_driver_guests(tree, devices, node),
+        'vfio_device_cdev': kernel_options(tree, VFIO_DEVICE_CDEV),
     }

@@ -15,6 +15,12 @@ The grammar is Proxmox's, taken from its public sources:
 * pve-common ``src/PVE/SysFSTools.pm``: ``lspci`` matches an ID as a PREFIX of
   ``[0000:]domain:bus:slot.function``, so ``01:00`` is every function of
   ``0000:01:00`` and an ID without domain means domain 0000.
+* qemu-server 9.1 (Proxmox VE 9.1) adds ``driver`` to ``$hostpci_fmt``:
+  ``driver=keep`` leaves the device on the driver it is bound to (a vfio-pci
+  variant such as mlx5_vfio_pci) instead of rebinding it to vfio-pci at VM
+  start, and Proxmox then skips its own reset of it. ``keep`` is the one value
+  read here; the qemu-server sources stored for this project predate the key,
+  so its exact schema entry is not quoted.
 * qemu-server ``parse_vm_config``: ``key: value`` lines starting in column 0
   (``^([a-z][a-z_]*\\d*):\\s*(.+?)\\s*$``), ``#`` description lines,
   ``[PENDING]``, ``[special:cloudinit]`` and ``[snapshot]`` sections; a value
@@ -41,7 +47,7 @@ import re
 
 __all__ = [
     'HOSTPCI_KEYS', 'MAP_KEYS', 'parse_hostpci', 'hostpci_id_addresses', 'parse_vm_config_hostpci',
-    'parse_pci_mapping', 'guest_pci_references', 'vmid_of',
+    'parse_pci_mapping', 'guest_pci_settings', 'guest_pci_references', 'vmid_of', 'variant_driver_note',
 ]
 
 # $PCIRE of qemu-server: [domain:]bus:slot[.function], lowercase hex, a domain of 4 or more digits.
@@ -67,6 +73,7 @@ HOSTPCI_KEYS = {
     'device-id': ('string', _HEX_ID),
     'sub-vendor-id': ('string', _HEX_ID),
     'sub-device-id': ('string', _HEX_ID),
+    'driver': ('string', re.compile(r'keep\Z')),
 }
 _DEFAULT_KEY = 'host'
 
@@ -287,6 +294,35 @@ def _where(vmid, setting, via=None):
     return 'guest %s (%s%s)' % (vmid, place, ', mapping %s' % via if via else '')
 
 
+def _vmid_order(vmid):
+    return (len(str(vmid)), str(vmid))
+
+
+def guest_pci_settings(configs, mapping_text, existing, node=None):
+    """{address: [{'where': 'guest 101 (hostpci0)', 'options': {key: value}}]} for every guest setting naming a device.
+
+    The same reading as guest_pci_references (``configs`` maps a VMID to its
+    config text); ``options`` are the setting's other keys (``driver``,
+    ``pcie``, ...), so a caller can tell which guest keeps the device's driver.
+    """
+    found = {}
+    mappings = parse_pci_mapping(mapping_text)
+    for vmid in sorted(configs, key=_vmid_order):
+        for setting in parse_vm_config_hostpci(configs[vmid]):
+            parsed = setting['hostpci']
+            named = []
+            for ident in parsed['host']:
+                named.extend((a, _where(vmid, setting)) for a in hostpci_id_addresses(ident, existing))
+            if parsed['mapping'] is not None:
+                named.extend((a, _where(vmid, setting, parsed['mapping']))
+                             for a in _mapping_addresses(mappings.get(parsed['mapping'], []), existing, node))
+            for address, where in named:
+                bucket = found.setdefault(address, [])
+                if all(item['where'] != where for item in bucket):
+                    bucket.append({'where': where, 'options': dict(parsed['options'])})
+    return found
+
+
 def guest_pci_references(configs, mapping_text, existing, node=None):
     """{address: [why]} for every device of ``existing`` a guest or a resource mapping names.
 
@@ -296,26 +332,44 @@ def guest_pci_references(configs, mapping_text, existing, node=None):
     ``guest 102 (hostpci1, mapping nic1)`` or ``resource mapping nic1``: a
     mapping no guest names yet is still there to be given to one.
     """
-    refs = {}
-
-    def add(addresses, why):
-        for address in addresses:
+    refs = {address: [item['where'] for item in items]
+            for address, items in guest_pci_settings(configs, mapping_text, existing, node).items()}
+    mappings = parse_pci_mapping(mapping_text)
+    for ident in sorted(mappings):
+        for address in _mapping_addresses(mappings[ident], existing, node):
             bucket = refs.setdefault(address, [])
+            why = 'resource mapping %s' % ident
             if why not in bucket:
                 bucket.append(why)
-
-    mappings = parse_pci_mapping(mapping_text)
-    for vmid in sorted(configs, key=lambda v: (len(str(v)), str(v))):
-        for setting in parse_vm_config_hostpci(configs[vmid]):
-            parsed = setting['hostpci']
-            for ident in parsed['host']:
-                add(hostpci_id_addresses(ident, existing), _where(vmid, setting))
-            if parsed['mapping'] is not None:
-                add(_mapping_addresses(mappings.get(parsed['mapping'], []), existing, node),
-                    _where(vmid, setting, parsed['mapping']))
-    for ident in sorted(mappings):
-        add(_mapping_addresses(mappings[ident], existing, node), 'resource mapping %s' % ident)
     return refs
+
+
+def variant_driver_note(driver, guests):
+    """What Proxmox VE 9.1+ does with a device on vfio-pci variant ``driver`` when a VM starts, or None.
+
+    ``guests`` are the settings naming the device (``[{'where', 'driver'}]``,
+    the facts' ``variant_driver_guests``). Without ``driver=keep`` Proxmox
+    rebinds the device to plain vfio-pci (losing what the variant adds, such
+    as live migration); with it Proxmox leaves the driver and skips its own
+    reset of the device.
+    """
+    if not driver:
+        return None
+    kept = [g['where'] for g in guests if g.get('driver') == 'keep']
+    rebound = [g['where'] for g in guests if g.get('driver') != 'keep']
+    parts = []
+    if kept:
+        parts.append('%s keep%s it on %s (driver=keep: Proxmox VE leaves the driver and skips its own reset of the '
+                     'device)' % (', '.join(kept), 's' if len(kept) == 1 else '', driver))
+    if rebound:
+        parts.append('%s name%s it without driver=keep: Proxmox VE 9.1 and later rebinds it to plain vfio-pci when '
+                     '%s starts; add ,driver=keep to keep %s' % (', '.join(rebound), 's' if len(rebound) == 1 else '',
+                                                                 'that VM' if len(rebound) == 1 else 'those VMs', driver))
+    if not guests:
+        parts.append('on %s, a vfio-pci variant driver: Proxmox VE 9.1 and later rebinds it to plain vfio-pci when a '
+                     'VM starts unless the VM\'s hostpci line for it has driver=keep (then Proxmox skips its own reset '
+                     'of the device)' % driver)
+    return '; '.join(parts)
 
 
 def vmid_of(name):

@@ -20,7 +20,7 @@ verify alike:
   (``live``), or must wait for the next boot (``deferred``): the kernel
   destroys every VF before it creates a new count, and a driver resets the
   PF on the way, so a host-critical PF, a PF with a VF the host runs on, or a
-  PF whose VFs are in use (their /dev/vfio group open, named in a guest's
+  PF whose VFs are in use (their /dev/vfio group or device file open, named in a guest's
   ``hostpciN`` or a resource mapping) never changes while the host runs.
 * ``render``: the udev rule that runs ``SCRIPT`` when the PF's driver binds,
   and the script itself, which also does the live change.
@@ -42,7 +42,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import as_
 
 __all__ = [
     'OWNER', 'SCRIPT', 'RULES', 'NONE', 'LIVE', 'DEFERRED', 'REFUSED', 'check_request', 'vf_address',
-    'vfio_group_of', 'read_vfio_holders', 'read_guest_references', 'vfs_in_use', 'host_vfs', 'vf_removal',
+    'read_guest_configs', 'read_guest_references', 'vfs_in_use', 'host_vfs', 'vf_removal',
     'managed_pfs', 'dropped_host_vfs', 'decide', 'render', 'script_argv', 'verify',
 ]
 
@@ -51,7 +51,6 @@ SCRIPT = '/usr/local/sbin/vfio-passthrough-sriov'
 RULES = '/etc/udev/rules.d/70-vfio-passthrough-sriov.rules'
 NONE, LIVE, DEFERRED, REFUSED = 'none', 'live', 'deferred', 'refused'
 _KEYS = ('pf', 'vfs', 'vfio')
-_VFIO_GROUP = re.compile(r'/dev/vfio/(\d+)\Z')
 _RULE_PF = re.compile(r'KERNEL=="([0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])"')
 
 
@@ -227,33 +226,13 @@ def dropped_host_vfs(entries, devices, rules_text):
 
 # -- what holds a VF --------------------------------------------------------
 
-def vfio_group_of(target):
-    """The IOMMU group number a /proc/PID/fd link target opens (``/dev/vfio/12`` -> 12), or None."""
-    match = _VFIO_GROUP.match(target or '')
-    return int(match.group(1)) if match else None
-
-
-def read_vfio_holders(root):
-    """{IOMMU group: [pid]} for every /dev/vfio group a process holds open, from /proc/PID/fd."""
-    tree = as_tree(root)
-    held = {}
-    for pid in tree.listdir('proc'):
-        if not pid.isdigit():
-            continue
-        for fd in tree.listdir('proc/%s/fd' % pid, resolved=True):
-            group = vfio_group_of(tree.readlink('proc/%s/fd/%s' % (pid, fd)))
-            if group is not None and int(pid) not in held.setdefault(group, []):
-                held[group].append(int(pid))
-    return held
-
-
-def read_guest_references(root, existing, node=None):
-    """{address: ["guest 101 (hostpci0)", "resource mapping nic1"]} from the Proxmox cluster files.
+def read_guest_configs(root, node=None):
+    """({vmid: config text}, pci.cfg text) of this node's guests, from the Proxmox cluster files.
 
     The guests are this node's: ``etc/pve/qemu-server`` (pmxcfs links it to the
     local node) and ``etc/pve/nodes/<node>/qemu-server``; another node's guest
     names another machine's device at the same address. Without ``node`` every
-    node's guests count. Parsing is _pve_config's, as Proxmox parses.
+    node's guests count.
     """
     tree = as_tree(root)
     dirs = ['etc/pve/qemu-server']
@@ -265,17 +244,26 @@ def read_guest_references(root, existing, node=None):
             vmid = vmid_of(name)
             if vmid is not None and vmid not in configs:
                 configs[vmid] = tree.read('%s/%s' % (directory, name)) or ''
-    return guest_pci_references(configs, tree.read('etc/pve/mapping/pci.cfg'), list(existing), node)
+    return configs, tree.read('etc/pve/mapping/pci.cfg')
 
 
-def vfs_in_use(pf, devices, holders, references):
-    """{vf address: [why]} for the VFs of ``pf`` now that a VM may be using."""
+def read_guest_references(root, existing, node=None):
+    """{address: ["guest 101 (hostpci0)", "resource mapping nic1"]} from the Proxmox cluster files.
+
+    The guests are read_guest_configs'; parsing is _pve_config's, as Proxmox parses.
+    """
+    configs, mapping_text = read_guest_configs(root, node)
+    return guest_pci_references(configs, mapping_text, list(existing), node)
+
+
+def vfs_in_use(pf, devices, users, references):
+    """{vf address: [why]} for the VFs of ``pf`` now that a VM may be using.
+
+    ``users`` is _vfio_open.vfio_users (its group or device file open), ``references`` read_guest_references.
+    """
     busy = {}
     for vf in (devices.get(pf) or {}).get('virtfns') or []:
-        why = []
-        group = (devices.get(vf) or {}).get('iommu_group')
-        if group is not None and holders.get(group):
-            why.append('/dev/vfio/%d is open (pid %s)' % (group, ', '.join(str(p) for p in holders[group])))
+        why = list(users.get(vf, []))
         why.extend('named by %s' % where for where in references.get(vf, []))
         if why:
             busy[vf] = why

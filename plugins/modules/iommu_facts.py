@@ -304,12 +304,48 @@ ansible_facts:
               type: list
               elements: str
               sample: ["NIC eno1 is a port of vmbr0, which carries the default route"]
+            boot_framebuffer:
+              description:
+                - The firmware framebuffer (C(BOOTFB), C(simplefb), C(simple-framebuffer), C(simpledrm), C(efifb)
+                  or C(vesafb) in C(/proc/iomem)) lying inside one of this display device's BARs (from its sysfs
+                  C(resource) file), or null. While it is claimed vfio-pci cannot reserve that BAR.
+                - Addresses are hex text; C(bar) is the BAR index.
+              type: dict
+              sample: {name: BOOTFB, start: "0xe0000000", end: "0xe07e8fff", bar: 1, bar_start: "0xe0000000",
+                       bar_end: "0xefffffff"}
         vfio_bound:
           description: Addresses of the devices bound to vfio-pci or a variant of it now (see RV(ansible_facts.iommu.devices.vfio_driver)).
           type: list
           elements: str
           returned: always
           sample: ["0000:01:00.0"]
+        iomem:
+          description:
+            - How C(/proc/iomem) could be read, which decides whether RV(ansible_facts.iommu.devices.boot_framebuffer)
+              is evidence. C(readable); C(hidden) when every address is zero (the kernel shows addresses to root
+              only), so no framebuffer can be placed; C(unreadable) when the file is missing.
+          type: str
+          returned: always
+          choices: [readable, hidden, unreadable]
+          sample: readable
+        variant_driver_guests:
+          description:
+            - For each device on a vfio-pci variant driver (such as C(mlx5_vfio_pci)), the guest C(hostpciN)
+              settings of this node naming it (directly or through a resource mapping), each with its C(driver)
+              option (C(keep) or null). Proxmox VE 9.1 and later rebind such a device to plain vfio-pci at VM
+              start unless the setting has C(driver=keep).
+          type: dict
+          returned: always
+          sample: {"0000:41:00.2": [{where: "guest 101 (hostpci0)", driver: keep}]}
+        vfio_device_cdev:
+          description:
+            - C(CONFIG_VFIO_DEVICE_CDEV) of every installed kernel (C(lib/modules/<release>) or
+              C(boot/vmlinuz-<release>)), from C(boot/config-<release>) - C(y) where the per-device VFIO files
+              C(/dev/vfio/devices/vfioN) exist, C(n) where the option is not set, C(unreadable) without a
+              readable config.
+          type: dict
+          returned: always
+          sample: {"6.12.41+deb13-amd64": y, "7.0.13+deb13-amd64": y}
         host_critical_modules:
           description:
             - The kernel modules the host cannot lose, each with why, from the same verdict as the devices'
@@ -323,6 +359,7 @@ ansible_facts:
 '''
 
 import os
+import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -373,7 +410,9 @@ def main():
     kernel_log = (lambda: _kernel_log(module)) if tree.live else None
     # PCI devices first: their directories, once listed, tell which path
     # components are links, so the interfaces below them resolve with fewer syscalls.
-    facts = gather_iommu_facts(tree, kernel_log)
+    # a live host's guests are its node's; a copied root may hold any node's
+    node = socket.gethostname().split('.', 1)[0] if tree.live else None
+    facts = gather_iommu_facts(tree, kernel_log, node=node)
     interfaces = read_net_interfaces(tree)
     verdict = collect_host_verdict(module, tree, module.params['protect_addresses'], interfaces)
     for address, reasons in verdict['devices'].items():

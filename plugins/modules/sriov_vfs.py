@@ -20,7 +20,8 @@ description:
     An empty O(pfs) removes them and nothing else; VFs that exist stay until the next boot.
   - Changes the running VFs too (the same script, the same arguments) when that is safe, that is when the PF is not
     host-critical (the verdict of M(vfio.passthrough.iommu_facts)) and none of its VFs is in use (its
-    C(/dev/vfio) group open, or named in a guest's C(hostpciN) or a resource mapping in C(/etc/pve)).
+    C(/dev/vfio) group file or its C(/dev/vfio/devices) device file open, or named in a guest's C(hostpciN)
+    or a resource mapping in C(/etc/pve)).
     Otherwise the change is deferred to the next boot and RV(reboot_required) says so.
   - A PF with a VF the host runs on (its netdev carries the default route or the address Ansible uses, or is a
     port of the bridge or bond that does, or a disk under /, /boot or the ESP sits behind it) never changes its
@@ -170,8 +171,9 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical im
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices
 from ansible_collections.vfio.passthrough.plugins.module_utils._sriov import (
     DEFERRED, LIVE, NONE, OWNER, check_request, decide, dropped_host_vfs, managed_pfs, read_guest_references,
-    read_vfio_holders, render, script_argv, vfs_in_use,
+    render, script_argv, vfs_in_use,
 )
+from ansible_collections.vfio.passthrough.plugins.module_utils._vfio_open import vfio_users
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
 from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
 
@@ -193,10 +195,10 @@ def _decisions(module, tree, entries, devices, critical):
     """decide() for every entry; the in-use scan is read only when a PF needs a change."""
     if critical is None:
         return [decide(e, devices) for e in entries]
-    holders = read_vfio_holders(tree)
+    users = vfio_users(tree, devices)
     node = module.params['node'] or socket.gethostname().split('.', 1)[0]
     references = read_guest_references(tree, devices, node)
-    return [decide(e, devices, critical.get(e['pf'], []), vfs_in_use(e['pf'], devices, holders, references))
+    return [decide(e, devices, critical.get(e['pf'], []), vfs_in_use(e['pf'], devices, users, references))
             for e in entries]
 
 

@@ -11,6 +11,7 @@ that is wrong with a request in one run.
 from __future__ import annotations
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import effective_items, last_value
+from ansible_collections.vfio.passthrough.plugins.module_utils._iomem import framebuffer_hint
 from ansible_collections.vfio.passthrough.plugins.module_utils._sriov import check_request as check_sriov
 from ansible_collections.vfio.passthrough.plugins.module_utils._sriov import verify as verify_sriov
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
@@ -37,12 +38,6 @@ ACS_RISK = (
     'guarantee it: a device passed to a VM may then reach other devices in its real group by '
     'peer-to-peer DMA, bypassing the IOMMU. Use it only on lab or low-risk hosts, and set '
     'pcie_passthrough_acs_override_accept_risk: true to confirm.'
-)
-
-_BOOT_VGA_HINT = (
-    '%s is the boot VGA device: the host console (efifb/simplefb) holds it. The usual remedy is the kernel '
-    'argument initcall_blacklist=sysfb_init (Proxmox VE 8 kernels) or video=efifb:off on older ones, '
-    'in pcie_passthrough_kernel_args.'
 )
 
 
@@ -201,8 +196,9 @@ def plan_passthrough(facts, devices=(), vfio_ids=(), softdep_drivers=(), vendor=
                          'takes it shows only when it binds' % address)
 
     for address in requested:
-        if known[address].get('boot_vga'):
-            warnings.append(_BOOT_VGA_HINT % address)
+        hint = framebuffer_hint(address, known[address], facts.get('iomem'))
+        if hint:
+            (warnings if hint[0] == 'warning' else notes).append(hint[1])
 
     override_drivers = []
     for address in by_address:

@@ -16,7 +16,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._pci import PCI_S
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts import KEYS, LABEL
 
 __all__ = [
-    'clean', 'host_rows', 'boot_path_rows', 'tuning_rows', 'sriov_text', 'device_order', 'address_text', 'isolation_text',
+    'clean', 'host_rows', 'boot_path_rows', 'cdev_rows', 'tuning_rows', 'sriov_text', 'device_order', 'address_text', 'isolation_text',
     'vfio_state', 'pci_id_text', 'verdict_text', 'count_line',
 ]
 
@@ -69,7 +69,15 @@ def host_rows(facts, tuning=None):
         ('ACS override', 'pcie_acs_override=%s' % acs if acs is not None else 'none'),
         ('Kernel', facts.get('kernel') or 'unknown'),
         ('Command line', facts.get('cmdline') or ''),
-    ] + boot_path_rows(facts.get('boot_path')) + tuning_rows(tuning)
+    ] + boot_path_rows(facts.get('boot_path')) + cdev_rows(facts.get('vfio_device_cdev')) + tuning_rows(tuning)
+
+
+def cdev_rows(kernels):
+    """Per installed kernel, whether it makes the per-device VFIO files /dev/vfio/devices/vfioN."""
+    if not kernels:
+        return []
+    return [('VFIO device files (CONFIG_VFIO_DEVICE_CDEV)',
+             '; '.join('%s: %s' % (release, kernels[release]) for release in sorted(kernels)))]
 
 
 def boot_path_rows(boot_path):

@@ -9,6 +9,8 @@ renderers (_report_markdown, _report_html, _report_index) only format them.
 
 from __future__ import annotations
 
+from ansible_collections.vfio.passthrough.plugins.module_utils._iomem import framebuffer_hint
+from ansible_collections.vfio.passthrough.plugins.module_utils._pve_config import variant_driver_note
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
     BRIDGE, OTHER_CARD, SAME_CARD, VFIO_PCI, group_relation, off_host, vfio_driver, vfio_pci_refusal,
 )
@@ -80,11 +82,13 @@ def _reset_note(device):
     return 'no reset method at all: it may not come back cleanly after a VM restart'
 
 
-def device_verdict(address, devices, iommu_enabled=True):
+def device_verdict(address, devices, iommu_enabled=True, iomem=None, variant_guests=None):
     """The passthrough verdict of one device: {'verdict', 'label', 'reason', 'notes'}.
 
     ``devices`` is the facts' address -> device dict (peers are looked up in it),
-    ``iommu_enabled`` the facts' ``enabled``. Precedence, first match wins:
+    ``iommu_enabled`` the facts' ``enabled``, ``iomem`` and ``variant_guests``
+    the facts' ``iomem`` and ``variant_driver_guests`` (the boot framebuffer's
+    evidence, the guests naming a device on a variant driver). Precedence, first match wins:
     on vfio-pci or a variant of it (names which), host-critical (names why), platform device (bridges, the IOMMU),
     no IOMMU group, a group shared with another card (needs ACS), a group shared
     with other functions of the same card (pass together), no FLR, ready.
@@ -97,14 +101,16 @@ def device_verdict(address, devices, iommu_enabled=True):
     same_card = [p for p, r in relation.items() if r == SAME_CARD]
     foreign = [p for p, r in relation.items() if r == OTHER_CARD]
     notes = []
-    if device.get('boot_vga'):
-        notes.append('boot VGA device: the host console holds it (initcall_blacklist=sysfb_init or '
-                     'video=efifb:off frees it)')
+    hint = framebuffer_hint(address, device, iomem)
+    if hint:
+        notes.append(hint[1])
 
     holder = vfio_driver(device)
     if holder:
         verdict = 'vfio'
         reason = 'bound to %s%s, held for a VM' % (holder, '' if holder == VFIO_PCI else ', a vfio-pci variant driver')
+        if holder != VFIO_PCI:
+            notes.append(variant_driver_note(holder, (variant_guests or {}).get(address) or []))
         # vfio accepts a group whose other endpoints have no driver, vfio-pci or pci-stub.
         held = [p for p in endpoints if not off_host(devices.get(p) or {})]
         if held:
@@ -156,7 +162,8 @@ def device_verdicts(facts):
     """{address: device_verdict(...)} for every device, in address order."""
     devices = facts_devices(facts)
     enabled = bool(facts.get('enabled'))
-    return {address: device_verdict(address, devices, enabled) for address in sorted(devices)}
+    return {address: device_verdict(address, devices, enabled, facts.get('iomem'), facts.get('variant_driver_guests'))
+            for address in sorted(devices)}
 
 
 def group_verdict(verdicts):

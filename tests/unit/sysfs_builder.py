@@ -36,6 +36,13 @@ __all__ = [
     'CANNED_HOSTS',
 ]
 
+IOMEM_FIXTURES = Path(__file__).resolve().parents[1] / 'fixtures' / 'iomem'
+
+# The BARs of the GTX 1070 (10de:1b80) of bootfb-intel-nvidia.txt, as its sysfs resource file shows them:
+# BAR 0 registers, BAR 1 and 3 prefetchable 64-bit above 4G, BAR 5 I/O ports, the ROM.
+NVIDIA_BARS = [(0xd0000000, 0xd0ffffff, 0x40200), (0x6000000000, 0x600fffffff, 0x14220c), None,
+               (0x6010000000, 0x6011ffffff, 0x14220c), None, (0xe000, 0xe07f, 0x40101), (0xd1200000, 0xd127ffff, 0x46200)]
+
 _ROUTE_HEADER = 'Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n'
 
 _INTERRUPTS_IR = """\
@@ -116,7 +123,35 @@ class FakeHost:
     def device_dir(self, address):
         return self._dirs[address]
 
+    def vfio_device_file(self, address, name):
+        """The VFIO device file ``/dev/vfio/devices/<name>`` of ``address`` (CONFIG_VFIO_DEVICE_CDEV), as sysfs
+        shows it: ``<device>/vfio-dev/<name>`` and ``sys/class/vfio-dev/<name>`` linking to it."""
+        rel = '%s/vfio-dev/%s' % (self._dirs[address], name)
+        self.write(rel + '/dev', '511:%s\n' % name[4:])
+        self.link('sys/class/vfio-dev/%s' % name, rel)
+        return self
+
+    def resource(self, address, regions):
+        """The device's sysfs ``resource`` file: ``regions`` by index (BAR 0-5, 6 the ROM) as (start, end, flags),
+        None for an unused one; the kernel prints 13 lines (BARs, ROM, SR-IOV and bridge windows)."""
+        lines = []
+        for index in range(13):
+            start, end, flags = (regions[index] if index < len(regions) and regions[index] else (0, 0, 0))
+            lines.append('0x%016x 0x%016x 0x%016x' % (start, end, flags))
+        self.write(self._dirs[address] + '/resource', '\n'.join(lines) + '\n')
+        return self
+
     # -- procfs ------------------------------------------------------------
+    def open_file(self, pid, fd, target):
+        """Process ``pid`` holds ``target`` (an absolute path on the host) open as descriptor ``fd``."""
+        self.mkdir('proc/%d/fd' % pid)
+        os.symlink(target, self.root / ('proc/%d/fd/%d' % (pid, fd)))
+        return self
+
+    def iomem(self, text):
+        self.write('proc/iomem', text)
+        return self
+
     def cmdline(self, text):
         self.write('proc/cmdline', text + '\n')
         return self
@@ -484,6 +519,9 @@ def intel_gpu_host(root, passthrough=True):
                     parent_bridge='0000:00:01.0', boot_vga=True, subsystem=('1043', '85aa'))
     host.add_device('0000:01:00.1', '10de', '10f0', '040300', driver='snd_hda_intel', group=1,
                     parent_bridge='0000:00:01.0', subsystem=('1043', '85aa'))
+    # BAR 1 above 4G holds the firmware console: BOOTFB in tests/fixtures/iomem/bootfb-intel-nvidia.txt
+    host.resource('0000:01:00.0', NVIDIA_BARS)
+    host.iomem(IOMEM_FIXTURES.joinpath('bootfb-intel-nvidia.txt').read_text())
     host.add_device('0000:00:14.0', '8086', 'a36d', '0c0330', driver='xhci_hcd', module='xhci_pci', group=2)
     host.add_device('0000:00:17.0', '8086', 'a352', '010601', driver='ahci', group=3, reset_methods=('bus',))
     host.add_device('0000:00:1f.0', '8086', 'a306', '060100', group=4, reset_methods=None)

@@ -15,9 +15,10 @@ import time
 
 # Attribute files of a PCI device that the collection reads.
 PCI_ATTRS = ('vendor', 'device', 'modalias', 'subsystem_vendor', 'subsystem_device', 'class', 'boot_vga',
-             'reset_method', 'sriov_totalvfs', 'sriov_numvfs', 'driver_override', 'revision')
+             'reset_method', 'sriov_totalvfs', 'sriov_numvfs', 'driver_override', 'revision', 'resource')
+# proc/iomem as the capture's user sees it: root gets the addresses, others zeros (iommu_facts tells them apart).
 PROC_FILES = ('proc/cmdline', 'proc/interrupts', 'proc/net/route', 'proc/net/ipv6_route', 'proc/mounts',
-              'proc/cpuinfo', 'proc/sys/kernel/osrelease')
+              'proc/cpuinfo', 'proc/sys/kernel/osrelease', 'proc/iomem')
 
 
 class Snapshot:
@@ -133,6 +134,15 @@ def main():
         snap.file('lib/modules/%s/modules.alias' % kernel, pci)
     except OSError:
         pass
+    # Each installed kernel's VFIO build options (CONFIG_VFIO_DEVICE_CDEV): only those lines.
+    for name in sorted(os.listdir('/boot')):
+        if name.startswith('config-'):
+            try:
+                with open('/boot/' + name, 'rb') as handle:
+                    vfio = b''.join(line for line in handle if b'CONFIG_VFIO' in line)
+                snap.file('boot/' + name, vfio)
+            except OSError:
+                pass
     for name in os.listdir('/sys/firmware/acpi/tables'):
         if os.path.isfile('/sys/firmware/acpi/tables/' + name):
             snap.file('sys/firmware/acpi/tables/' + name, b'')

@@ -9,7 +9,7 @@ import pytest
 from ansible_collections.vfio.passthrough.plugins.module_utils._iommu_facts import (
     gather_iommu_facts, kernel_log_facts, parse_cmdline, parse_cpu_vendor, parse_interrupt_remapping,
 )
-from sysfs_builder import FakeHost, amd_twin_nic_host, intel_gpu_host, iommu_off_host
+from sysfs_builder import FakeHost, amd_twin_nic_host, intel_gpu_host, iommu_off_host, vfio_variant_host
 
 
 # -- pure parsers --------------------------------------------------------------
@@ -170,3 +170,17 @@ def test_boot_path_from_a_fake_efivars_tree(tmp_path, efivars, cmdline, expected
     boot = gather_iommu_facts(str(tmp_path))['boot_path']
     assert (boot['firmware'], boot['loader']) == expected[:2]
     assert expected[2] in boot['reason'], boot['reason']
+
+
+def test_variant_driver_guests_name_each_setting_and_its_driver_option(tmp_path):
+    """Only devices on a vfio-pci variant get an entry; driver=keep and a mapping are seen as Proxmox reads them."""
+    host = vfio_variant_host(tmp_path)
+    host.write('etc/pve/qemu-server/101.conf', 'hostpci0: 0000:41:00.1,pcie=1,driver=keep\n')
+    host.write('etc/pve/qemu-server/102.conf', 'hostpci0: mapping=xegpu\nhostpci1: 46:00.0\n')
+    host.write('etc/pve/mapping/pci.cfg', 'xegpu\n\tmap id=8086:e20b,node=pve1,path=0000:42:00.0\n')
+    facts = gather_iommu_facts(str(tmp_path), node='pve1')
+    assert facts['variant_driver_guests'] == {
+        '0000:41:00.1': [{'where': 'guest 101 (hostpci0)', 'driver': 'keep'}],
+        '0000:42:00.0': [{'where': 'guest 102 (hostpci0, mapping xegpu)', 'driver': None}],
+        '0000:43:00.0': [],
+    }

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._pve_config import (
-    HOSTPCI_KEYS, guest_pci_references, hostpci_id_addresses, parse_hostpci, parse_pci_mapping,
+    HOSTPCI_KEYS, guest_pci_references, guest_pci_settings, hostpci_id_addresses, parse_hostpci, parse_pci_mapping,
     parse_vm_config_hostpci, vmid_of,
 )
 
@@ -38,6 +38,9 @@ HOSTPCI_CASES = [
     ('00:02.0,legacy-igd=1,romfile=vbios.bin', ['00:02.0'], None, {'legacy-igd': 1, 'romfile': 'vbios.bin'}, True),
     ('mapping=device1', [], 'device1', {}, True),
     ('pcie=1,mapping=rtx4000ada,x-vga=1', [], 'rtx4000ada', {'pcie': 1, 'x-vga': 1}, True),
+    # Proxmox VE 9.1: driver=keep leaves a vfio-pci variant driver in place
+    ('0000:41:00.2,pcie=1,driver=keep', ['0000:41:00.2'], None, {'pcie': 1, 'driver': 'keep'}, True),
+    ('mapping=cx7vf,driver=keep', [], 'cx7vf', {'driver': 'keep'}, True),
     # pve-common src/PVE/JSONSchema.pm parse_property_string / parse_boolean: empty parts skipped,
     # booleans 1|on|yes|true / 0|off|no|false in any case, no quoting of any kind
     ('01:00.0,,pcie=YES,rombar=Off,', ['01:00.0'], None, {'pcie': 1, 'rombar': 0}, True),
@@ -56,7 +59,8 @@ REJECTED_CASES = [
     ('01:00.0, pcie=1', ['01:00.0'], 'invalid key in comma-separated list property:  pcie'),
     ("01:00.0,pcie=maybe", ['01:00.0'], "pcie: type check ('boolean') failed - got 'maybe'"),
     # PVE 3.x accepted driver=kvm|vfio; today's $hostpci_fmt has no such key
-    ('01:00.0,driver=vfio,x-vga=on', ['01:00.0'], 'invalid key in comma-separated list property: driver'),
+    ('01:00.0,driver=vfio,x-vga=on', ['01:00.0'], 'driver: value does not match the regex pattern'),
+    ('01:00.0,nodriver=keep', ['01:00.0'], 'invalid key in comma-separated list property: nodriver'),
     # $PCIRE is lowercase; check_type does not unquote a formatted value; pve-configid needs 2+ characters
     ('0000:0A:00.0', ['0000:0A:00.0'], 'host: value does not match the regex pattern'),
     ('"0000:01:00.0"', ['"0000:01:00.0"'], 'host: value does not match the regex pattern'),
@@ -154,6 +158,22 @@ def test_guest_references_name_guest_key_mapping_and_node():
     assert '0000:02:00.0' not in guest_pci_references(configs, mapping, HOST, node='pve1')
     assert guest_pci_references(configs, mapping, HOST)['0000:02:00.0'] == [
         'guest 102 (hostpci1, mapping vf)', 'resource mapping vf']
+
+
+def test_guest_settings_carry_each_settings_options():
+    configs = {
+        '101': 'hostpci0: 0000:01:10.0,pcie=1,driver=keep\n',
+        '102': 'hostpci1: mapping=vf,driver=keep\n[snap]\nhostpci0: 01:10\n',
+        '103': 'hostpci4: 01:10.0\n',
+    }
+    mapping = 'vf\n\tmap id=8086:10ca,node=pve1,path=0000:01:10.2\n'
+    assert guest_pci_settings(configs, mapping, HOST, node='pve1') == {
+        '0000:01:10.0': [{'where': 'guest 101 (hostpci0)', 'options': {'pcie': 1, 'driver': 'keep'}},
+                         {'where': 'guest 102 (hostpci0 of snapshot snap)', 'options': {}},
+                         {'where': 'guest 103 (hostpci4)', 'options': {}}],
+        '0000:01:10.2': [{'where': 'guest 102 (hostpci1, mapping vf)', 'options': {'driver': 'keep'}},
+                         {'where': 'guest 102 (hostpci0 of snapshot snap)', 'options': {}}],
+    }
 
 
 @pytest.mark.parametrize('name, vmid', [('101.conf', '101'), ('101.conf.tmp.42', None), ('x.conf', None)])

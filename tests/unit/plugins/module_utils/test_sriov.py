@@ -15,8 +15,9 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical im
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices
 from ansible_collections.vfio.passthrough.plugins.module_utils._sriov import (
     DEFERRED, LIVE, NONE, REFUSED, check_request, decide, dropped_host_vfs, host_vfs, managed_pfs,
-    read_guest_references, read_vfio_holders, render, script_argv, verify, vf_removal, vfio_group_of, vfs_in_use,
+    read_guest_references, render, script_argv, verify, vf_removal, vfs_in_use,
 )
+from ansible_collections.vfio.passthrough.plugins.module_utils._vfio_open import read_vfio_openers, vfio_users
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
@@ -222,8 +223,9 @@ def test_in_use_from_open_groups_and_pve_files(tmp_path):
     host.write('etc/pve/mapping/pci.cfg', 'vf1\n\tmap id=8086:10ca,node=pve1,path=0000:01:10.2\n'
                                           '\tmap id=8086:10ca,node=pve2,path=0000:01:10.0\n')
     devices = read_pci_devices(str(tmp_path))
-    holders = read_vfio_holders(str(tmp_path))
-    assert holders == {6: [42]}
+    assert read_vfio_openers(str(tmp_path)) == {'/dev/vfio/6': [42]}
+    holders = vfio_users(str(tmp_path), devices)
+    assert holders == {VFS0[1]: ['/dev/vfio/6 is open (pid 42)']}
     refs = read_guest_references(str(tmp_path), devices, node='pve1')
     assert refs == {VFS0[0]: ['guest 101 (hostpci0)'],
                     VFS0[1]: ['guest 102 (hostpci1, mapping vf1)', 'resource mapping vf1']}
@@ -246,13 +248,6 @@ def test_in_use_reads_this_nodes_guests_only(tmp_path):
     # node unknown: every node's guests count, the safe side
     assert read_guest_references(str(tmp_path), devices) == {
         VFS0[0]: ['guest 301 (hostpci0)'], VFS0[1]: ['guest 201 (hostpci0)']}
-
-
-@pytest.mark.parametrize('target, group', [
-    ('/dev/vfio/12', 12), ('/dev/vfio/vfio', None), ('/dev/vfio/12 (deleted)', None), (None, None),
-])
-def test_vfio_group_of(target, group):
-    assert vfio_group_of(target) == group
 
 
 def test_render_rule_names_each_pf_and_no_ids():

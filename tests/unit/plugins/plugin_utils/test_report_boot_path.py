@@ -23,3 +23,12 @@ def test_facts_without_a_boot_path_have_no_row():
     # Facts saved by an older collection (report.yml reads them from JSON files too).
     assert boot_path_rows(None) == []
     assert 'Booted by' not in dict(host_rows({'cmdline': 'ro'}))
+
+
+def test_vfio_device_file_row_per_installed_kernel():
+    kernels = {'7.0.13+deb13-amd64': 'y', '6.12.41+deb13-amd64': 'y', '6.1.0-27-amd64': 'unreadable'}
+    assert ('VFIO device files (CONFIG_VFIO_DEVICE_CDEV)',
+            '6.1.0-27-amd64: unreadable; 6.12.41+deb13-amd64: y; 7.0.13+deb13-amd64: y') in host_rows(
+        {'vfio_device_cdev': kernels})
+    # older facts, or no kernel found: no row
+    assert not any(name.startswith('VFIO device files') for name in dict(host_rows({'vfio_device_cdev': {}})))

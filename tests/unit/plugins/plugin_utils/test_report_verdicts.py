@@ -52,7 +52,9 @@ A, A1, B, BR = '0000:03:00.0', '0000:03:00.1', '0000:04:00.0', '0000:00:01.0'
     ('the IOMMU itself, in no group', {A: _dev(cls='080600', driver=None, group=None)}, True, 'platform', [], []),
     ('IOMMU off', {A: _dev(group=None)}, False, 'iommu-off', ['IOMMU is off'], []),
     ('no group although the IOMMU is on', {A: _dev(group=None)}, True, 'iommu-off', ['no IOMMU group'], []),
-    ('boot VGA noted', {A: _dev(cls='030000', boot_vga=True)}, True, 'ready', [], ['boot VGA', 'sysfb_init']),
+    # facts without iomem (gathered before it existed): no evidence, so no argument
+    ('boot VGA noted', {A: _dev(cls='030000', boot_vga=True)}, True, 'ready', [],
+     ['is the boot VGA device', 'no kernel argument is suggested']),
     ('a host-critical peer blocks the group', {A: _dev(peers=[A1]), A1: _dev(peers=[A], critical=['NIC x'])}, True,
      'shares-group', [], [A1 + ' in the same IOMMU group is host-critical']),
 ])
@@ -136,3 +138,47 @@ def test_a_pf_whose_vf_carries_the_host_is_reported_host_critical(tmp_path):
     assert verdicts['0000:05:00.0']['verdict'] == 'host-critical'
     assert verdicts['0000:05:00.0']['reason'] == ('the host needs it: its virtual function 0000:05:10.0: '
                                                   'NIC enp5s0v0 carries the default route')
+
+
+BOOTFB = {'name': 'BOOTFB', 'start': '0xe0000000', 'end': '0xe07fffff', 'bar': 1, 'bar_start': '0xe0000000',
+          'bar_end': '0xefffffff'}
+
+
+@pytest.mark.parametrize('device, iomem, notes', [
+    (_dev(cls='030000', boot_vga=True), 'readable',
+     ['0000:03:00.0 is the boot VGA device, but /proc/iomem shows no boot framebuffer in its BARs: the host console '
+      'does not hold it, so no kernel argument is needed for it']),
+    (_dev(cls='030000', boot_vga=True), 'hidden',
+     ['0000:03:00.0 is the boot VGA device; whether the host console holds one of its BARs is unknown: /proc/iomem '
+      'shows only zero addresses (read without root). Gather the facts as root to see it; no kernel argument is '
+      'suggested without that evidence']),
+    (dict(_dev(cls='030000', boot_vga=True), boot_framebuffer=BOOTFB), 'readable',
+     ['0000:03:00.0 BAR 1 (0xe0000000-0xefffffff) holds the boot framebuffer BOOTFB 0xe0000000-0xe07fffff: while the '
+      'host console claims that memory vfio-pci may fail to reserve the BAR ("can\'t reserve") and the VM show no '
+      'picture. Add initcall_blacklist=sysfb_init to pcie_passthrough_kernel_args (it keeps sysfb_init from '
+      'registering the firmware framebuffer that simpledrm, simplefb, efifb and vesafb bind to)']),
+    (_dev(cls='030000', boot_vga=False), 'hidden', []),
+])
+def test_boot_framebuffer_notes(device, iomem, notes):
+    assert device_verdict(A, {A: device}, True, iomem)['notes'] == notes
+
+
+@pytest.mark.parametrize('guests, note', [
+    (None, 'on mlx5_vfio_pci, a vfio-pci variant driver: Proxmox VE 9.1 and later rebinds it to plain vfio-pci when a '
+           "VM starts unless the VM's hostpci line for it has driver=keep (then Proxmox skips its own reset of the "
+           'device)'),
+    ([{'where': 'guest 101 (hostpci0)', 'driver': 'keep'}],
+     'guest 101 (hostpci0) keeps it on mlx5_vfio_pci (driver=keep: Proxmox VE leaves the driver and skips its own '
+     'reset of the device)'),
+    ([{'where': 'guest 101 (hostpci0)', 'driver': 'keep'}, {'where': 'guest 102 (hostpci3)', 'driver': None}],
+     'guest 101 (hostpci0) keeps it on mlx5_vfio_pci (driver=keep: Proxmox VE leaves the driver and skips its own '
+     'reset of the device); guest 102 (hostpci3) names it without driver=keep: Proxmox VE 9.1 and later rebinds it '
+     'to plain vfio-pci when that VM starts; add ,driver=keep to keep mlx5_vfio_pci'),
+])
+def test_variant_driver_says_what_proxmox_does_at_vm_start(guests, note):
+    devices = {A: dict(_dev(driver='mlx5_vfio_pci'), vfio_driver='mlx5_vfio_pci')}
+    verdict = device_verdict(A, devices, True, 'readable', {A: guests} if guests is not None else {A: []})
+    assert verdict['verdict'] == 'vfio' and verdict['notes'] == [note], verdict
+    # plain vfio-pci has nothing to keep
+    plain = device_verdict(A, {A: dict(_dev(driver='vfio-pci'), vfio_driver='vfio-pci')}, True, 'readable', {A: []})
+    assert plain['notes'] == []
