@@ -171,8 +171,8 @@ ansible_facts:
           description:
             - true when DMA passes the IOMMU untranslated (C(iommu=pt), group type C(identity)),
               false when translated (C(DMA), C(DMA-FQ)).
-            - Decided by the type most groups have, else by the kernel log's C(iommu: Default domain type:)
-              line, else by C(iommu=) on the command line; null when the IOMMU is off or nothing tells.
+            - "Decided by the type most groups have, else by the kernel log's C(iommu: Default domain type:)
+              line, else by C(iommu=) on the command line; null when the IOMMU is off or nothing tells."
           type: bool
           returned: always
           sample: true
