@@ -43,8 +43,9 @@ KERNEL_ENV = 'VFIO_TEST_KERNEL'
 VM_CACHE = '/var/cache/vfio-passthrough-vm/images'
 
 
-def real_kernels(environ=os.environ):
+def real_kernels(environ=None):
     """(kernel images to read, why there are none or None); raises AssertionError when the VM stage's are missing."""
+    environ = os.environ if environ is None else environ
     if KERNEL_ENV in environ:
         named = [p for p in environ[KERNEL_ENV].split(os.pathsep) if p]
         missing = [p for p in named if not os.path.isfile(p)]
