@@ -33,6 +33,8 @@ def compare(size, now_ms, record_ms):
     """One plain line: ``SLOWER than the record by X%`` or ``within the record``, with both figures."""
     if record_ms is None:
         return '%s devices: %.0f ms, no record to compare with' % (size, now_ms)
+    if now_ms < 0:
+        return '%s devices: %.0f ms, below the empty tree: too noisy to compare (load the machine less)' % (size, now_ms)
     if record_ms <= 0:
         return '%s devices: %.0f ms, record %.1f ms cannot be compared' % (size, now_ms, record_ms)
     change = (now_ms - record_ms) / record_ms * 100
