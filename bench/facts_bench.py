@@ -29,6 +29,7 @@ sys.path.insert(0, str(HERE))
 
 from sysfs_builder import generated_host  # noqa: E402
 from _ansible import collection_link_parent  # noqa: E402
+from facts_record import compare_all, gathering_ms, load_record  # noqa: E402
 
 SIZES = (0, 100, 1000, 5000)
 MODULE = 'ansible_collections.vfio.passthrough.plugins.modules.iommu_facts'
@@ -125,6 +126,11 @@ def main(argv=None):
         print('[facts] best of 3 in-process: %s' % split, flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    # Read before report.py replaces the record with this run's figures.
+    date, record = load_record()
+    print('[facts] against the record of %s (bench/results.json):' % (date or 'no date'), flush=True)
+    for line in compare_all(gathering_ms(sizes), record):
+        print('[facts]   %s' % line, flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({'runs': runs, 'python': sys.version.split()[0], 'sizes': sizes,
                                     'breakdown': breakdown}, indent=1) + '\n')

@@ -17,6 +17,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from facts_record import compare_all, load_record
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OUT = HERE / 'out'
@@ -245,6 +247,10 @@ def facts_section(facts, stamp, results):
                   '(gather_iommu_facts, read_net_interfaces), then what AnsibleModule.exit_json does with the result '
                   '(remove_values over all of it and the module JSON encoder), which grows with the result\'s size.']
     results['facts_ms'] = gathering
+    # results.json is still the previous record here: main() writes this run's after the sections.
+    record_date, record = load_record()
+    lines += ['', 'Against the record of %s (bench/results.json): %s.'
+              % (record_date or 'no date', '; '.join(compare_all(gathering, record)))]
     if FACTS_GOAL_SIZE in gathering:
         ok = gathering[FACTS_GOAL_SIZE] <= FACTS_GOAL_MS
         results['goals']['facts'] = ok

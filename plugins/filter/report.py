@@ -10,7 +10,8 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_html import render_html
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_index import render_index_html, render_index_markdown
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_markdown import render_markdown
-from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts import device_verdicts, report_summary
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_text import console_summary
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts import device_verdicts
 
 
 def _call(function, *args):
@@ -25,7 +26,7 @@ def passthrough_report_verdicts(facts):
 
 
 def passthrough_report_summary(facts):
-    return _call(report_summary, facts)
+    return _call(console_summary, facts)
 
 
 def passthrough_report_markdown(facts, host='', tuning=None):

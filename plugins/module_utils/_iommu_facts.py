@@ -28,9 +28,11 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices impo
 from ansible_collections.vfio.passthrough.plugins.module_utils._pve_config import guest_pci_settings
 from ansible_collections.vfio.passthrough.plugins.module_utils._sriov import read_guest_configs
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import as_tree
+from ansible_collections.vfio.passthrough.plugins.module_utils._unsafe_interrupts import read_unsafe_interrupts
 
 __all__ = [
-    'parse_interrupt_remapping', 'parse_cpu_vendor', 'parse_cmdline', 'kernel_log_facts', 'gather_iommu_facts',
+    'parse_interrupt_remapping', 'interrupt_remapping_evidence', 'parse_cpu_vendor', 'parse_cmdline',
+    'kernel_log_facts', 'gather_iommu_facts',
 ]
 
 _IR_CHIP = re.compile(r'\sIR-[A-Z]')
@@ -48,15 +50,20 @@ def _group_types(tree):
     return types
 
 
+def interrupt_remapping_evidence(text):
+    """(True, the first IR- chip line) or (False, the first plain chip line) of /proc/interrupts, else (None, None)."""
+    plain = None
+    for number, line in enumerate((text or '').splitlines(), 1):
+        if _IR_CHIP.search(line):
+            return True, '/proc/interrupts line %d: %s' % (number, ' '.join(line.split()))
+        if plain is None and _PLAIN_CHIP.search(line):
+            plain = '/proc/interrupts line %d: %s' % (number, ' '.join(line.split()))
+    return (False, plain) if plain else (None, None)
+
+
 def parse_interrupt_remapping(text):
     """True when /proc/interrupts shows IR- chips, False when it shows plain ones, else None."""
-    if not text:
-        return None
-    if _IR_CHIP.search(text):
-        return True
-    if _PLAIN_CHIP.search(text):
-        return False
-    return None
+    return interrupt_remapping_evidence(text)[0]
 
 
 def parse_cpu_vendor(text):
@@ -77,23 +84,28 @@ def parse_cmdline(text):
 def kernel_log_facts(text):
     """What the kernel log says where sysfs and procfs are silent.
 
-    Returns {'interrupt_remapping': bool|None, 'tables': set of ACPI table
-    names seen}. "DMAR: IOMMU enabled" is deliberately ignored: a machine
-    without an IOMMU prints it too when booted with intel_iommu=on.
+    Returns {'interrupt_remapping': bool|None, 'interrupt_remapping_line': the
+    line that decided it, 'default_domain': the line "iommu: Default domain
+    type: ..." or None, 'tables': set of ACPI table names seen}. "DMAR: IOMMU
+    enabled" is deliberately ignored: a machine without an IOMMU prints it too
+    when booted with intel_iommu=on.
     """
-    remapping = None
+    remapping, remapping_line, default_domain = None, None, None
     tables = set()
     for line in (text or '').splitlines():
         if ('DMAR-IR: Enabled IRQ remapping' in line or 'AMD-Vi: Interrupt remapping enabled' in line):
-            remapping = True
+            remapping, remapping_line = True, line.strip()
         elif remapping is None and ('IRQ remapping was disabled' in line
                                     or 'Failed to enable irq remapping' in line
                                     or 'Not enabling interrupt remapping' in line):
-            remapping = False
+            remapping, remapping_line = False, line.strip()
+        elif 'iommu: Default domain type: ' in line:
+            default_domain = line.strip()
         match = re.search(r'ACPI: (DMAR|IVRS) 0x', line)
         if match:
             tables.add(match.group(1))
-    return {'interrupt_remapping': remapping, 'tables': tables}
+    return {'interrupt_remapping': remapping, 'interrupt_remapping_line': remapping_line,
+            'default_domain': default_domain, 'tables': tables}
 
 
 def _isolated(address, peers, devices):
@@ -103,25 +115,31 @@ def _isolated(address, peers, devices):
     return all(group_relation(address, peer, devices) != OTHER_CARD for peer in peers)
 
 
-def _passthrough_mode(groups, cmdline_args, enabled):
-    """True when DMA passes through untranslated (iommu=pt), False when translated, None when unknown.
+def _passthrough_mode(groups, cmdline_args, enabled, log):
+    """(True when DMA passes through untranslated (iommu=pt), False when translated, None when unknown; evidence).
 
     The default domain type most groups carry decides: a few groups may be
     forced to DMA (untrusted devices) while the host default is identity.
+    Without group types (kernels before 5.11), the kernel log's "iommu:
+    Default domain type:" line, then the command line's last iommu=.
     """
     if not enabled:
-        return None
+        return None, None
     counts = {}
     for group in groups.values():
         if group['type']:
             counts[group['type']] = counts.get(group['type'], 0) + 1
     if counts:
         most = max(counts, key=lambda t: (counts[t], t == 'identity'))
-        return most == 'identity'
+        return most == 'identity', '/sys/kernel/iommu_groups/*/type: %s' % ', '.join(
+            '%s in %d of %d groups' % (t, counts[t], len(groups)) for t in sorted(counts, key=lambda t: -counts[t]))
+    facts = log()
+    if facts and facts['default_domain']:
+        return 'Passthrough' in facts['default_domain'], 'kernel log: %s' % facts['default_domain']
     iommu = [v for k, v in cmdline_args if k == 'iommu']
     if iommu:
-        return iommu[-1] == 'pt'
-    return None
+        return iommu[-1] == 'pt', '/proc/cmdline: iommu=%s' % iommu[-1]
+    return None, None
 
 
 def _boot_path(tree, cmdline):
@@ -219,10 +237,13 @@ def gather_iommu_facts(root, kernel_log=None, interfaces=None, node=None):
     else:
         vendor = cpu_vendor if cpu_vendor in ('intel', 'amd') else None
 
-    remapping = parse_interrupt_remapping(tree.read('proc/interrupts'))
+    remapping, remapping_evidence = interrupt_remapping_evidence(tree.read('proc/interrupts'))
     if remapping is None:
         facts = log()
-        remapping = facts['interrupt_remapping'] if facts else None
+        if facts and facts['interrupt_remapping'] is not None:
+            remapping, remapping_evidence = facts['interrupt_remapping'], 'kernel log: %s' % facts['interrupt_remapping_line']
+    unsafe, unsafe_evidence = read_unsafe_interrupts(tree, args)
+    passthrough, passthrough_evidence = _passthrough_mode(groups, args, enabled, log)
 
     netdevs = {}
     for ifname, facts in interfaces.items():
@@ -264,7 +285,13 @@ def gather_iommu_facts(root, kernel_log=None, interfaces=None, node=None):
         'cpu_vendor': cpu_vendor,
         'firmware_support': bool(tables) if tables is not None else None,
         'interrupt_remapping': remapping,
-        'passthrough_mode': _passthrough_mode(groups, args, enabled),
+        'allow_unsafe_interrupts': unsafe,
+        'passthrough_mode': passthrough,
+        'evidence': {
+            'interrupt_remapping': remapping_evidence,
+            'allow_unsafe_interrupts': unsafe_evidence,
+            'passthrough_mode': passthrough_evidence,
+        },
         'acs_override': (acs[-1] or '') if acs else None,
         'cmdline': cmdline,
         'boot_path': _boot_path(tree, cmdline),

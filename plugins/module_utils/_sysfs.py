@@ -21,10 +21,11 @@ it is read, whatever the locale and whatever its bytes.
 
 from __future__ import annotations
 
+import errno
 import os
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._kernel_names import (
-    decode_name, encode_name, strip_blanks,
+    decode_name, strip_blanks,
 )
 
 __all__ = ['SysfsTree', 'as_tree', 'link_name']
@@ -45,6 +46,7 @@ class SysfsTree:
         self._resolved = {}  # relative path -> physical relative path (None: link loop)
         self._entries = {}   # physical directory -> frozenset of names
         self._symlinks = {}  # physical directory -> frozenset of the names that are symlinks
+        self._plain = {}     # physical directory not listed -> names readlink() found not to be links
         self.interfaces = None  # read_net_interfaces() of this tree, read once
 
     def path(self, rel):
@@ -52,7 +54,8 @@ class SysfsTree:
 
     def os_path(self, rel):
         """``path(rel)`` as the bytes the kernel knows it by (names decoded by ``decode_name`` round-trip)."""
-        return encode_name(self.path(rel))
+        # encode_name inlined: called for every syscall, thousands of times per run
+        return (self._prefix + '/' + rel if rel else self.root).encode('utf-8', 'surrogateescape')
 
     def entries(self, rel):
         """Names in the physical directory ``rel``, listed once; empty when absent."""
@@ -71,7 +74,9 @@ class SysfsTree:
                     if _maybe_link(entry):
                         links.append(name)
         except OSError:
-            names, links = [], []
+            # unlisted: readlink() keeps asking the kernel about each name here
+            self._entries[rel] = frozenset()
+            return self._entries[rel]
         found = frozenset(names)
         self._entries[rel] = found
         self._symlinks[rel] = frozenset(links)
@@ -85,13 +90,20 @@ class SysfsTree:
             pass
         head, _sep, tail = rel.rpartition('/')
         links = self._symlinks.get(head)
+        if links is None and head in self._plain:
+            # A second plain directory looked up in the same parent (a bridge's
+            # devices, 32 to a root port): one listing answers for all the others.
+            self.entries(head)
+            links = self._symlinks.get(head)
         target = None
         # a directory already listed tells which names are links: no syscall for the others
         if links is None or tail in links:
             try:
                 target = decode_name(os.readlink(self.os_path(rel)))
-            except OSError:
+            except OSError as exc:
                 target = None
+                if links is None and exc.errno == errno.EINVAL:
+                    self._plain[head] = True
         self._links[rel] = target
         return target
 

@@ -140,12 +140,39 @@ ansible_facts:
           type: bool
           returned: always
           sample: true
+        allow_unsafe_interrupts:
+          description:
+            - C(vfio_iommu_type1 allow_unsafe_interrupts) is true, so vfio assigns devices without interrupt
+              remapping. The live module parameter while the module is loaded, else what modprobe would pass
+              it (C(/proc/cmdline), then C(modprobe.d) in modprobe's order, the last setting winning).
+            - null when a setting cannot be read as a bool.
+          type: bool
+          returned: always
+          sample: false
+        evidence:
+          description:
+            - Where each verdict above came from, quoted so a message can name it; null when nothing told.
+          type: dict
+          returned: always
+          contains:
+            interrupt_remapping:
+              description: The C(/proc/interrupts) or kernel log line that decided RV(ansible_facts.iommu.interrupt_remapping).
+              type: str
+              sample: "/proc/interrupts line 2: 0: 36 0 IR-IO-APIC 2-edge timer"
+            allow_unsafe_interrupts:
+              description: The parameter file, command line argument or C(modprobe.d) line that decided RV(ansible_facts.iommu.allow_unsafe_interrupts).
+              type: str
+              sample: "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts is N"
+            passthrough_mode:
+              description: The group types counted, or the kernel log line or C(iommu=) argument, that decided RV(ansible_facts.iommu.passthrough_mode).
+              type: str
+              sample: "/sys/kernel/iommu_groups/*/type: identity in 7 of 7 groups"
         passthrough_mode:
           description:
             - true when DMA passes the IOMMU untranslated (C(iommu=pt), group type C(identity)),
               false when translated (C(DMA), C(DMA-FQ)).
-            - Decided by the type most groups have, else by C(iommu=) on the command line;
-              null when the IOMMU is off or nothing tells.
+            - "Decided by the type most groups have, else by the kernel log's C(iommu: Default domain type:)
+              line, else by C(iommu=) on the command line; null when the IOMMU is off or nothing tells."
           type: bool
           returned: always
           sample: true

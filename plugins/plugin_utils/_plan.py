@@ -18,6 +18,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
     BRIDGE, PCI_ID, SAME_CARD, VFIO_HOLDER_MODULES, group_relation, normalise_address, normalise_module, off_host,
     vfio_driver, vfio_pci_refusal,
 )
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._iommu_verdict import judge_remapping_and_mode
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._tuning_plan import plan_tuning, verify_tuning
 
 __all__ = ['plan_passthrough', 'reboot_reasons', 'verify_passthrough', 'TROUBLESHOOTING']
@@ -289,10 +290,9 @@ def verify_passthrough(facts, plan, tuning=None):
             errors.append('The IOMMU is off; /proc/cmdline is "%s". Check that the boot loader really uses the '
                           'edited file. %s; %s'
                           % (facts.get('cmdline'), TROUBLESHOOTING['iommu_off'], TROUBLESHOOTING['zfs_args']))
-    if facts.get('enabled') and facts.get('interrupt_remapping') is False:
-        warnings.append('Interrupt remapping is off: vfio refuses to assign devices unless '
-                        '"options vfio_iommu_type1 allow_unsafe_interrupts=1" is set, which lets a guest inject '
-                        'interrupts into the host (MSI attacks). Prefer enabling interrupt remapping / x2APIC in firmware.')
+    mode_errors, mode_warnings = judge_remapping_and_mode(facts, plan['iommu_pt'])
+    errors.extend(mode_errors)
+    warnings.extend(mode_warnings)
     if plan['acs_override'] and facts.get('acs_override') != plan['acs_override']:
         errors.append('pcie_acs_override=%s is not active (running: %s). %s'
                       % (plan['acs_override'], facts.get('acs_override'), TROUBLESHOOTING['acs_ignored']))

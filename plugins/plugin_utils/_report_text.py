@@ -13,11 +13,11 @@ from __future__ import annotations
 import re
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import PCI_STUB, VFIO_PCI, vfio_driver
-from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts import KEYS, LABEL
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts import KEYS, LABEL, report_summary
 
 __all__ = [
     'clean', 'host_rows', 'boot_path_rows', 'cdev_rows', 'tuning_rows', 'sriov_text', 'device_order', 'address_text', 'isolation_text',
-    'vfio_state', 'pci_id_text', 'verdict_text', 'count_line',
+    'vfio_state', 'pci_id_text', 'verdict_text', 'count_line', 'console_summary',
 ]
 
 # Bytes XML 1.0 cannot carry even escaped (and lone surrogates no encoder accepts):
@@ -152,3 +152,11 @@ def verdict_text(verdict):
 def count_line(counts):
     parts = ['%d %s' % (counts[key], LABEL[key]) for key in KEYS if counts.get(key)]
     return ', '.join(parts) or 'no devices'
+
+
+def console_summary(facts):
+    """report_summary plus ``lines``: the host rows of the Markdown and HTML pages and the verdict counts, as text."""
+    summary = report_summary(facts)
+    summary['lines'] = ['%s: %s' % (label, clean(value)) for label, value in host_rows(facts)]
+    summary['lines'].append('Devices: %s' % count_line(summary['counts']))
+    return summary

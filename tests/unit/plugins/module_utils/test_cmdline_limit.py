@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import os
 
 import pytest
 
@@ -36,15 +37,55 @@ def test_parse_cmdline_size(header, expected):
     assert parse_cmdline_size(header) == expected
 
 
-def test_installed_kernels_have_a_cmdline_size():
-    images = sorted(glob.glob('/boot/vmlinuz-*'))
+# The VM stage keeps each image's kernel beside the image and names the files here (os.pathsep
+# between them); set, it makes a missing kernel a failure, not a skip.
+KERNEL_ENV = 'VFIO_TEST_KERNEL'
+VM_CACHE = '/var/cache/vfio-passthrough-vm/images'
+
+
+def real_kernels(environ=None):
+    """(kernel images to read, why there are none or None); raises AssertionError when the VM stage's are missing."""
+    environ = os.environ if environ is None else environ
+    if KERNEL_ENV in environ:
+        named = [p for p in environ[KERNEL_ENV].split(os.pathsep) if p]
+        missing = [p for p in named if not os.path.isfile(p)]
+        assert named and not missing, ('%s=%r: the VM stage names the kernels kept beside its images, and %s'
+                                       % (KERNEL_ENV, environ[KERNEL_ENV],
+                                          'names none' if not named else 'these are missing: %s' % ', '.join(missing)))
+        return named, None
+    found = sorted(glob.glob('/boot/vmlinuz-*')) + sorted(glob.glob(VM_CACHE + '/*/vmlinuz-*'))
+    if found:
+        return found, None
+    return [], ('no /boot/vmlinuz-* here and no vmlinuz-* beside a VM image in %s; set %s to a kernel image '
+                '(the VM stage does, and fails without one)' % (VM_CACHE, KERNEL_ENV))
+
+
+def test_real_kernels_have_a_cmdline_size():
+    images, why = real_kernels()
     if not images:
-        pytest.skip('no /boot/vmlinuz-* on this machine to read a real setup header from')
+        print(why)
+        pytest.skip(why)
     for image in images:
         with open(image, 'rb') as handle:
             size = parse_cmdline_size(handle.read(HEADER_BYTES))
         print('%s: cmdline_size %s' % (image, size))
-        assert size is None or size >= 255
+        # an x86 bzImage has the field (protocol 2.06+: 2047 on every kernel since 2.6.2x)
+        assert size is not None and size >= 255, (image, size)
+
+
+@pytest.mark.parametrize('value, result', [
+    ('', AssertionError),
+    ('/nonexistent/vmlinuz-6.12.0', AssertionError),
+])
+def test_vm_stage_fails_without_its_kernel(value, result):
+    with pytest.raises(result, match=KERNEL_ENV):
+        real_kernels({KERNEL_ENV: value})
+
+
+def test_vm_stage_kernels_are_read(tmp_path):
+    image = tmp_path / 'vmlinuz-6.12.0'
+    image.write_bytes(setup_header(0x020F, 2047))
+    assert real_kernels({KERNEL_ENV: str(image)}) == ([str(image)], None)
 
 
 @pytest.mark.parametrize('running, expected', [

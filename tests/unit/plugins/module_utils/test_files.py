@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._files import (
-    FileError, display, file_diff, initramfs_lag, read_text,
+    FileError, display, file_diff, initramfs_lag, read_text, utf8_result,
 )
+from ansible_collections.vfio.passthrough.plugins.module_utils._kernel_names import decode_name
 
 
 def test_read_text_missing_is_none(tmp_path):
@@ -60,3 +62,28 @@ def test_read_text_names_a_path_that_is_no_plain_file(tmp_path, make, reason):
 def test_display_is_valid_utf8(text, shown):
     assert display(text) == shown
     display(text).encode('utf-8')
+
+
+_LATIN1 = decode_name(b'caf\xe9')   # a name from sysfs: a lone surrogate for the byte 0xe9
+
+
+@pytest.mark.parametrize('value, expected', [
+    ({'a': ['x', 1, None, True]}, {'a': ['x', 1, None, True]}),
+    ({'msg': _LATIN1, 'nested': {'list': [_LATIN1, ('t', _LATIN1)]}},
+     {'msg': 'caf\\xe9', 'nested': {'list': ['caf\\xe9', ['t', 'caf\\xe9']]}}),
+    ({_LATIN1: 1}, {'caf\\xe9': 1}),
+    # not JSON (bytes, a set): walked as before, strings beside them still made valid
+    ({'raw': b'\xe9', 'name': _LATIN1}, {'raw': b'\xe9', 'name': 'caf\\xe9'}),
+    ({'ids': {1}, 'name': _LATIN1}, {'ids': {1}, 'name': 'caf\\xe9'}),
+])
+def test_utf8_result_shows_every_undecodable_byte(value, expected):
+    result = utf8_result(value)
+    assert result == expected
+    # a result the controller accepts: no lone surrogate anywhere
+    assert json.dumps(result, ensure_ascii=False, default=repr).encode('utf-8')
+
+
+def test_utf8_result_of_a_valid_result_is_the_result():
+    # the fast path: nothing to change, so nothing is copied
+    value = {'devices': {'0000:00:01.0': {'netdevs': ['eno1', 'caf\u00e9']}}}
+    assert utf8_result(value) is value

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._iommu_facts import (
-    gather_iommu_facts, kernel_log_facts, parse_cmdline, parse_cpu_vendor, parse_interrupt_remapping,
+    gather_iommu_facts, interrupt_remapping_evidence, kernel_log_facts, parse_cmdline, parse_cpu_vendor, parse_interrupt_remapping,
 )
 from sysfs_builder import FakeHost, amd_twin_nic_host, intel_gpu_host, iommu_off_host, vfio_variant_host
 
@@ -49,16 +49,68 @@ def test_parse_cmdline_keeps_order_and_bare_flags():
         ('pcie_acs_override', 'downstream,multifunction'), ('x', '')]
 
 
-@pytest.mark.parametrize('text, remapping, tables', [
-    ('DMAR-IR: Enabled IRQ remapping in xapic mode\nACPI: DMAR 0x000000007FFE1F1A 000050 (v01 BOCHS)', True, {'DMAR'}),
-    ('AMD-Vi: Interrupt remapping enabled\nACPI: IVRS 0x0000000 0000D0 (v02 AMD)', True, {'IVRS'}),
-    ('DMAR: IOMMU enabled\n', None, set()),   # proves nothing: printed without an IOMMU too
-    ('AMD-Vi: AMD IOMMUv2 functionality not available on this system\n', None, set()),
-    ('DMAR-IR: IRQ remapping was disabled\n', False, set()),
-    ('', None, set()),
+@pytest.mark.parametrize('text, remapping, line, tables', [
+    ('DMAR-IR: Enabled IRQ remapping in xapic mode\nACPI: DMAR 0x000000007FFE1F1A 000050 (v01 BOCHS)', True,
+     'DMAR-IR: Enabled IRQ remapping in xapic mode', {'DMAR'}),
+    ('AMD-Vi: Interrupt remapping enabled\nACPI: IVRS 0x0000000 0000D0 (v02 AMD)', True,
+     'AMD-Vi: Interrupt remapping enabled', {'IVRS'}),
+    ('DMAR: IOMMU enabled\n', None, None, set()),   # proves nothing: printed without an IOMMU too
+    ('AMD-Vi: AMD IOMMUv2 functionality not available on this system\n', None, None, set()),
+    ('DMAR-IR: IRQ remapping was disabled\n', False, 'DMAR-IR: IRQ remapping was disabled', set()),
+    ('', None, None, set()),
 ])
-def test_kernel_log_facts(text, remapping, tables):
-    assert kernel_log_facts(text) == {'interrupt_remapping': remapping, 'tables': tables}
+def test_kernel_log_facts(text, remapping, line, tables):
+    assert kernel_log_facts(text) == {'interrupt_remapping': remapping, 'interrupt_remapping_line': line,
+                                      'default_domain': None, 'tables': tables}
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('[    0.3] iommu: Default domain type: Passthrough (set via kernel command line)\n',
+     'iommu: Default domain type: Passthrough (set via kernel command line)'),
+    ('iommu: Default domain type: Translated\n', 'iommu: Default domain type: Translated'),
+    ('DMAR: IOMMU enabled\n', None),
+])
+def test_kernel_log_default_domain(text, expected):
+    found = kernel_log_facts(text)['default_domain']
+    assert (found.split('] ')[-1] if found else found) == expected
+
+
+@pytest.mark.parametrize('text, expected', [
+    ('  CPU0\n 0:  36  0  IR-IO-APIC    2-edge      timer\n', (True, '/proc/interrupts line 2: 0: 36 0 IR-IO-APIC 2-edge timer')),
+    (' 24: 1 0 PCI-MSI 49152-edge  virtio0\n 0: 36 0 IO-APIC 2-edge timer\n',
+     (False, '/proc/interrupts line 1: 24: 1 0 PCI-MSI 49152-edge virtio0')),
+    # one IR- chip anywhere is remapping on: the plain line before it is not the evidence
+    (' 24: 1 0 PCI-MSI 49152-edge  virtio0\n 25: 0 0 IR-PCI-MSIX-0000:01:00.0 0-edge nvme0q0\n',
+     (True, '/proc/interrupts line 2: 25: 0 0 IR-PCI-MSIX-0000:01:00.0 0-edge nvme0q0')),
+    ('NMI:  0  0   Non-maskable interrupts\n', (None, None)),
+    (None, (None, None)),
+])
+def test_interrupt_remapping_evidence(text, expected):
+    assert interrupt_remapping_evidence(text) == expected
+
+
+def test_evidence_of_each_verdict(tmp_path):
+    intel_gpu_host(tmp_path)
+    facts = gather_iommu_facts(str(tmp_path))
+    assert facts['evidence'] == {
+        'interrupt_remapping': '/proc/interrupts line 2: 0: 36 0 IR-IO-APIC 2-edge timer',
+        'allow_unsafe_interrupts': 'vfio_iommu_type1 is not loaded and neither /proc/cmdline nor modprobe.d sets '
+                                   'allow_unsafe_interrupts',
+        'passthrough_mode': '/sys/kernel/iommu_groups/*/type: identity in 5 of 5 groups',
+    }
+    assert facts['allow_unsafe_interrupts'] is False
+
+
+def test_passthrough_mode_from_the_kernel_log_without_group_types(tmp_path):
+    intel_gpu_host(tmp_path)
+    for group in (tmp_path / 'sys/kernel/iommu_groups').iterdir():
+        (group / 'type').unlink()
+    facts = gather_iommu_facts(str(tmp_path), kernel_log=lambda: 'iommu: Default domain type: Translated\n')
+    assert (facts['passthrough_mode'], facts['evidence']['passthrough_mode']) == (
+        False, 'kernel log: iommu: Default domain type: Translated')
+    # without a log, the command line's iommu=pt is all that is left
+    facts = gather_iommu_facts(str(tmp_path))
+    assert (facts['passthrough_mode'], facts['evidence']['passthrough_mode']) == (True, '/proc/cmdline: iommu=pt')
 
 
 # -- whole facts -----------------------------------------------------------------

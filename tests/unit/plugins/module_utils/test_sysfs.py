@@ -133,3 +133,24 @@ def test_each_file_is_read_once_and_work_grows_linearly(tmp_path, monkeypatch):
     assert per_device[1][0] <= 7.5
     assert per_device[1][0] <= per_device[0][0] + 0.05
     assert per_device[1][1] <= per_device[0][1] + 0.05
+
+
+def test_a_directory_looked_up_entry_by_entry_is_listed_once(tmp_path, monkeypatch):
+    # A root port's devices: the entry looked up after a plain one lists the directory, after
+    # which only its links cost a readlink; a link among them is still followed.
+    port = tmp_path / 'sys/devices/port'
+    for n in range(10):
+        (port / ('dev%d' % n)).mkdir(parents=True)
+        (port / ('dev%d' % n) / 'f').write_text('%d\n' % n)
+    (tmp_path / 'sys/elsewhere').mkdir()
+    (tmp_path / 'sys/elsewhere/f').write_text('link\n')
+    os.symlink('../../elsewhere', port / 'dev9link')
+    calls = []
+    real_readlink = os.readlink
+    monkeypatch.setattr(_sysfs.os, 'readlink', lambda path: calls.append(path) or real_readlink(path))
+    tree = SysfsTree(str(tmp_path))
+    assert [tree.read('sys/devices/port/dev%d/f' % n) for n in range(10)] == [str(n) for n in range(10)]
+    assert tree.read('sys/devices/port/dev9link/f') == 'link'
+    names = [os.path.basename(p).decode() for p in calls]
+    # sys, devices, port, dev0: then the listing answers for dev1..dev8; dev9link is a link
+    assert names == ['sys', 'devices', 'port', 'dev0', 'dev9link'], names

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.vfio.passthrough.plugins.modules import iommu_facts
+from ansible_collections.vfio.passthrough.plugins.plugin_utils._iommu_verdict import judge_remapping_and_mode
 from module_runner import run_module
 
 REAL = Path(__file__).resolve().parents[3] / 'fixtures' / 'real'
@@ -67,6 +68,10 @@ def test_iommu_state_matches_the_boot(capture):
     else:
         assert facts['enabled'] is True and facts['passthrough_mode'] is True
         assert facts['interrupt_remapping'] is True
+        # what the role's verification judges after the reboot: the guests must pass it
+        assert judge_remapping_and_mode(facts, iommu_pt=True) == ([], []), facts['evidence']
+        assert facts['evidence']['interrupt_remapping'].startswith('/proc/interrupts line ')
+        assert facts['evidence']['passthrough_mode'].startswith('/sys/kernel/iommu_groups/*/type: identity in ')
         assert e1000e[0] in facts['vfio_bound']
         assert facts['devices'][e1000e[0]]['kernel_modules'] == ['e1000e']
         # Every function is in a group except an IOMMU's own (class 0806, the AMD IOMMU).

@@ -180,10 +180,13 @@ def test_verify_reads_the_kernel_line_as_the_kernel_does(off, cmdline, firmware)
     assert any('Check that the boot loader really uses the edited file' in e for e in errors) is not firmware
 
 
-def test_verify_warns_about_interrupt_remapping(intel):
+def test_verify_fails_without_interrupt_remapping(intel):
+    # The rule itself is tested in test_iommu_verdict.py; this proves verify applies it.
     plan = plan_passthrough(intel)
-    live = dict(intel, interrupt_remapping=False)
-    assert any('allow_unsafe_interrupts' in w for w in verify_passthrough(live, plan)['warnings'])
+    live = dict(intel, interrupt_remapping=False, evidence=dict(intel['evidence'], interrupt_remapping='X'))
+    errors = verify_passthrough(live, plan)['errors']
+    assert [e for e in errors if e.startswith('Interrupt remapping is off (X)')], errors
+    assert verify_passthrough(intel, plan)['errors'] == []
 
 
 def test_converged_host_keeps_its_softdeps_and_hooks(tmp_path):

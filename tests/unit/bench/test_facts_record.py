@@ -1,0 +1,44 @@
+"""bench/facts_record.py: the facts bench says plainly when it is slower than the record."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / 'bench'))
+
+from facts_record import compare, compare_all, gathering_ms, load_record  # noqa: E402
+
+
+@pytest.mark.parametrize('now, record, expected', [
+    (191.0, 142.7, '1000 devices: 191 ms, SLOWER than the record (143 ms) by 34%'),
+    (143.0, 142.7, '1000 devices: 143 ms, SLOWER than the record (143 ms) by 0%'),   # any rise is said
+    (142.7, 142.7, '1000 devices: 143 ms, within the record (143 ms; 0% faster)'),
+    (120.0, 142.7, '1000 devices: 120 ms, within the record (143 ms; 16% faster)'),
+    (120.0, None, '1000 devices: 120 ms, no record to compare with'),
+    (-86.0, 10.7, '1000 devices: -86 ms, below the empty tree: too noisy to compare (load the machine less)'),
+])
+def test_compare(now, record, expected):
+    assert compare('1000', now, record) == expected
+
+
+def test_gathering_subtracts_the_empty_tree_median():
+    sizes = {'0': {'wall_ms': [100, 130, 120]}, '1000': {'wall_ms': [300, 320, 310]}}
+    assert gathering_ms(sizes) == {'1000': 190.0}
+
+
+def test_against_the_committed_record():
+    date, record = load_record()
+    assert date and set(record) >= {'100', '1000', '5000'}
+    lines = compare_all({'1000': record['1000'] * 1.2, '100': record['100']}, record)
+    assert lines[0].startswith('100 devices:') and 'within the record' in lines[0]
+    assert 'SLOWER than the record' in lines[1] and 'by 20%' in lines[1]
+
+
+def test_no_record_file(tmp_path):
+    assert load_record(tmp_path / 'missing.json') == (None, {})
+    (tmp_path / 'r.json').write_text(json.dumps({'date': 'd', 'facts_ms': {'1000': 1}}))
+    assert load_record(tmp_path / 'r.json') == ('d', {'1000': 1})
