@@ -46,21 +46,54 @@ def test_the_protecting_modules_are_found():
             'vfio.passthrough.sriov_vfs'} <= set(PROTECTING)
 
 
-def _tasks(tasks):
+def _tasks(tasks, defaults=None):
+    """Each task with the options in effect: a block's module_defaults under the task's own."""
     for task in tasks or []:
-        yield task
+        inherited = dict(defaults or {})
+        for module, options in (task.get('module_defaults') or {}).items():
+            inherited[module] = dict(inherited.get(module) or {}, **(options or {}))
+        yield _with_defaults(task, inherited)
         for key in ('block', 'rescue', 'always'):
-            yield from _tasks(task.get(key))
+            yield from _tasks(task.get(key), inherited)
+
+
+def _with_defaults(task, defaults):
+    task = dict(task)
+    for module, options in defaults.items():
+        if module in task:
+            task[module] = dict(options, **(task[module] or {}))
+    return task
+
+
+def _imported_defaults():
+    """Role task file -> the module_defaults of main.yml's blocks that import it (imports followed)."""
+    found = {}
+
+    def visit(name, defaults):
+        found[name] = defaults
+        for task in _tasks(yaml.safe_load((ROLE / 'tasks' / name).read_text(encoding='utf-8'))):
+            for key in ('ansible.builtin.import_tasks', 'ansible.builtin.include_tasks'):
+                if key in task:
+                    visit(task[key], defaults)
+
+    for task in yaml.safe_load((ROLE / 'tasks' / 'main.yml').read_text(encoding='utf-8')):
+        for inner in task.get('block') or []:
+            name = inner.get('ansible.builtin.import_tasks') or inner.get('ansible.builtin.include_tasks')
+            if name and task.get('module_defaults'):
+                visit(name, task['module_defaults'])
+    return found
 
 
 def _task_files():
     files = sorted((ROLE / 'tasks').glob('*.yml')) + sorted((ROOT / 'playbooks').glob('*.yml'))
+    role_defaults = _imported_defaults()
     for path in files:
         data = yaml.safe_load(path.read_text(encoding='utf-8')) or []
         plays = data if path.parent.name == 'playbooks' else [{'tasks': data}]
+        defaults = role_defaults.get(path.name) if path.parent.name == 'tasks' else None
         for play in plays:
             for section in ('pre_tasks', 'tasks', 'post_tasks', 'handlers'):
-                for task in _tasks(play.get(section)):
+                for task in _tasks(play.get(section), defaults):
                     yield path.relative_to(ROOT), task
 
 
