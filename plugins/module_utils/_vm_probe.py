@@ -377,7 +377,7 @@ def failure(probes):
         return 'vm_probe refused, nothing was started: ' + '; '.join(refused)
     unseen = ['%s: %s' % (p['address'], p.get('error') or 'the guest listed no %s'
                           % ', '.join(p.get('vendor_devices') or []))
-              for p in probes if p.get('started') and not p.get('seen')]
+              for p in probes if (p.get('started') and not p.get('seen')) or (p.get('error') and not p.get('started'))]
     if unseen:
         return 'vm_probe: not seen in the guest: ' + '; '.join(unseen)
     return None

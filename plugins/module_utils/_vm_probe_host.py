@@ -21,14 +21,20 @@ import time
 from ansible_collections.vfio.passthrough.plugins.module_utils._newc_cpio import (
     CHARDEV, DIRECTORY, FILE, SYMLINK, newc_archive,
 )
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import modules_for_modalias, parse_pci_aliases
 from ansible_collections.vfio.passthrough.plugins.module_utils._pve_config import vmid_of
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import as_tree
+from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe import (
+    elf_interpreter, firmware_names, firmware_plan, kernel_release, parse_show_depends,
+)
 from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe_guest import (
     DHCP_SCRIPT, MODULE_DIR, dhcp_script, init_script,
 )
 
 __all__ = [
-    'read_open_vfio_files', 'read_vfio_cdevs', 'read_pve_guest_configs', 'kvm_error', 'read_fds',
+    'read_open_vfio_files', 'read_vfio_cdevs', 'read_pve_guest_configs', 'kvm_error', 'read_fds', 'find_qemu',
+    'read_kernel', 'find_busybox', 'guest_modules',
     'decompress_module', 'write_initramfs', 'KernelLog', 'run_guest',
 ]
 
@@ -112,6 +118,98 @@ def read_fds(pid):
     return found
 
 
+def find_qemu(module, tree, asked):
+    """The QEMU binary: ``asked`` when executable, else /usr/bin/kvm, else qemu-system-x86_64 on the PATH; None: none."""
+    if asked:
+        return asked if os.access(asked, os.X_OK) else None
+    kvm = tree.path('usr/bin/kvm')
+    return kvm if os.access(kvm, os.X_OK) else module.get_bin_path('qemu-system-x86_64')
+
+
+def read_kernel(tree, asked):
+    """``(path, release, refusal)`` of the guest kernel: ``asked``, else /boot/vmlinuz-<running release>."""
+    path = asked or tree.path('boot/vmlinuz-%s' % os.uname().release)
+    try:
+        with open(path, 'rb') as handle:
+            head = handle.read(65536)
+    except OSError as exc:
+        return path, None, 'the guest kernel %s cannot be read: %s' % (path, exc.strerror)
+    release = kernel_release(head)
+    if release is None:
+        return path, None, '%s is no bzImage kernel (no HdrS header with a version)' % path
+    return path, release, None
+
+
+def find_busybox(module):
+    """``(path, refusal)``: busybox must be static, the guest has no libraries."""
+    path = module.get_bin_path('busybox')
+    if not path:
+        return None, 'busybox was not found: install busybox-static'
+    try:
+        with open(path, 'rb') as handle:
+            interpreter = elf_interpreter(handle.read())
+    except (OSError, ValueError) as exc:
+        return None, '%s cannot be used as the guest\'s userland: %s' % (path, exc)
+    if interpreter:
+        return None, ('%s is linked dynamically (it needs %s and its libraries, which the guest does not have): '
+                      'install busybox-static' % (path, interpreter))
+    return path, None
+
+
+def _firmware(tree, names):
+    """{name: host path} of the firmware files present (plain, .zst or .xz; updates/ first, as the kernel looks)."""
+    present = {}
+    for name in names:
+        for base in ('lib/firmware/updates', 'lib/firmware'):
+            for suffix in ('', '.zst', '.xz'):
+                path = tree.path('%s/%s%s' % (base, name, suffix))
+                if os.path.isfile(path) and name not in present:
+                    present[name] = path
+    return present
+
+
+def guest_modules(module, tree, release, addresses, devices):
+    """``(modules [{name, path}] in load order, firmware {name: path}, refusals, notes)`` for the passed devices:
+    each one's modalias against the kernel's modules.alias, then ``modprobe --show-depends``."""
+    aliases = parse_pci_aliases(tree.read('lib/modules/%s/modules.alias' % release))
+    refusals, notes, loaded, firmware = [], [], [], {}
+    for address in addresses:
+        modalias = tree.read('%s/modalias' % devices[address]['path'], resolved=True)
+        wanted = modules_for_modalias(modalias, aliases)
+        if not wanted:
+            notes.append('%s: no module of %s claims it; the guest lists it with driver none' % (address, release))
+        for name in wanted:
+            rc, out, err = module.run_command(['modprobe', '--show-depends', '-S', release, name],
+                                              environ_update=C_LOCALE)
+            if rc != 0:
+                refusals.append('the driver module %s of %s is missing for %s: %s'
+                                % (name, address, release, (err or out).strip()))
+                continue
+            for entry in parse_show_depends(out):
+                if any(e['name'] == entry['name'] for e in loaded):
+                    continue
+                if entry['path'] is None:
+                    notes.append('%s is built into %s' % (entry['name'], release))
+                elif not os.path.isfile(entry['path']):
+                    refusals.append('the module file %s is missing' % entry['path'])
+                    continue
+                elif entry['path'].endswith('.zst') and not module.get_bin_path('zstd'):
+                    refusals.append('%s is zstd-compressed and the zstd tool is missing: install zstd' % entry['path'])
+                    continue
+                loaded.append(entry)
+                if entry['path'] is None:
+                    continue
+                rc, out, err = module.run_command(['modinfo', '-k', release, '-F', 'firmware', entry['name']],
+                                                  environ_update=C_LOCALE)
+                listed = firmware_names(out) if rc == 0 else []
+                files, refusal, more = firmware_plan(entry['name'], listed, _firmware(tree, listed))
+                if refusal:
+                    refusals.append(refusal)
+                notes.extend(more)
+                firmware.update(files)
+    return loaded, firmware, refusals, notes
+
+
 def decompress_module(module, path, dest):
     """Write the module at ``path`` uncompressed to ``dest`` (busybox insmod takes plain ELF only).
 
@@ -119,7 +217,7 @@ def decompress_module(module, path, dest):
     """
     if path.endswith('.zst'):
         rc, _out, err = module.run_command([module.get_bin_path('zstd', required=True), '-q', '-d', '-f',
-                                            '-o', dest, path], environ_update={'LC_ALL': 'C'})
+                                            '-o', dest, path], environ_update=C_LOCALE)
         if rc != 0:
             raise OSError('zstd could not decompress %s: %s' % (path, err.strip()))
         return
@@ -149,14 +247,16 @@ def write_initramfs(module, directory, busybox, modules, firmware, dhcp):
         loaded.append(entry['name'])
     made = {'lib/firmware'}
     for name in sorted(firmware):
-        parts = name.split('/')
+        # A compressed file keeps its suffix: the kernel's loader looks for name.zst / name.xz itself.
+        stored = name + next((s for s in ('.zst', '.xz') if firmware[name].endswith(s)), '')
+        parts = stored.split('/')
         for depth in range(1, len(parts)):
             sub = 'lib/firmware/' + '/'.join(parts[:depth])
             if sub not in made:
                 made.add(sub)
                 entries.append((sub, DIRECTORY, 0o755, b''))
         with open(firmware[name], 'rb') as handle:
-            entries.append(('lib/firmware/' + name, FILE, 0o644, handle.read()))
+            entries.append(('lib/firmware/' + stored, FILE, 0o644, handle.read()))
     entries.append(('init', FILE, 0o755, init_script(loaded, dhcp)))
     path = os.path.join(directory, 'initramfs.cpio')
     with open(path, 'wb') as handle:
@@ -181,7 +281,7 @@ class KernelLog:
             self.before = self._dmesg()
 
     def _dmesg(self):
-        rc, out, _err = self.module.run_command(['dmesg'], environ_update={'LC_ALL': 'C'})
+        rc, out, _err = self.module.run_command(['dmesg'], environ_update=C_LOCALE)
         return out.splitlines() if rc == 0 else []
 
     def read(self):

@@ -223,19 +223,17 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE, normalise_address
-from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import (
-    modules_for_modalias, parse_pci_aliases, read_pci_devices,
-)
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci import normalise_address
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
 from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe import (
-    RESERVATIONS, active_reservations, boot_references, choose_accel, device_kernel_lines, elf_interpreter, failure,
-    firmware_names, firmware_plan, kernel_messages, kernel_release, parse_reservations, parse_show_depends,
-    plan_device, qemu_argv, summary, vendor_device_of, vfio_fd_entry,
+    RESERVATIONS, active_reservations, boot_references, choose_accel, device_kernel_lines, failure, kernel_messages,
+    parse_reservations, plan_device, qemu_argv, summary, vendor_device_of, vfio_fd_entry,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe_guest import parse_console
 from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe_host import (
-    KernelLog, kvm_error, read_open_vfio_files, read_pve_guest_configs, read_vfio_cdevs, run_guest, write_initramfs,
+    KernelLog, find_busybox, find_qemu, guest_modules, kvm_error, read_kernel, read_open_vfio_files,
+    read_pve_guest_configs, read_vfio_cdevs, run_guest, write_initramfs,
 )
 
 # The host's root: tests point it at a fake tree.
@@ -248,96 +246,6 @@ def _empty_guest():
     return parse_console('')
 
 
-def _qemu(module, tree):
-    if module.params['qemu']:
-        return module.params['qemu'] if os.access(module.params['qemu'], os.X_OK) else None
-    kvm = tree.path('usr/bin/kvm')
-    return kvm if os.access(kvm, os.X_OK) else module.get_bin_path('qemu-system-x86_64')
-
-
-def _kernel(module, tree):
-    """(path, release, refusal)."""
-    running = os.uname().release
-    path = module.params['kernel'] or tree.path('boot/vmlinuz-%s' % running)
-    try:
-        with open(path, 'rb') as handle:
-            head = handle.read(65536)
-    except OSError as exc:
-        return path, None, 'the guest kernel %s cannot be read: %s' % (path, exc.strerror)
-    release = kernel_release(head)
-    if release is None:
-        return path, None, '%s is no bzImage kernel (no HdrS header with a version)' % path
-    return path, release, None
-
-
-def _busybox(module):
-    """(path, refusal)."""
-    path = module.get_bin_path('busybox')
-    if not path:
-        return None, 'busybox was not found: install busybox-static'
-    try:
-        with open(path, 'rb') as handle:
-            interpreter = elf_interpreter(handle.read())
-    except (OSError, ValueError) as exc:
-        return None, '%s cannot be used as the guest\'s userland: %s' % (path, exc)
-    if interpreter:
-        return None, ('%s is linked dynamically (it needs %s and its libraries, which the guest does not have): '
-                      'install busybox-static' % (path, interpreter))
-    return path, None
-
-
-def _firmware(tree, names):
-    present = {}
-    for name in names:
-        for base in ('lib/firmware/updates', 'lib/firmware'):
-            for suffix in ('', '.zst', '.xz'):
-                path = tree.path('%s/%s%s' % (base, name, suffix))
-                if os.path.isfile(path) and name not in present:
-                    present[name] = path
-    return present
-
-
-def _guest_modules(module, tree, release, addresses, devices):
-    """(modules [{name, path}] in load order, firmware {name: path}, refusals, notes) for the passed devices."""
-    aliases = parse_pci_aliases(tree.read('lib/modules/%s/modules.alias' % release))
-    refusals, notes, loaded, firmware = [], [], [], {}
-    for address in addresses:
-        modalias = tree.read('%s/modalias' % devices[address]['path'], resolved=True)
-        wanted = modules_for_modalias(modalias, aliases)
-        if not wanted:
-            notes.append('%s: no module of %s claims it; the guest lists it with driver none' % (address, release))
-        for name in wanted:
-            rc, out, err = module.run_command(['modprobe', '--show-depends', '-S', release, name],
-                                              environ_update=C_LOCALE)
-            if rc != 0:
-                refusals.append('the driver module %s of %s is missing for %s: %s'
-                                % (name, address, release, (err or out).strip()))
-                continue
-            for entry in parse_show_depends(out):
-                if any(e['name'] == entry['name'] for e in loaded):
-                    continue
-                if entry['path'] is None:
-                    notes.append('%s is built into %s' % (entry['name'], release))
-                elif not os.path.isfile(entry['path']):
-                    refusals.append('the module file %s is missing' % entry['path'])
-                    continue
-                elif entry['path'].endswith('.zst') and not module.get_bin_path('zstd'):
-                    refusals.append('%s is zstd-compressed and the zstd tool is missing: install zstd' % entry['path'])
-                    continue
-                loaded.append(entry)
-                if entry['path'] is None:
-                    continue
-                rc, out, err = module.run_command(['modinfo', '-k', release, '-F', 'firmware', entry['name']],
-                                                  environ_update=C_LOCALE)
-                listed = firmware_names(out) if rc == 0 else []
-                files, refusal, more = firmware_plan(entry['name'], listed, _firmware(tree, listed))
-                if refusal:
-                    refusals.append(refusal)
-                notes.extend(more)
-                firmware.update(files)
-    return loaded, firmware, refusals, notes
-
-
 def _plan(module, tree, devices, addresses):
     """Every probe as it would start, its refusal set: nothing starts until all are checked."""
     params = module.params
@@ -348,16 +256,16 @@ def _plan(module, tree, devices, addresses):
     boot_refs = boot_references(read_pve_guest_configs(tree, node), tree.read('etc/pve/ha/resources.cfg'),
                                 tree.read('etc/pve/mapping/pci.cfg'), list(devices), node)
     common = []
-    qemu = _qemu(module, tree)
+    qemu = find_qemu(module, tree, module.params['qemu'])
     if not qemu:
         common.append('QEMU was not found (%s): install qemu-system-x86, or pve-qemu-kvm on Proxmox VE'
                       % (params['qemu'] or '/usr/bin/kvm, qemu-system-x86_64'))
-    kernel, release, refusal = _kernel(module, tree)
+    kernel, release, refusal = read_kernel(tree, module.params['kernel'])
     if refusal:
         common.append(refusal)
     elif not tree.exists('lib/modules/%s/modules.alias' % release):
         common.append('the guest kernel %s is %s, and /lib/modules/%s has no modules.alias' % (kernel, release, release))
-    busybox, refusal = _busybox(module)
+    busybox, refusal = find_busybox(module)
     if refusal:
         common.append(refusal)
     try:
@@ -374,7 +282,7 @@ def _plan(module, tree, devices, addresses):
         reasons, notes = list(plan['reasons']), list(plan['notes'])
         modules, firmware = [], {}
         if not reasons and not common:
-            modules, firmware, more, extra = _guest_modules(module, tree, release, plan['group_devices'], devices)
+            modules, firmware, more, extra = guest_modules(module, tree, release, plan['group_devices'], devices)
             reasons += more
             notes += extra
         reasons += common
@@ -465,7 +373,10 @@ def main():
         base = tempfile.mkdtemp(prefix='vm-probe-')
         try:
             for index, probe in enumerate(probes):
-                _start(module, probe, base, index)
+                try:
+                    _start(module, probe, base, index)
+                except (OSError, ValueError) as exc:
+                    probe['error'] = 'the guest could not be started: %s' % exc
         finally:
             shutil.rmtree(base, ignore_errors=True)
     lines = []

@@ -17,6 +17,8 @@ import pytest
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vfio.passthrough.plugins.module_utils import _vm_probe_host
+from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices
+from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
 from ansible_collections.vfio.passthrough.plugins.modules import vm_probe
 
 UNIT = Path(__file__).resolve().parents[2]
@@ -182,13 +184,70 @@ def test_the_initramfs_holds_busybox_init_and_the_decompressed_module(host, tmp_
     modules = [{'name': 'ptp', 'path': None}, {'name': 'e1000e', 'path': str(host['tmp'] / 'e1000e.ko.xz')}]
     firmware = tmp_path / 'fw.bin'
     firmware.write_bytes(b'FW')
+    (tmp_path / 'fw.bin.zst').write_bytes(b'ZFW')
     path = _vm_probe_host.write_initramfs(Module(), str(directory), str(host['tmp'] / 'busybox'), modules,
-                                          {'e1000e/fw.bin': str(firmware)}, dhcp=False)
+                                          {'e1000e/fw.bin': str(firmware), 'e1000e/z.bin': str(firmware) + '.zst'},
+                                          dhcp=False)
     entries = {e['name']: e for e in read_newc(Path(path).read_bytes())}
     assert entries['lib/modules/e1000e.ko']['data'] == b'\x7fELF e1000e module bytes'
     assert 'lib/modules/ptp.ko' not in entries
     assert entries['lib/firmware/e1000e/fw.bin']['data'] == b'FW'
+    # compressed firmware keeps its suffix, for the kernel's loader to decompress
+    assert entries['lib/firmware/e1000e/z.bin.zst']['data'] == b'ZFW' and 'lib/firmware/e1000e/z.bin' not in entries
     assert b'insmod /lib/modules/e1000e.ko' in entries['init']['data']
     assert b'udhcpc' not in entries['init']['data']
     assert (entries['dev/console']['rdevmajor'], entries['dev/console']['rdevminor']) == (5, 1)
     assert sorted(os.listdir(directory)) == ['initramfs.cpio']
+
+
+def test_a_guest_that_cannot_be_built_is_an_error_not_a_traceback(host, monkeypatch):
+    made = []
+    real_mkdtemp = vm_probe.tempfile.mkdtemp
+
+    def mkdtemp(**kwargs):
+        made.append(real_mkdtemp(dir=str(host['tmp']), **kwargs))
+        return made[-1]
+
+    def no_space(*args, **kwargs):
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(vm_probe.tempfile, 'mkdtemp', mkdtemp)
+    monkeypatch.setattr(vm_probe, 'write_initramfs', no_space)
+    result = run_module(vm_probe.main, _args(host, [NIC]))
+    assert result['failed'] is True and result['changed'] is False
+    assert result['msg'] == ('vm_probe: not seen in the guest: 0000:00:03.0: the guest could not be started: '
+                             '[Errno 28] No space left on device')
+    assert result['probes'][0]['started'] is False and not os.path.exists(made[0])
+
+
+def test_guest_modules_follow_show_depends_and_take_the_firmware_present(host, tmp_path):
+    root = host['root']
+    lib = tmp_path / 'mods'
+    lib.mkdir()
+    for name in ('crc-itu-t.ko.xz', 'e1000e.ko.zst'):
+        (lib / name).write_bytes(b'x')
+    (root / 'lib/firmware/e1000e').mkdir(parents=True)
+    (root / 'lib/firmware/e1000e/a.bin.zst').write_bytes(b'A')
+
+    class Module:
+        def __init__(self, zstd):
+            self.zstd = zstd
+
+        def run_command(self, argv, environ_update=None):
+            assert environ_update == {'LC_ALL': 'C'}
+            if argv[0] == 'modprobe':
+                return 0, 'insmod %s/crc-itu-t.ko.xz \nbuiltin ptp\ninsmod %s/e1000e.ko.zst \n' % (lib, lib), ''
+            return 0, 'e1000e/a.bin\ne1000e/b.bin\n' if argv[-1] == 'e1000e' else '', ''
+
+        def get_bin_path(self, name):
+            return '/usr/bin/zstd' if self.zstd else None
+
+    tree = SysfsTree(str(root))
+    devices = read_pci_devices(tree)
+    loaded, firmware, refusals, notes = _vm_probe_host.guest_modules(Module(True), tree, RELEASE, [NIC], devices)
+    assert [m['name'] for m in loaded] == ['crc_itu_t', 'ptp', 'e1000e'] and refusals == []
+    assert firmware == {'e1000e/a.bin': str(root / 'lib/firmware/e1000e/a.bin.zst')}
+    assert notes == ['ptp is built into %s' % RELEASE,
+                     'e1000e: 1 of its 2 firmware files are not under /lib/firmware (e1000e/b.bin); the guest gets '
+                     'the others']
+    _loaded, _firmware, refusals, _notes = _vm_probe_host.guest_modules(Module(False), tree, RELEASE, [NIC], devices)
+    assert refusals == ['%s/e1000e.ko.zst is zstd-compressed and the zstd tool is missing: install zstd' % lib]
