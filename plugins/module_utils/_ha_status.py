@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import re
 
-__all__ = ['HaStatusError', 'parse_manager_status', 'parse_lrm_status', 'parse_ha_status_text']
+__all__ = ['HaStatusError', 'parse_manager_status', 'parse_lrm_status', 'parse_ha_status_text', 'parse_ha_resources']
 
 
 class HaStatusError(ValueError):
@@ -94,3 +94,33 @@ def parse_ha_status_text(text):
                 result['services'][match.group('sid')] = {
                     'node': match.group('node').strip(), 'state': match.group('state').strip()}
     return result
+
+
+_SECTION_HEADER = re.compile(r'(\S+):\s*(\S+)\s*$')
+_SECTION_PROPERTY = re.compile(r'\s+(\S+)(?:\s+(.*\S))?\s*$')
+
+
+def parse_ha_resources(text):
+    """``/etc/pve/ha/resources.cfg`` as ``{sid: {'type', 'name', 'state', ...}}`` (``vm:100`` -> its properties).
+
+    A section config (pve-common SectionConfig, pve-ha-manager src/PVE/HA/Resources.pm): a header
+    ``vm: 100`` or ``ct: 101`` in column 0, indented ``key value`` properties, an empty line ending
+    the section. ``state`` is absent when it has its default, ``started``.
+    """
+    resources = {}
+    current = None
+    for line in (text or '').split('\n'):
+        if not line.strip():
+            current = None
+            continue
+        if line.lstrip().startswith('#'):
+            continue
+        header = _SECTION_HEADER.match(line)
+        if header and not line[0].isspace():
+            kind, name = header.groups()
+            current = resources['%s:%s' % (kind, name)] = {'type': kind, 'name': name}
+            continue
+        prop = _SECTION_PROPERTY.match(line)
+        if prop and current is not None:
+            current[prop.group(1)] = prop.group(2) if prop.group(2) is not None else ''
+    return resources

@@ -41,7 +41,7 @@ import re
 
 __all__ = [
     'HOSTPCI_KEYS', 'MAP_KEYS', 'parse_hostpci', 'hostpci_id_addresses', 'parse_vm_config_hostpci',
-    'parse_pci_mapping', 'guest_pci_references', 'vmid_of',
+    'parse_pci_mapping', 'guest_pci_references', 'vmid_of', 'vm_config_setting', 'starts_on_boot',
 ]
 
 # $PCIRE of qemu-server: [domain:]bus:slot[.function], lowercase hex, a domain of 4 or more digits.
@@ -211,6 +211,23 @@ def parse_vm_config_hostpci(text):
             found.append({'section': section, 'key': match.group(1), 'value': match.group(2),
                           'hostpci': parse_hostpci(match.group(2))})
     return found
+
+
+def vm_config_setting(text, key):
+    """The value of ``key`` in a guest config's current settings (not a snapshot's, not pending), or None."""
+    for line in (text or '').split('\n'):
+        if line.startswith('['):
+            break
+        match = _CONFIG_LINE.match(line)
+        if match and match.group(1) == key:
+            return match.group(2)
+    return None
+
+
+def starts_on_boot(text):
+    """Whether a guest config says ``onboot`` (a Proxmox boolean: 1, on, yes, true)."""
+    value = vm_config_setting(text, 'onboot')
+    return value is not None and _parse_boolean(value) == 1
 
 
 def parse_pci_mapping(text):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._ha_status import (
-    HaStatusError, parse_ha_status_text, parse_lrm_status, parse_manager_status,
+    HaStatusError, parse_ha_resources, parse_ha_status_text, parse_lrm_status, parse_manager_status,
 )
 
 HA = Path(__file__).resolve().parents[3] / 'fixtures' / 'cluster' / 'ha'
@@ -58,3 +58,32 @@ def test_ha_manager_status_text():
 def test_ha_manager_status_verbose_json_is_not_read_as_lines():
     text = (HA / 'ha_status_online.txt').read_text() + 'full cluster state:\n{\n "service vm:999 (pve2, started)": 1\n}\n'
     assert 'vm:999' not in parse_ha_status_text(text)['services']
+
+
+# resources.cfg as pve-ha-manager writes it (SectionConfig: header, tab-indented properties, blank line).
+RESOURCES = """\
+vm: 100
+\tgroup prefer-pve1
+\tstate started
+
+vm: 101
+\tstate disabled
+\tcomment  two  words
+
+# a comment line
+ct: 200
+\tmax_restart 2
+"""
+
+
+def test_ha_resources_sections():
+    assert parse_ha_resources(RESOURCES) == {
+        'vm:100': {'type': 'vm', 'name': '100', 'group': 'prefer-pve1', 'state': 'started'},
+        'vm:101': {'type': 'vm', 'name': '101', 'state': 'disabled', 'comment': 'two  words'},
+        'ct:200': {'type': 'ct', 'name': '200', 'max_restart': '2'},
+    }
+
+
+@pytest.mark.parametrize('text', [None, '', '\tstate started\n', 'not a header line\n'])
+def test_ha_resources_without_sections(text):
+    assert parse_ha_resources(text) == {}

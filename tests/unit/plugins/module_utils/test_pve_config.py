@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._pve_config import (
     HOSTPCI_KEYS, guest_pci_references, hostpci_id_addresses, parse_hostpci, parse_pci_mapping,
-    parse_vm_config_hostpci, vmid_of,
+    parse_vm_config_hostpci, starts_on_boot, vm_config_setting, vmid_of,
 )
 
 HOST = ['0000:00:02.0', '0000:01:00.0', '0000:01:00.1', '0000:01:10.0', '0000:01:10.2', '0000:02:00.0',
@@ -185,3 +185,26 @@ def test_any_text_parses_without_raising(text):
         assert set(hostpci_id_addresses(ident, HOST)) <= set(HOST)
     parse_vm_config_hostpci(text)
     parse_pci_mapping(text)
+
+
+@pytest.mark.parametrize('text, onboot', [
+    ('onboot: 1\nmemory: 2048\n', True),
+    ('memory: 2048\nonboot: yes\n', True),
+    ('onboot: On\n', True),
+    ('onboot: 0\n', False),
+    ('memory: 2048\n', False),
+    # a snapshot's or pending setting is not what starts the guest at boot
+    ('memory: 2048\n[PENDING]\nonboot: 1\n', False),
+    ('memory: 2048\n\n[snap1]\nonboot: 1\n', False),
+    ('#onboot: 1\n', False),
+    (' onboot: 1\n', False),
+    ('onboot: maybe\n', False),
+    (None, False),
+])
+def test_starts_on_boot(text, onboot):
+    assert starts_on_boot(text) is onboot
+
+
+def test_vm_config_setting_reads_the_current_section_only():
+    text = 'name: web\nonboot: 1\n[snap1]\nname: old\n'
+    assert (vm_config_setting(text, 'name'), vm_config_setting(text, 'cores')) == ('web', None)

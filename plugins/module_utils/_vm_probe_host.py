@@ -1,0 +1,237 @@
+# -*- coding: utf-8 -*-
+# Copyright: contributors to vfio.passthrough
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""vm_probe's reads and its one start: the host's files, the initramfs, QEMU in the background.
+
+Everything that touches the host is here, so _vm_probe stays pure. Reads go
+through a SysfsTree below a root (a fake tree in tests); the only writes are
+below the temporary directory the module creates and removes.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import lzma
+import os
+import shutil
+import subprocess
+import time
+
+from ansible_collections.vfio.passthrough.plugins.module_utils._newc_cpio import (
+    CHARDEV, DIRECTORY, FILE, SYMLINK, newc_archive,
+)
+from ansible_collections.vfio.passthrough.plugins.module_utils._pve_config import vmid_of
+from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import as_tree
+from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe_guest import (
+    DHCP_SCRIPT, MODULE_DIR, dhcp_script, init_script,
+)
+
+__all__ = [
+    'read_open_vfio_files', 'read_vfio_cdevs', 'read_pve_guest_configs', 'kvm_error', 'read_fds',
+    'decompress_module', 'write_initramfs', 'KernelLog', 'run_guest',
+]
+
+# <linux/kvm.h>: _IO(KVMIO, 0x00) and _IO(KVMIO, 0x01); the API version has been 12 since 2.6.22.
+_KVM_GET_API_VERSION, _KVM_CREATE_VM, _KVM_API_VERSION = 0xAE00, 0xAE01, 12
+_POLL_SECONDS = 0.25
+
+
+def read_open_vfio_files(root):
+    """{``/dev/vfio/...`` path: [pid]} for every VFIO group or device file a process holds open."""
+    tree = as_tree(root)
+    held = {}
+    for pid in tree.listdir('proc'):
+        if not pid.isdigit():
+            continue
+        for fd in tree.listdir('proc/%s/fd' % pid, resolved=True):
+            target = tree.readlink('proc/%s/fd/%s' % (pid, fd))
+            if target and target.startswith('/dev/vfio/'):
+                pids = held.setdefault(target, [])
+                if int(pid) not in pids:
+                    pids.append(int(pid))
+    return held
+
+
+def read_vfio_cdevs(root, devices, addresses):
+    """{address: [``vfioN``]}: the device files of kernels with CONFIG_VFIO_DEVICE_CDEV (``<dev>/vfio-dev``)."""
+    tree = as_tree(root)
+    found = {}
+    for address in addresses:
+        rel = (devices.get(address) or {}).get('path')
+        if rel:
+            names = [n for n in tree.listdir(rel + '/vfio-dev', resolved=True) if n.startswith('vfio')]
+            if names:
+                found[address] = names
+    return found
+
+
+def read_pve_guest_configs(root, node):
+    """{vmid: config text} of this node's guests, as _sriov.read_guest_references finds them."""
+    tree = as_tree(root)
+    configs = {}
+    for directory in ('etc/pve/qemu-server', 'etc/pve/nodes/%s/qemu-server' % node):
+        for name in tree.listdir(directory):
+            vmid = vmid_of(name)
+            if vmid is not None and vmid not in configs:
+                configs[vmid] = tree.read('%s/%s' % (directory, name)) or ''
+    return configs
+
+
+def kvm_error(path='/dev/kvm'):
+    """None when KVM works (the device opens, speaks API 12 and makes a VM), else why not."""
+    try:
+        fd = os.open(path, os.O_RDWR | getattr(os, 'O_CLOEXEC', 0))
+    except OSError as exc:
+        return 'cannot open %s: %s' % (path, exc.strerror)
+    try:
+        version = fcntl.ioctl(fd, _KVM_GET_API_VERSION, 0)
+        if version != _KVM_API_VERSION:
+            return '%s speaks KVM API %s, not %d' % (path, version, _KVM_API_VERSION)
+        os.close(fcntl.ioctl(fd, _KVM_CREATE_VM, 0))
+    except OSError as exc:
+        return '%s does not make a VM: %s' % (path, exc.strerror)
+    finally:
+        os.close(fd)
+    return None
+
+
+def read_fds(pid):
+    """{fd: link target} of a live process (empty once it is gone)."""
+    base = '/proc/%d/fd' % pid
+    found = {}
+    try:
+        names = os.listdir(base)
+    except OSError:
+        return found
+    for name in names:
+        try:
+            found[name] = os.readlink('%s/%s' % (base, name))
+        except OSError:
+            continue
+    return found
+
+
+def decompress_module(module, path, dest):
+    """Write the module at ``path`` uncompressed to ``dest`` (busybox insmod takes plain ELF only).
+
+    ``.ko.xz`` by Python's lzma; ``.ko.zst`` by the ``zstd`` tool, which the caller checked for.
+    """
+    if path.endswith('.zst'):
+        rc, _out, err = module.run_command([module.get_bin_path('zstd', required=True), '-q', '-d', '-f',
+                                            '-o', dest, path], environ_update={'LC_ALL': 'C'})
+        if rc != 0:
+            raise OSError('zstd could not decompress %s: %s' % (path, err.strip()))
+        return
+    opener = lzma.open if path.endswith('.xz') else open
+    with opener(path, 'rb') as source, open(dest, 'wb') as target:
+        shutil.copyfileobj(source, target)
+
+
+def write_initramfs(module, directory, busybox, modules, firmware, dhcp):
+    """Build ``<directory>/initramfs.cpio``: busybox, /init, the modules (``[{name, path}]`` in load
+    order, built-in ones skipped), the firmware files ({relative name: host path}). Returns its path."""
+    entries = [(d, DIRECTORY, 0o755, b'') for d in ('bin', 'dev', 'lib', MODULE_DIR, 'lib/firmware')]
+    entries.append(('dev/console', CHARDEV, 0o600, (5, 1)))
+    with open(busybox, 'rb') as handle:
+        entries.append(('bin/busybox', FILE, 0o755, handle.read()))
+    entries.append(('bin/sh', SYMLINK, 0o777, 'busybox'))
+    entries.append((DHCP_SCRIPT, FILE, 0o755, dhcp_script()))
+    loaded = []
+    for entry in modules:
+        if entry['path'] is None:
+            continue
+        plain = os.path.join(directory, entry['name'] + '.ko')
+        decompress_module(module, entry['path'], plain)
+        with open(plain, 'rb') as handle:
+            entries.append(('%s/%s.ko' % (MODULE_DIR, entry['name']), FILE, 0o644, handle.read()))
+        os.unlink(plain)
+        loaded.append(entry['name'])
+    made = {'lib/firmware'}
+    for name in sorted(firmware):
+        parts = name.split('/')
+        for depth in range(1, len(parts)):
+            sub = 'lib/firmware/' + '/'.join(parts[:depth])
+            if sub not in made:
+                made.add(sub)
+                entries.append((sub, DIRECTORY, 0o755, b''))
+        with open(firmware[name], 'rb') as handle:
+            entries.append(('lib/firmware/' + name, FILE, 0o644, handle.read()))
+    entries.append(('init', FILE, 0o755, init_script(loaded, dhcp)))
+    path = os.path.join(directory, 'initramfs.cpio')
+    with open(path, 'wb') as handle:
+        handle.write(newc_archive(entries))
+    return path
+
+
+class KernelLog:
+    """The host kernel's messages from now on: /dev/kmsg from its end, or ``dmesg`` before and after."""
+
+    def __init__(self, module, path='/dev/kmsg'):
+        self.module = module
+        self.fd = None
+        self.before = None
+        try:
+            self.fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, 'O_CLOEXEC', 0))
+            os.lseek(self.fd, 0, os.SEEK_END)
+        except OSError:
+            if self.fd is not None:
+                os.close(self.fd)
+            self.fd = None
+            self.before = self._dmesg()
+
+    def _dmesg(self):
+        rc, out, _err = self.module.run_command(['dmesg'], environ_update={'LC_ALL': 'C'})
+        return out.splitlines() if rc == 0 else []
+
+    def read(self):
+        """kmsg record text since the start (``pri,seq,ts,flags;message`` lines)."""
+        if self.fd is None:
+            seen = set(self.before or [])
+            return '\n'.join('6,0,0,-;%s' % line for line in self._dmesg() if line not in seen)
+        records = []
+        while True:
+            try:
+                records.append(os.read(self.fd, 8192).decode('utf-8', 'replace'))
+            except OSError as exc:
+                if exc.errno == errno.EPIPE:  # records overwritten while we read: go on with the next
+                    continue
+                break
+        os.close(self.fd)
+        self.fd = None
+        return ''.join(records)
+
+
+def run_guest(argv, directory, timeout, group, cdevs=()):
+    """Start QEMU in the background, find the VFIO file it holds while it runs, wait for its poweroff.
+
+    Returns ``{pid, returncode, seconds, timed_out, fds: {fd: target} of its /dev/vfio files,
+    stderr}``; QEMU is killed after ``timeout`` seconds.
+    """
+    wanted = {'/dev/vfio/%s' % group} | {'/dev/vfio/devices/%s' % c for c in cdevs}
+    env = dict(os.environ, LC_ALL='C')
+    out_path = os.path.join(directory, 'qemu.log')
+    start = time.monotonic()
+    fds = {}
+    timed_out = False
+    with open(out_path, 'wb') as out:
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                   env=env, close_fds=True)
+        try:
+            while process.poll() is None:
+                if not fds:
+                    fds = {fd: t for fd, t in read_fds(process.pid).items() if t in wanted}
+                if time.monotonic() - start > timeout:
+                    timed_out = True
+                    process.kill()
+                    break
+                time.sleep(_POLL_SECONDS)
+            process.wait()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    with open(out_path, 'rb') as handle:
+        stderr = handle.read().decode('utf-8', 'replace')
+    return {'pid': process.pid, 'returncode': process.returncode, 'seconds': round(time.monotonic() - start, 1),
+            'timed_out': timed_out, 'fds': fds, 'stderr': stderr}
