@@ -337,8 +337,8 @@ def vendor_device_of(device):
 
 def summary(probe):
     """The lines the playbook prints for one probe."""
-    head = '%s (IOMMU group %s, passed: %s)' % (probe['address'], probe.get('group'),
-                                                ', '.join(probe.get('group_devices') or []) or 'nothing')
+    group = 'IOMMU group %s' % probe['group'] if probe.get('group') is not None else 'no IOMMU group'
+    head = '%s (%s, passed: %s)' % (probe['address'], group, ', '.join(probe.get('group_devices') or []) or 'nothing')
     if probe.get('refusal'):
         return [head, '  refused: %s' % probe['refusal']]
     lines = [head]

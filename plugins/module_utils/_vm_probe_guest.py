@@ -52,7 +52,7 @@ def init_script(modules, dhcp):
         'say() { echo "%s $*"; }' % MARKER,
         'say "kernel $(cat /proc/version)"',
         'for d in /sys/bus/pci/devices/*; do',
-        '  say "pci ${d##*/} $(cat $d/vendor):$(cat $d/device) class $(cat $d/class)"',
+        '  say "pci ${d##*/} $(cat "$d/vendor"):$(cat "$d/device") class $(cat "$d/class")"',
         'done',
     ]
     for name in modules:
@@ -63,19 +63,19 @@ def init_script(modules, dhcp):
         'sleep 2' if modules else ':',
         'for d in /sys/bus/pci/devices/*; do',
         '  drv=none',
-        '  [ -e $d/driver ] && drv=$(basename $(readlink $d/driver))',
+        '  [ -e "$d/driver" ] && drv=$(readlink "$d/driver") && drv=${drv##*/}',
         '  say "driver ${d##*/} $drv"',
         'done',
         'for n in /sys/class/net/*; do',
         '  i=${n##*/}',
         '  [ "$i" = lo ] && continue',
         '  dev=none',
-        '  [ -e $n/device ] && dev=$(basename $(readlink $n/device))',
+        '  [ -e "$n/device" ] && dev=$(readlink "$n/device") && dev=${dev##*/}',
         '  ip link set "$i" up',
         '  t=0',
-        '  while [ $t -lt %d ] && [ "$(cat $n/carrier 2>/dev/null)" != 1 ]; do sleep 1; t=$((t+1)); done'
+        '  while [ $t -lt %d ] && [ "$(cat "$n/carrier" 2>/dev/null)" != 1 ]; do sleep 1; t=$((t+1)); done'
         % CARRIER_WAIT,
-        '  say "link $i $dev carrier=$(cat $n/carrier 2>/dev/null || echo none) operstate=$(cat $n/operstate)"',
+        '  say "link $i $dev carrier=$(cat "$n/carrier" 2>/dev/null || echo none) operstate=$(cat "$n/operstate")"',
     ]
     if dhcp:
         lines += [
@@ -84,7 +84,7 @@ def init_script(modules, dhcp):
         ]
     lines += [
         'done',
-        'say done',
+        'say "done"',
         'poweroff -f',
         '',
     ]
@@ -93,7 +93,9 @@ def init_script(modules, dhcp):
 
 def dhcp_script():
     """udhcpc's hook: it configures nothing, the lease line udhcpc prints itself is the proof."""
-    return '#!/bin/sh\necho "%s dhcp-event $1 $interface ip=$ip router=$router"\n' % MARKER
+    # udhcpc passes the lease in the environment (interface, ip, router), the event as $1.
+    return ('#!/bin/sh\n# shellcheck disable=SC2154\necho "%s dhcp-event $1 $interface ip=$ip router=$router"\n'
+            % MARKER)
 
 
 def _clean(line):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.vfio.passthrough.plugins.module_utils import _binding, _sriov
+from ansible_collections.vfio.passthrough.plugins.module_utils import _binding, _sriov, _vm_probe_guest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from sysfs_builder import FakeHost  # noqa: E402
@@ -28,6 +28,10 @@ RENDERERS = {
     '_sriov': lambda: _sriov.render([{'pf': '0000:01:00.0', 'vfs': 2, 'vfio': [0]}]),
     '_binding': lambda: (_binding.render_binding([ONE], ['igb'])
                          + _binding.render_binding([ONE, TWO, BOUND, GONE], [])),
+    # vm_probe's guest runs them under busybox sh, an ash: POSIX sh is what shellcheck can hold it to.
+    '_vm_probe_guest': lambda: [('/init', _vm_probe_guest.init_script(['crc_itu_t', 'e1000e'], True), 0o755),
+                                ('/init', _vm_probe_guest.init_script([], False), 0o755),
+                                ('/' + _vm_probe_guest.DHCP_SCRIPT, _vm_probe_guest.dhcp_script(), 0o755)],
 }
 # The host's initramfs-tools library, which a test machine need not have.
 NOT_HERE = 'SC1091'

@@ -320,6 +320,7 @@ def test_summary_of_a_probe_that_saw_the_nic():
 def test_refusals_and_unseen_devices_fail_naming_each():
     refused = _probe(address=TWIN, refusal='0000:04:00.0 is on e1000e, not vfio-pci: the role binds it first',
                      started=False)
+    assert summary(_probe(group=None, refusal='x'))[0] == '0000:03:00.0 (no IOMMU group, passed: 0000:03:00.0)'
     assert summary(refused)[1] == '  refused: 0000:04:00.0 is on e1000e, not vfio-pci: the role binds it first'
     assert failure([_probe(), refused]) == ('vm_probe refused, nothing was started: 0000:04:00.0: 0000:04:00.0 is '
                                             'on e1000e, not vfio-pci: the role binds it first')

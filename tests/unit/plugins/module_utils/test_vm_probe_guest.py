@@ -88,7 +88,7 @@ def test_init_script_loads_modules_in_order_and_dhcp_only_when_asked():
     for text in (quiet, loud):
         # the words the parser keys on, each printed through say()
         for word in ('kernel', 'pci', 'driver', 'link', 'done'):
-            assert 'say "%s ' % word in text or 'say %s' % word in text
+            assert 'say "%s' % word in text
         assert 'say() { echo "%s $*"; }' % MARKER in text
     assert 'sleep 2' not in init_script([], dhcp=False)
 
@@ -103,4 +103,4 @@ def test_dhcp_script_only_reports():
     text = dhcp_script()
     assert text.startswith('#!/bin/sh\n') and MARKER in text
     # udhcpc's lease line is the proof; the guest's address is never configured
-    assert [line.split()[0] for line in text.splitlines()[1:]] == ['echo']
+    assert [line.split()[0] for line in text.splitlines()[1:] if not line.startswith('#')] == ['echo']
