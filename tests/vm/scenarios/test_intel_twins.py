@@ -383,7 +383,7 @@ def test_vm_probe_refuses_the_host_twin_before_starting_anything(intel, vm_probe
     probe = probe_of(run, intel['twin'])
     say('vm probe of the host twin %s: rc=%d in %.1f s; QEMU processes before/after: %d/%d\n  refusal: %s\n'
         '  failure: %s' % (intel['twin'], run.rc, run.seconds, notes['qemu_before_refusal'],
-                          notes['qemu_after_refusal'], probe['refusal'], run.result_of(VM_PROBE).get('msg')))
+                           notes['qemu_after_refusal'], probe['refusal'], run.result_of(VM_PROBE).get('msg')))
     assert run.rc != 0 and run.failed == 1, run.tail()
     assert probe['started'] is False and probe['vfio_fd'] is None, probe
     assert 'is on e1000e, not vfio-pci' in (probe['refusal'] or ''), probe['refusal']
