@@ -207,6 +207,7 @@ if [[ -n ${EXTRA_PACKAGES[$SUITE]} ]]; then
     for tool in qemu-system-x86_64 busybox; do
         [[ -x $MNT/usr/bin/$tool || -x $MNT/bin/$tool ]] || die "$tool missing after installing ${EXTRA_PACKAGES[$SUITE]}"
     done
+    # shellcheck disable=SC2016  # dpkg-query's format, not the shell's
     log "installed in $((SECONDS - t0)) s: $(in_chroot dpkg-query -W -f '${Package} ${Version}\n' qemu-system-x86 busybox-static seabios ipxe-qemu | paste -sd, -)"
 fi
 
