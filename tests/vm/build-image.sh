@@ -9,7 +9,7 @@
 #   --print-dir  only print the image dir this script version would produce, then exit
 #
 # Output: $VFIO_VM_CACHE/images/<suite>-<key>/{intel.qcow2,amd.qcow2,id_ed25519,id_ed25519.pub,
-# build-info.txt} where <key> hashes this script, so editing the script forces a rebuild. The
+# vmlinuz-<kernel>,build-info.txt} where <key> hashes this script, so editing the script forces a rebuild. The
 # image dir appears only through an atomic rename at the very end: if it exists, it is complete.
 set -euo pipefail
 
@@ -23,6 +23,12 @@ DISK_SIZE=4G
 # be what turns it on, so "before" shows an honest off state.
 declare -A FLAVOUR_ARG=([intel]="intel_iommu=off" [amd]="amd_iommu=off")
 INCLUDE=linux-image-amd64,grub-pc,openssh-server,python3,initramfs-tools,kmod,pciutils,systemd-sysv,udev,dbus,iproute2,sudo,zstd,lz4
+# Installed on top of the cached debootstrap result, so the root tarball (and Debian 12's build) stays
+# as it was. Debian 13's guest runs the VM probe (playbooks/vm_probe.yml), which boots a guest of its
+# own with Debian's QEMU 10 and a busybox initramfs: installed in a running guest that took 327 s,
+# here it is a download plus dpkg. Depends only: seabios, ipxe-qemu (the e1000e's option ROM) and
+# qemu-system-data come with qemu-system-x86; its recommends (GUI, OVMF, block modules) are not needed.
+declare -A EXTRA_PACKAGES=([trixie]="qemu-system-x86 busybox-static" [bookworm]="")
 
 FORCE=0 PRUNE=0 FRESH=0 PRINT_DIR=0
 args=("$@")
@@ -114,7 +120,7 @@ LOOP="" UUID_LINK=""
 
 chroot_umount() {
     local m
-    for m in run sys proc dev/pts dev; do
+    for m in var/cache/vfio-extra-debs run sys proc dev/pts dev; do
         mountpoint -q "$MNT/$m" && umount "$MNT/$m"
     done
     return 0
@@ -178,6 +184,31 @@ else
     tar -C "$MNT" --numeric-owner --xattrs --xattrs-include='*' -cpf "$WORK/rootfs.tar" .
     mv -f "$WORK/rootfs.tar" "$ROOTFS_TAR"
     log "root tarball cached ($(du -m "$ROOTFS_TAR" | cut -f1) MiB)"
+fi
+
+if [[ -n ${EXTRA_PACKAGES[$SUITE]} ]]; then
+    t0=$SECONDS
+    log "installing ${EXTRA_PACKAGES[$SUITE]} (--no-install-recommends)"
+    chroot_mount
+    # The chroot resolves names with the build host's resolver until the guest's is written below;
+    # downloads go to the host's deb cache, not into the image.
+    cp -L /etc/resolv.conf "$MNT/etc/resolv.conf"
+    mkdir -p "$DEBS/extra/partial" "$MNT/var/cache/vfio-extra-debs"
+    mount --bind "$DEBS/extra" "$MNT/var/cache/vfio-extra-debs"
+    apt_in_chroot() { in_chroot apt-get -o Dir::Cache::Archives=/var/cache/vfio-extra-debs "$@"; }
+    # shellcheck disable=SC2086  # a space-separated package list
+    { apt_in_chroot update -qq && apt_in_chroot install -y -qq --no-install-recommends ${EXTRA_PACKAGES[$SUITE]}; } \
+        >"$WORK/extra.log" 2>&1 || { tail -n 30 "$WORK/extra.log" >&2; die "installing ${EXTRA_PACKAGES[$SUITE]} failed"; }
+    umount "$MNT/var/cache/vfio-extra-debs"
+    rmdir "$MNT/var/cache/vfio-extra-debs"
+    # The lists are 60+ MiB the guests never read: the image stays as debootstrap left it there.
+    rm -rf "$MNT"/var/lib/apt/lists/*
+    chroot_umount
+    for tool in qemu-system-x86_64 busybox; do
+        [[ -x $MNT/usr/bin/$tool || -x $MNT/bin/$tool ]] || die "$tool missing after installing ${EXTRA_PACKAGES[$SUITE]}"
+    done
+    # shellcheck disable=SC2016  # dpkg-query's format, not the shell's
+    log "installed in $((SECONDS - t0)) s: $(in_chroot dpkg-query -W -f '${Package} ${Version}\n' qemu-system-x86 busybox-static seabios ipxe-qemu | paste -sd, -)"
 fi
 
 log "configuring fstab, network, ssh, grub defaults, initramfs"
@@ -259,6 +290,10 @@ grep -q '/virtio_blk\.ko' <<<"$initrd_files" \
     || die "initrd for $KVER has no virtio_blk: the guest could not find its root disk"
 log "initramfs $KVER: $((INITRD_SIZE / 1024 / 1024)) MiB in $((SECONDS - t0)) s"
 
+# The guests' kernel beside the images: a controller-side test can run what it checks against
+# the real image (e.g. its command-line limit) without booting a guest.
+cp "$MNT/boot/vmlinuz-$KVER" "$WORK/vmlinuz-$KVER"
+
 log "grub-install --target=i386-pc $LOOP"
 in_chroot grub-install --target=i386-pc "$LOOP" >"$WORK/grub-install.log" 2>&1 \
     || { cat "$WORK/grub-install.log" >&2; die "grub-install failed"; }
@@ -301,6 +336,8 @@ suite=$SUITE
 kernel=$KVER
 root_uuid=$UUID
 initrd_bytes=$INITRD_SIZE
+vmlinuz=vmlinuz-$KVER
+extra_packages=${EXTRA_PACKAGES[$SUITE]}
 intel_cmdline_default=quiet ${FLAVOUR_ARG[intel]}
 amd_cmdline_default=quiet ${FLAVOUR_ARG[amd]}
 EOF

@@ -6,7 +6,9 @@ Debian 12, VE 8's) with a real kernel and real GRUB, whose IOMMU is switched
 off by `intel_iommu=off`, shows the
 "before" report, runs playbooks/passthrough.yml to pass its e1000e NIC through
 (the role edits GRUB, the VFIO modules and the initramfs, reboots the guest
-once and verifies), shows the "after" report, and stops the guest.
+once and verifies), shows the "after" report, then hands the NIC to a throwaway
+guest inside the guest with playbooks/vm_probe.yml (Debian 13: its image carries
+QEMU and busybox) and shows what that inner guest saw, and stops the guest.
 """
 
 from __future__ import annotations
@@ -90,10 +92,20 @@ def main(argv=None):
                      'journalctl -k -b --no-pager -q | grep -E "DMAR: IOMMU enabled|Default domain type|DMAR-IR"'
                      % (nic, nic)).stdout)
         print('rebooted: %s (boot id %s -> %s)' % (before != vm.boot_id(), before[:8], vm.boot_id()[:8]))
+
+        if suite == 'trixie':
+            step('The device in a VM: playbooks/vm_probe.yml boots a throwaway guest inside this guest with the '
+                 'e1000e only (-nic none) and asks for a DHCP lease through it (TCG inside TCG: about 3-20 minutes)')
+            # The summary it prints is what the inner guest saw: its kernel, the device, its driver and link,
+            # the lease; and the host side: the /dev/vfio file QEMU held, the reset method, kernel lines.
+            rc = playbook('vm_probe.yml', inventory, '-e', '{"vm_probe_devices": ["%s"], "vm_probe_dhcp": true}' % nic)
+            if rc != 0:
+                raise SystemExit('the vm_probe playbook failed (rc=%d)' % rc)
     finally:
         step('Stopping the guest')
         vm.stop()
-    step('Done: the e1000e is on vfio-pci, ready to be given to a VM.')
+    step('Done: the e1000e is on vfio-pci, ready to be given to a VM%s.'
+         % (', and a VM booted with it saw it' if suite == 'trixie' else ''))
 
 
 if __name__ == '__main__':

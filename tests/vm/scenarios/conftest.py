@@ -26,6 +26,7 @@ import vmctl  # noqa: E402  (tests/vm is not a package)
 
 OUTPUT = ROOT / 'tests' / 'output' / 'vm'
 FIXTURES = ROOT / 'tests' / 'fixtures' / 'real'
+CALLBACKS = HERE.parent / 'callback_plugins'
 E1000E = '8086:10d3'
 # A Debian 13 converge (update-initramfs, reboot, verify) took over 30 min on 2 cores at load 15,
 # when the guest's kernel logged soft lockups and its sshd missed banner timeouts.
@@ -103,13 +104,21 @@ class Guest:
 
 
 class PlaybookRun:
-    def __init__(self, rc, output, seconds, log):
+    def __init__(self, rc, output, seconds, log, results=()):
         self.rc, self.output, self.seconds, self.log = rc, output, seconds, log
+        # Every task's full result (tests/vm/callback_plugins/vfio_results.py), in the order they ran.
+        self.results = list(results)
         recap = re.search(r'changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)', output)
         self.changed, self.unreachable, self.failed = (int(g) for g in recap.groups()) if recap else (None,) * 3
 
     def tail(self, lines=40):
         return '\n'.join(self.output.splitlines()[-lines:])
+
+    def result_of(self, action):
+        """The result of the one task that ran the module ``action`` (its FQCN)."""
+        found = [entry['result'] for entry in self.results if entry['action'] == action]
+        assert len(found) == 1, (action, [entry['action'] for entry in self.results], self.tail())
+        return found[0]
 
 
 @pytest.fixture(scope='session')
@@ -137,19 +146,23 @@ def base_image():
 def run_playbook(collections_path):
     OUTPUT.mkdir(parents=True, exist_ok=True)
 
-    def run(guest, name, variables, check=False):
+    def run(guest, name, variables, check=False, playbook='passthrough.yml'):
         inventory = OUTPUT / ('%s.ini' % guest.vm.name)
         inventory.write_text(vmctl.render_inventory([guest.vm]))
         extra = OUTPUT / ('%s.vars.json' % name)
         extra.write_text(json.dumps(dict(variables, pcie_passthrough_hosts='vfio_vms')))
+        results = OUTPUT / ('%s.results.json' % name)
+        results.unlink(missing_ok=True)
         argv = [str(Path(sys.executable).with_name('ansible-playbook')),
-                '-i', str(inventory), str(ROOT / 'playbooks' / 'passthrough.yml'), '-e', '@%s' % extra]
+                '-i', str(inventory), str(ROOT / 'playbooks' / playbook), '-e', '@%s' % extra]
         if check:
             argv += ['--check', '--diff']
         env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path, ANSIBLE_NOCOLOR='1',
-                   ANSIBLE_HOST_KEY_CHECKING='False', ANSIBLE_RETRY_FILES_ENABLED='False')
+                   ANSIBLE_HOST_KEY_CHECKING='False', ANSIBLE_RETRY_FILES_ENABLED='False',
+                   ANSIBLE_CALLBACK_PLUGINS=str(CALLBACKS), ANSIBLE_CALLBACKS_ENABLED='vfio_results',
+                   VFIO_RESULTS_FILE=str(results))
         log = OUTPUT / ('%s.log' % name)
-        say('%s: ansible-playbook playbooks/passthrough.yml (log: %s)' % (name, log.relative_to(ROOT)))
+        say('%s: ansible-playbook playbooks/%s (log: %s)' % (name, playbook, log.relative_to(ROOT)))
         started = time.monotonic()
         try:
             result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=PLAYBOOK_TIMEOUT,
@@ -163,7 +176,7 @@ def run_playbook(collections_path):
             output += '\n[vm-scenario] killed after %d s\n' % PLAYBOOK_TIMEOUT
         seconds = time.monotonic() - started
         log.write_text(output)
-        run_ = PlaybookRun(rc, output, seconds, log)
+        run_ = PlaybookRun(rc, output, seconds, log, json.loads(results.read_text()) if results.is_file() else ())
         say('%s: rc=%d changed=%s failed=%s in %.1f s' % (name, run_.rc, run_.changed, run_.failed, seconds))
         return run_
 
