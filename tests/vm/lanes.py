@@ -48,6 +48,8 @@ PLAN = [
     ('test_proxmox_boot_tool.py', 'TestGrubOnTheEsp', 11, {FULL}),
     ('test_amd_grub.py', None, 6, {MAKE_TEST, FULL}),
     ('test_intel_twins.py', 'bookworm', 8, {FULL}),
+    # Debian 13 with 6.12 and a trixie-backports kernel: one converge over two initramfs images.
+    ('test_backports_kernel.py', None, 10, {FULL}),
 ]
 SETS = (MAKE_TEST, FULL)
 DEFAULT_ESTIMATE = 15
