@@ -267,8 +267,10 @@ ln -sfn "$PART" "$UUID_LINK"
 echo "grub-pc grub-pc/install_devices multiselect /dev/vda" | in_chroot debconf-set-selections
 if [[ -n $KERNEL ]]; then
     pkg=${BACKPORTS_KERNEL[$KERNEL]}
-    keyring=$(cd "$MNT" && ls usr/share/keyrings/debian-archive-keyring.pgp usr/share/keyrings/debian-archive-keyring.gpg \
-        2>/dev/null | head -n1) || true
+    keyring=""
+    for k in usr/share/keyrings/debian-archive-keyring.pgp usr/share/keyrings/debian-archive-keyring.gpg; do
+        [[ -f $MNT/$k ]] && { keyring=$k; break; }
+    done
     [[ -n $keyring ]] || die "no Debian archive keyring in the image: cannot verify $BACKPORTS_SUITE"
     printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: /%s\n' \
         "$BACKPORTS_URI" "$BACKPORTS_SUITE" "$keyring" >"$MNT/etc/apt/sources.list.d/$BACKPORTS_SUITE.sources"
@@ -291,7 +293,7 @@ if [[ -n $KERNEL ]]; then
         || { tail -n 30 "$WORK/apt.log" >&2; die "installing $pkg from $BACKPORTS_SUITE failed"; }
     in_chroot apt-get clean
     cp "$WORK/resolv.conf.guest" "$MNT/etc/resolv.conf"
-    log "kernel $KERNEL: installed $(in_chroot dpkg-query -W -f '${Package} ${Version}' "$pkg") in $((SECONDS - t0)) s"
+    log "kernel $KERNEL: installed $(in_chroot dpkg-query -W -f "\${Package} \${Version}" "$pkg") in $((SECONDS - t0)) s"
 fi
 t0=$SECONDS
 log "rebuilding initramfs with MODULES=dep"

@@ -239,3 +239,17 @@ def test_what_the_backports_line_changes_for_the_collection(twin_kernels):
     # A per-device character device exists for the vfio-bound NIC exactly where the running kernel has CDEV.
     has_cdev_node = 'vfio0' in devices
     assert has_cdev_node == (cdev[new] == 'y'), (cdev, devices)
+
+
+def test_second_run_changes_nothing_and_rebuilds_no_initramfs(twin_kernels, run_playbook):
+    guest = twin_kernels['guest']
+    assert twin_kernels['run'].rc == 0, twin_kernels['run'].tail()
+    boot, images = guest.boot_id(), guest.sh('stat -c "%n %Y" /boot/initrd.img-*')
+    run = run_playbook(guest, '%s-linux%s-rerun' % (SUITE, LINE), {'pcie_passthrough_devices': [twin_kernels['nic']]})
+    assert run.rc == 0 and run.changed == 0, run.tail()
+    assert guest.boot_id() == boot
+    # Neither kernel's initramfs was rebuilt: both were already as configured.
+    assert guest.sh('stat -c "%n %Y" /boot/initrd.img-*') == images
+    say('linux %s rerun (%.1f s): %s; boot id %s unchanged; initramfs mtimes unchanged:\n  %s'
+        % (LINE, run.seconds, [line.strip() for line in run.output.splitlines() if 'changed=' in line], boot,
+           images.strip().replace('\n', '\n  ')))
