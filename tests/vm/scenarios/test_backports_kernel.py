@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -64,18 +65,24 @@ def config_value(config, name):
 
 
 def ansible_module(guest, collections_path, module, args, check=False):
-    """Run one collection module ad hoc against the guest; its result as a dict (json callback)."""
+    """Run one collection module ad hoc against the guest; its result as a dict.
+
+    ``--tree`` writes the result as JSON per host with a callback of ansible-core itself (its ``json``
+    stdout callback moved to ansible.posix in 2.19, which the test venv need not have).
+    """
+    tree = OUTPUT / ('%s-linux%s-%s' % (SUITE, LINE, module))
+    shutil.rmtree(tree, ignore_errors=True)
     argv = [str(Path(sys.executable).with_name('ansible')), 'vfio_vms', '-i', str(guest.vm.inventory_path),
-            '-m', 'vfio.passthrough.%s' % module, '-a', json.dumps(args)] + (['--check'] if check else [])
+            '-m', 'vfio.passthrough.%s' % module, '-a', json.dumps(args), '--tree', str(tree)]
+    argv += ['--check'] if check else []
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path, ANSIBLE_HOST_KEY_CHECKING='False',
-               ANSIBLE_LOAD_CALLBACK_PLUGINS='1', ANSIBLE_STDOUT_CALLBACK='json', ANSIBLE_NOCOLOR='1')
+               ANSIBLE_NOCOLOR='1')
     result = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900, check=False)
-    (OUTPUT / ('%s-linux%s-%s.json' % (SUITE, LINE, module))).write_text(result.stdout + result.stderr)
     try:
-        [host] = json.loads(result.stdout)['plays'][0]['tasks'][0]['hosts'].values()
-    except (ValueError, KeyError, IndexError) as exc:
+        host = json.loads((tree / guest.vm.name).read_text())
+    except (OSError, ValueError) as exc:
         raise AssertionError('ansible %s gave no result (%s):\n%s%s' % (module, exc, result.stdout, result.stderr))
-    assert not host.get('failed'), host
+    assert result.returncode == 0 and not host.get('failed'), (result.returncode, host)
     return host
 
 
