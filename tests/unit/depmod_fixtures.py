@@ -1,4 +1,4 @@
-"""Real depmod files of a Debian 12 and a Debian 13 kernel (tests/unit/fixtures/modules), for fake roots.
+"""Real depmod files of Debian 12, Debian 13 and trixie-backports kernels (tests/fixtures/modules), for fake roots.
 
 ``install_kernels(root, DEB12, DEB13)`` puts them at ``root/lib/modules/<version>``
 as on a host that keeps both kernels; ``kernel(version)`` parses one.
@@ -11,11 +11,13 @@ from pathlib import Path
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._module_deps import Kernel
 
-__all__ = ['MODULES', 'DEB12', 'DEB13', 'kernel', 'install_kernels']
+__all__ = ['MODULES', 'DEB12', 'DEB13', 'DEB13_BPO', 'kernel', 'install_kernels']
 
 MODULES = Path(__file__).resolve().parents[1] / 'fixtures' / 'modules'
 DEB12 = '6.1.0-56-amd64'
 DEB13 = '6.12.117+deb13-amd64'
+# trixie-backports' newest whole line (its 7.0 packages lack their modules): a host keeps it beside 6.12.
+DEB13_BPO = '7.3.4+deb13-amd64'
 
 
 def kernel(version, config=None):

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Build the cached Debian base images (intel, amd) for the QEMU test bed.
 #
-# Usage: tests/vm/build-image.sh [--suite trixie|bookworm] [--force] [--fresh] [--prune] [--print-dir]
+# Usage: tests/vm/build-image.sh [--suite trixie|bookworm] [--kernel 7.0] [--force] [--fresh] [--prune] [--print-dir]
 #   --suite      Debian release: trixie (13, Proxmox VE 9's base; the default) or bookworm (12, VE 8's)
+#   --kernel     7.0|7.3, trixie only: also install that trixie-backports kernel line (7.0 is the one
+#                Proxmox VE 9.2 boots) beside Debian's 6.12, and boot it by default; image dir <suite>-linux<line>-<key>
 #   --force      rebuild even if a complete image for this script's hash exists
 #   --fresh      also re-run debootstrap instead of reusing the cached root tarball
 #   --prune      delete image dirs of this suite built by other versions of this script
 #   --print-dir  only print the image dir this script version would produce, then exit
 #
-# Output: $VFIO_VM_CACHE/images/<suite>-<key>/{intel.qcow2,amd.qcow2,id_ed25519,id_ed25519.pub,
+# Output: $VFIO_VM_CACHE/images/<suite>[-linux<kernel>]-<key>/{intel.qcow2,amd.qcow2,id_ed25519,id_ed25519.pub,
 # vmlinuz-<kernel>,build-info.txt} where <key> hashes this script, so editing the script forces a rebuild. The
 # image dir appears only through an atomic rename at the very end: if it exists, it is complete.
 set -euo pipefail
@@ -22,6 +24,13 @@ DISK_SIZE=4G
 # Each flavour boots with its IOMMU switched off on purpose: the collection under test must
 # be what turns it on, so "before" shows an honest off state.
 declare -A FLAVOUR_ARG=([intel]="intel_iommu=off" [amd]="amd_iommu=off")
+# Each line's exact package, so the image boots that line whatever trixie-backports' linux-image-amd64
+# moves to. 7.0 is the line Proxmox VE 9.2 boots; on 2026-12-06 the archive (Release of 2026-12-04) still
+# lists linux-image-7.0.4..7.0.13 but no longer their linux-base-7.0.x and linux-modules-7.0.x, so it
+# cannot be installed and the build says so. 7.3 is the newest line it carries whole.
+declare -A BACKPORTS_KERNEL=([7.0]=linux-image-7.0.13+deb13-amd64 [7.3]=linux-image-7.3.4+deb13-amd64)
+BACKPORTS_SUITE=trixie-backports
+BACKPORTS_URI=http://deb.debian.org/debian
 INCLUDE=linux-image-amd64,grub-pc,openssh-server,python3,initramfs-tools,kmod,pciutils,systemd-sysv,udev,dbus,iproute2,sudo,zstd,lz4
 # Installed on top of the cached debootstrap result, so the root tarball (and Debian 12's build) stays
 # as it was. Debian 13's guest runs the VM probe (playbooks/vm_probe.yml), which boots a guest of its
@@ -30,17 +39,19 @@ INCLUDE=linux-image-amd64,grub-pc,openssh-server,python3,initramfs-tools,kmod,pc
 # qemu-system-data come with qemu-system-x86; its recommends (GUI, OVMF, block modules) are not needed.
 declare -A EXTRA_PACKAGES=([trixie]="qemu-system-x86 busybox-static" [bookworm]="")
 
-FORCE=0 PRUNE=0 FRESH=0 PRINT_DIR=0
+FORCE=0 PRUNE=0 FRESH=0 PRINT_DIR=0 KERNEL=""
 args=("$@")
 while (($#)); do
     case $1 in
         --suite) (($# >= 2)) || { echo "build-image.sh: --suite needs a value" >&2; exit 2; }; SUITE=$2; shift ;;
         --suite=*) SUITE=${1#--suite=} ;;
+        --kernel) (($# >= 2)) || { echo "build-image.sh: --kernel needs a value" >&2; exit 2; }; KERNEL=$2; shift ;;
+        --kernel=*) KERNEL=${1#--kernel=} ;;
         --force) FORCE=1 ;;
         --prune) PRUNE=1 ;;
         --fresh) FRESH=1 FORCE=1 ;;
         --print-dir) PRINT_DIR=1 ;;
-        -h|--help) sed -n '2,13p' "$SELF"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$SELF"; exit 0 ;;
         *) echo "build-image.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
@@ -49,7 +60,14 @@ case $SUITE in
     trixie|bookworm) ;;
     *) echo "build-image.sh: --suite must be trixie or bookworm, not '$SUITE'" >&2; exit 2 ;;
 esac
-FINAL=$IMAGES/$SUITE-$KEY
+VARIANT=$SUITE
+if [[ -n $KERNEL ]]; then
+    [[ -n ${BACKPORTS_KERNEL[$KERNEL]:-} ]] \
+        || { echo "build-image.sh: --kernel must be one of: ${!BACKPORTS_KERNEL[*]}, not '$KERNEL'" >&2; exit 2; }
+    [[ $SUITE == trixie ]] || { echo "build-image.sh: --kernel $KERNEL comes from $BACKPORTS_SUITE: --suite trixie only" >&2; exit 2; }
+    VARIANT=$SUITE-linux$KERNEL
+fi
+FINAL=$IMAGES/$VARIANT-$KEY
 [[ $PRINT_DIR -eq 1 ]] && { echo "$FINAL"; exit 0; }
 # debootstrap is 2-5 min of a build; its untouched result is kept as a tarball keyed by what
 # debootstrap was asked for, so editing the configuration below costs seconds, not minutes.
@@ -72,17 +90,18 @@ DEBS=$CACHE/debs/$SUITE
 mkdir -p "$CACHE" "$IMAGES" "$DEBS"
 # Two callers (e.g. parallel pytest workers) must not build the same image at once; the two
 # suites share nothing but the cache root, so they may build side by side.
-exec 9>"$CACHE/.build-$SUITE.lock"
+exec 9>"$CACHE/.build-$VARIANT.lock"
 if ! flock -n 9; then
-    log "another build holds $CACHE/.build-$SUITE.lock; waiting"
+    log "another build holds $CACHE/.build-$VARIANT.lock; waiting"
     flock 9
 fi
 
 prune() {
     local d
-    for d in "$IMAGES/$SUITE"-*/; do
+    for d in "$IMAGES/$VARIANT"-*/; do
         d=${d%/}
-        [[ $d == "$FINAL" || ! -d $d ]] && continue
+        # trixie-* also matches the trixie-linux7.0-* variant: only this variant's own keys go.
+        [[ $d == "$FINAL" || ! -d $d || ! ${d##*/} =~ ^$VARIANT-[0-9a-f]{16}$ ]] && continue
         log "pruning old image dir $d"
         rm -rf -- "$d"
     done
@@ -113,7 +132,7 @@ if ((${#need[@]})); then
 fi
 
 # --- build ---------------------------------------------------------------------------------
-WORK=$CACHE/build.$SUITE-$KEY.$$
+WORK=$CACHE/build.$VARIANT-$KEY.$$
 RAW=$WORK/root.raw
 MNT=$WORK/mnt
 LOOP="" UUID_LINK=""
@@ -140,7 +159,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-log "building $SUITE image $KEY in $WORK (cache $CACHE)"
+log "building $VARIANT image $KEY in $WORK (cache $CACHE)"
 mkdir -p "$WORK" "$MNT"
 
 # parted and friends call `udevadm settle`; the build host has no udev, and the resulting
@@ -277,18 +296,57 @@ UUID_LINK=/dev/disk/by-uuid/$UUID
 ln -sfn "$PART" "$UUID_LINK"
 
 echo "grub-pc grub-pc/install_devices multiselect /dev/vda" | in_chroot debconf-set-selections
+if [[ -n $KERNEL ]]; then
+    pkg=${BACKPORTS_KERNEL[$KERNEL]}
+    keyring=""
+    for k in usr/share/keyrings/debian-archive-keyring.pgp usr/share/keyrings/debian-archive-keyring.gpg; do
+        [[ -f $MNT/$k ]] && { keyring=$k; break; }
+    done
+    [[ -n $keyring ]] || die "no Debian archive keyring in the image: cannot verify $BACKPORTS_SUITE"
+    printf 'Types: deb\nURIs: %s\nSuites: %s\nComponents: main\nSigned-By: /%s\n' \
+        "$BACKPORTS_URI" "$BACKPORTS_SUITE" "$keyring" >"$MNT/etc/apt/sources.list.d/$BACKPORTS_SUITE.sources"
+    t0=$SECONDS
+    # The image's resolv.conf names QEMU's DNS, which the build host does not have.
+    cp "$MNT/etc/resolv.conf" "$WORK/resolv.conf.guest"
+    cp -L /etc/resolv.conf "$MNT/etc/resolv.conf"
+    log "kernel $KERNEL: apt-get update with $BACKPORTS_SUITE ($BACKPORTS_URI)"
+    in_chroot apt-get update -qq >"$WORK/apt.log" 2>&1 || { cat "$WORK/apt.log" >&2; die "apt-get update failed"; }
+    candidate=$(in_chroot apt-cache policy "$pkg" | sed -n 's/^ *Candidate: //p')
+    [[ -n $candidate && $candidate != "(none)" ]] \
+        || die "$BACKPORTS_SUITE ($BACKPORTS_URI) no longer has $pkg: pick a $KERNEL package it still carries (apt-cache search linux-image-$KERNEL) and set BACKPORTS_KERNEL in $SELF"
+    # The archive can list the image package after dropping what it depends on: name what is missing.
+    if ! in_chroot apt-get install -s --no-install-recommends "$pkg/$BACKPORTS_SUITE" >"$WORK/apt.log" 2>&1; then
+        missing=$(sed -n 's/.*Depends: \([^ ]*\) .*but it is not installable.*/\1/p' "$WORK/apt.log" | sort -u | paste -sd' ')
+        die "$BACKPORTS_SUITE ($BACKPORTS_URI) lists $pkg $candidate but not ${missing:-all it depends on}: it cannot be installed (apt-get install -s: $(grep -m1 '^E:' "$WORK/apt.log"))"
+    fi
+    log "kernel $KERNEL: installing $pkg $candidate from $BACKPORTS_SUITE (its postinst builds a MODULES=dep initrd)"
+    in_chroot apt-get install -y -qq --no-install-recommends "$pkg/$BACKPORTS_SUITE" >"$WORK/apt.log" 2>&1 \
+        || { tail -n 30 "$WORK/apt.log" >&2; die "installing $pkg from $BACKPORTS_SUITE failed"; }
+    in_chroot apt-get clean
+    cp "$WORK/resolv.conf.guest" "$MNT/etc/resolv.conf"
+    log "kernel $KERNEL: installed $(in_chroot dpkg-query -W -f "\${Package} \${Version}" "$pkg") in $((SECONDS - t0)) s"
+fi
 t0=$SECONDS
 log "rebuilding initramfs with MODULES=dep"
 in_chroot update-initramfs -u -k all >"$WORK/initramfs.log" 2>&1 \
     || { tail -n 30 "$WORK/initramfs.log" >&2; die "update-initramfs failed"; }
-KVER=$(find "$MNT/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n1)
+mapfile -t KVERS < <(find "$MNT/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V)
+KVER=${KVERS[-1]}
+# Every installed kernel must be able to boot: a Proxmox host falls back to an older one.
+for kver in "${KVERS[@]}"; do
+    [[ -f $MNT/boot/initrd.img-$kver ]] || die "no initrd for $kver"
+    # Listing to a variable first: grep -q closing the pipe early would trip pipefail.
+    initrd_files=$(in_chroot lsinitramfs "/boot/initrd.img-$kver")
+    grep -q '/virtio_blk\.ko' <<<"$initrd_files" \
+        || grep -qx 'CONFIG_VIRTIO_BLK=y' "$MNT/boot/config-$kver" \
+        || die "initrd for $kver has no virtio_blk: the guest could not find its root disk"
+    log "initramfs $kver: $(($(stat -c %s "$MNT/boot/initrd.img-$kver") / 1024 / 1024)) MiB"
+done
+if [[ -n $KERNEL && $KVER != "$KERNEL".* ]]; then
+    die "newest installed kernel is $KVER, not $KERNEL.x: GRUB would not boot the $KERNEL line by default"
+fi
 INITRD_SIZE=$(stat -c %s "$MNT/boot/initrd.img-$KVER")
-# Listing to a variable first: grep -q closing the pipe early would trip pipefail.
-initrd_files=$(in_chroot lsinitramfs "/boot/initrd.img-$KVER")
-grep -q '/virtio_blk\.ko' <<<"$initrd_files" \
-    || grep -qx 'CONFIG_VIRTIO_BLK=y' "$MNT/boot/config-$KVER" \
-    || die "initrd for $KVER has no virtio_blk: the guest could not find its root disk"
-log "initramfs $KVER: $((INITRD_SIZE / 1024 / 1024)) MiB in $((SECONDS - t0)) s"
+log "initramfs for ${KVERS[*]} in $((SECONDS - t0)) s"
 
 # The guests' kernel beside the images: a controller-side test can run what it checks against
 # the real image (e.g. its command-line limit) without booting a guest.
@@ -312,6 +370,12 @@ for flavour in intel amd; do
     [[ $linux_line == *"root=UUID=$UUID "* ]] || die "grub.cfg root is not UUID=$UUID: $linux_line"
     [[ $linux_line == *"console=ttyS0,115200n8 quiet $arg"* ]] || die "grub.cfg lacks '$arg': $linux_line"
     grep -q '^terminal_output.*serial' "$cfg" || die "grub.cfg has no serial terminal"
+    # GRUB's default entry is the first one, and Debian's 10_linux sorts the newest version first.
+    [[ $linux_line == *"/vmlinuz-$KVER "* ]] || die "grub.cfg's default entry is not $KVER: $linux_line"
+    for kver in "${KVERS[@]}"; do
+        # -F: a release like 6.12.117+deb13-amd64 is no regular expression.
+        grep -qF "/vmlinuz-$kver " "$cfg" || die "grub.cfg has no entry for $kver"
+    done
     log "  grub.cfg:${linux_line#*vmlinuz}"
     chroot_umount
     # Freed blocks (debootstrap's downloaded .debs) would otherwise be copied into the qcow2.
@@ -333,7 +397,10 @@ key=$KEY
 built=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 build_seconds=$SECONDS
 suite=$SUITE
+variant=$VARIANT
 kernel=$KVER
+kernels=${KVERS[*]}
+backports_kernel_package=${KERNEL:+${BACKPORTS_KERNEL[$KERNEL]}}
 root_uuid=$UUID
 initrd_bytes=$INITRD_SIZE
 vmlinuz=vmlinuz-$KVER

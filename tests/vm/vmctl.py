@@ -2,9 +2,9 @@
 
 CLI (also importable: ``start()``, ``get()``, ``VM.ssh()``, ``VM.reboot()``, ``VM.stop()``)::
 
-    vmctl.py build [--suite trixie|bookworm]        # build/verify the cached base images
+    vmctl.py build [--suite trixie|bookworm] [--kernel LINE]   # build/verify the cached base images
     vmctl.py start --flavour intel|amd [--suite trixie|bookworm] [--boot bios|uefi-sdboot|uefi-grub] [--nics N]
-                   [--igb N] [--name NAME] [--timeout S]
+                   [--igb N] [--kernel LINE] [--name NAME] [--timeout S]
     vmctl.py wait-ssh NAME [--timeout S]
     vmctl.py ssh NAME -- 'cat /proc/cmdline'
     vmctl.py boot-id NAME
@@ -49,6 +49,8 @@ DEFAULT_SUITE = SUITES[0]
 # from an ESP that the real proxmox-boot-tool manages (Debian 12 + Proxmox VE 8's
 # proxmox-kernel-helper, AMD only).
 BOOTS = ("bios", "uefi-sdboot", "uefi-grub")
+# trixie-backports kernel lines the BIOS image can add beside Debian 13's 6.12 (build-image.sh --kernel).
+KERNELS = ("7.0", "7.3")
 OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
 OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 MEMORY_MB = 1536
@@ -104,15 +106,21 @@ def _ensure_built(argv: list[str], build: bool, what: str, cost: str) -> Path:
     return d
 
 
-def image_dir(suite: str = DEFAULT_SUITE) -> Path:
-    """The BIOS image dir the current build script produces for a suite."""
-    return _print_dir([str(BUILD_SCRIPT), "--suite", check_suite(suite)])
+def _build_argv(suite: str, kernel: str | None) -> list[str]:
+    if kernel is not None and kernel not in KERNELS:
+        raise VMError(f"kernel must be one of {KERNELS}, not {kernel!r}")
+    return [str(BUILD_SCRIPT), "--suite", check_suite(suite), *(["--kernel", kernel] if kernel else [])]
 
 
-def ensure_image(build: bool = True, suite: str = DEFAULT_SUITE) -> Path:
+def image_dir(suite: str = DEFAULT_SUITE, kernel: str | None = None) -> Path:
+    """The BIOS image dir the current build script produces for a suite (and backports kernel line)."""
+    return _print_dir(_build_argv(suite, kernel))
+
+
+def ensure_image(build: bool = True, suite: str = DEFAULT_SUITE, kernel: str | None = None) -> Path:
     """Return the suite's BIOS image dir, building it first if missing."""
-    return _ensure_built([str(BUILD_SCRIPT), "--suite", check_suite(suite)], build,
-                         f"{suite} base image", "3-6 min")
+    return _ensure_built(_build_argv(suite, kernel), build,
+                         f"{suite}{' linux ' + kernel if kernel else ''} base image", "3-6 min")
 
 
 def uefi_image_dir(variant: str = "sdboot") -> Path:
@@ -173,6 +181,8 @@ class VM:
     # QEMU 10 (tests/vm/qemu10.sh), which then runs this VM instead of the system's QEMU.
     igb: int = 0
     qemu: str = "qemu-system-x86_64"
+    # A trixie-backports kernel line installed beside 6.12 and booted by default (None: Debian's own only).
+    kernel: str | None = None
 
     # paths inside the run dir
     @property
@@ -431,7 +441,7 @@ def ensure_ovmf() -> None:
 
 def start(flavour: str, nics: int = 1, name: str | None = None,
           timeout: float = DEFAULT_BOOT_TIMEOUT, build: bool = True, wait: bool = True,
-          suite: str = DEFAULT_SUITE, boot: str = "bios", igb: int = 0) -> VM:
+          suite: str = DEFAULT_SUITE, boot: str = "bios", igb: int = 0, kernel: str | None = None) -> VM:
     """Boot a throw-away VM of a Debian suite and (by default) wait for SSH. Returns the VM handle."""
     if flavour not in FLAVOURS:
         raise VMError(f"flavour must be one of {FLAVOURS}, not {flavour!r}")
@@ -440,6 +450,8 @@ def start(flavour: str, nics: int = 1, name: str | None = None,
         raise VMError(f"boot must be one of {BOOTS}, not {boot!r}")
     if boot != "bios" and suite != "bookworm":
         raise VMError(f"boot {boot!r} exists for suite 'bookworm' only, not {suite!r}")
+    if kernel is not None and boot != "bios":
+        raise VMError(f"kernel {kernel!r} exists for boot 'bios' only, not {boot!r}")
     if nics < 0:
         raise VMError(f"--nics must be >= 0, not {nics}")
     if igb < 0:
@@ -452,7 +464,7 @@ def start(flavour: str, nics: int = 1, name: str | None = None,
             raise VMError(f"{tool} not found: run {BUILD_SCRIPT}, it installs the host packages")
 
     if boot == "bios":
-        images = ensure_image(build, suite)
+        images = ensure_image(build, suite, kernel)
         base = images / f"{flavour}.qcow2"
     else:
         ensure_ovmf()
@@ -472,7 +484,7 @@ def start(flavour: str, nics: int = 1, name: str | None = None,
         raise VMError(f"run dir {run_dir} exists: VM {name!r} is running or was not "
                       f"stopped; `vmctl.py stop {name}` first") from None
     vm = VM(name=name, flavour=flavour, run_dir=run_dir, port=0, key=images / "id_ed25519",
-            base=base, nics=nics, accel=accel, suite=suite, boot=boot, igb=igb,
+            base=base, nics=nics, accel=accel, suite=suite, boot=boot, igb=igb, kernel=kernel,
             qemu=qemu10() if igb else "qemu-system-x86_64")
     try:
         if boot != "bios":
@@ -535,6 +547,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("build", help="build or verify the cached base images")
     p.add_argument("--suite", default=DEFAULT_SUITE, choices=SUITES)
+    p.add_argument("--kernel", choices=KERNELS, help="also install this trixie-backports kernel line and boot it")
     p = sub.add_parser("start", help="boot a throw-away VM and wait for SSH")
     p.add_argument("--flavour", required=True, choices=FLAVOURS)
     p.add_argument("--suite", default=DEFAULT_SUITE, choices=SUITES)
@@ -543,6 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--nics", type=int, default=1, help="e1000e passthrough candidates (default 1)")
     p.add_argument("--igb", type=int, default=0,
                    help="igb SR-IOV NICs behind their own root ports (runs QEMU 10 from tests/vm/qemu10.sh)")
+    p.add_argument("--kernel", choices=KERNELS, help="the image with this trixie-backports kernel line (BIOS)")
     p.add_argument("--name")
     p.add_argument("--timeout", type=float, default=DEFAULT_BOOT_TIMEOUT)
     p.add_argument("--no-build", action="store_true", help="fail instead of building the image")
@@ -572,11 +586,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.cmd == "build":
-            print(ensure_image(True, args.suite))
+            print(ensure_image(True, args.suite, args.kernel))
         elif args.cmd == "start":
             vm = start(args.flavour, args.nics, args.name, args.timeout,
                        build=not args.no_build, wait=not args.no_wait, suite=args.suite,
-                       boot=args.boot, igb=args.igb)
+                       boot=args.boot, igb=args.igb, kernel=args.kernel)
             print(vm.name)
         elif args.cmd == "stop":
             if args.all == bool(args.names):

@@ -129,15 +129,15 @@ def collections_path():
 
 @pytest.fixture(scope='session')
 def base_image():
-    """ensure(suite): build a suite's images once per session, saying how long it took."""
+    """ensure(suite, kernel=None): build a suite's images once per session, saying how long it took."""
     ready = {}
 
-    def ensure(suite):
-        if suite not in ready:
+    def ensure(suite, kernel=None):
+        if (suite, kernel) not in ready:
             started = time.monotonic()
-            ready[suite] = vmctl.ensure_image(build=True, suite=suite)
-            say('%s base images ready in %.1f s (%s)' % (suite, time.monotonic() - started, ready[suite]))
-        return ready[suite]
+            ready[suite, kernel] = vmctl.ensure_image(build=True, suite=suite, kernel=kernel)
+            say('%s base images ready in %.1f s (%s)' % (suite, time.monotonic() - started, ready[suite, kernel]))
+        return ready[suite, kernel]
 
     return ensure
 
@@ -183,9 +183,9 @@ def run_playbook(collections_path):
     return run
 
 
-def boot(flavour, suite, nics=1, name=None, igb=0):
+def boot(flavour, suite, nics=1, name=None, igb=0, kernel=None):
     started = time.monotonic()
-    vm = vmctl.start(flavour, nics=nics, name=name, suite=suite, igb=igb)
+    vm = vmctl.start(flavour, nics=nics, name=name, suite=suite, igb=igb, kernel=kernel)
     seconds = time.monotonic() - started
     say('%s: Debian %s %s guest with %d e1000e%s up in %.1f s'
         % (vm.name, suite, flavour, nics, ' and %d igb (QEMU 10)' % igb if igb else '', seconds))
@@ -194,16 +194,16 @@ def boot(flavour, suite, nics=1, name=None, igb=0):
 
 @pytest.fixture(scope='module')
 def guest_factory(base_image):
-    """make(flavour, suite, nics, igb=0): boot a guest; every guest of the module stops at its end.
+    """make(flavour, suite, nics, igb=0, kernel=None): boot a guest; every guest of the module stops at its end.
 
     The machine has 2 cores and each TCG guest wants both: a module boots its guests
     one after the other, and fixtures that share a guest across tests ask for it once.
     """
     guests = []
 
-    def make(flavour, suite, nics=1, name=None, igb=0):
-        base_image(suite)
-        guest = boot(flavour, suite, nics, name, igb)
+    def make(flavour, suite, nics=1, name=None, igb=0, kernel=None):
+        base_image(suite, kernel)
+        guest = boot(flavour, suite, nics, name, igb, kernel)
         guests.append(guest)
         return guest
 

@@ -1,4 +1,4 @@
-"""The module closure over real Debian 12 and 13 depmod files: what a needed module pulls in, and why."""
+"""The module closure over real Debian 12, 13 and trixie-backports depmod files: what a needed module pulls in, and why."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._module_deps impo
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from depmod_fixtures import DEB12, DEB13, MODULES, install_kernels, kernel  # noqa: E402
+from depmod_fixtures import DEB12, DEB13, DEB13_BPO, MODULES, install_kernels, kernel  # noqa: E402
 
 
 @pytest.mark.parametrize('path, name', [
@@ -34,6 +34,8 @@ def test_module_name(path, name):
     (DEB13, 'ext4', ['crc16', 'mbcache', 'jbd2']),
     (DEB12, 'virtio_blk', ['virtio', 'virtio_ring']),
     (DEB13, 'virtio_blk', []),                          # virtio and virtio_ring are built into Debian 13
+    (DEB13_BPO, 'ext4', ['crc16', 'mbcache', 'jbd2']),  # crc16 now under kernel/lib/crc/
+    (DEB13_BPO, 'virtio_blk', []),
     (DEB12, 'sd_mod', ['t10_pi', 'crc64_rocksoft', 'scsi_mod', 'scsi_common', 'crc_t10dif', 'crc64',
                        'crct10dif_common']),
     (DEB12, 'ahci', ['libahci', 'libata', 'scsi_mod', 'scsi_common']),
@@ -64,6 +66,10 @@ def test_real_softdep_builtin_and_alias_files():
     (DEB12, 'crypto-crc32c', ['crc32c_intel', 'crc32c_generic']),
     (DEB12, 'virtio-pci', ['virtio_pci']),
     (DEB13, 'virtio_pci', ['virtio_pci']),  # built in
+    (DEB13, 'crypto-crc32c', ['crc32c_intel', 'crc32c_generic']),
+    (DEB13_BPO, 'crypto-crc32c', ['crc32c_cryptoapi']),   # Linux 6.15 folded the arch and generic ones
+    (DEB13_BPO, 'crc32c_intel', []),
+    (DEB13_BPO, 'virtio_pci', ['virtio_pci']),
     (DEB12, 'no_such_module', []),
 ])
 def test_resolve(version, name, modules):
@@ -106,6 +112,34 @@ def test_modprobe_d_softdeps_count_for_every_kernel():
     k = Kernel('k', 'kernel/ahci.ko:\nkernel/vfio-pci.ko:\n', config_softdeps=config)
     needs = needed_modules([('ahci', 'driver of sda under /')], [k])
     assert describe_need(needs['vfio_pci']) == ['vfio_pci: needed by ahci (driver of sda under /) via softdep of k']
+
+
+def test_ext4_reaches_crc32c_another_way_in_the_backports_kernel():
+    # 6.12: ext4's own softdep names crypto-crc32c (crc32c_intel, crc32c_generic). 7.3 has no such
+    # modules and no ext4 softdep: jbd2's softdep reaches crc32c_cryptoapi. The host needs each in its kernel.
+    kernels = [kernel(DEB13), kernel(DEB13_BPO)]
+    needs = needed_modules([('fs-ext4', 'filesystem of /')], kernels)
+    assert [n.kernel for n in needs['crc32c_intel']] == [DEB13]
+    assert [n.kernel for n in needs['crc32c_cryptoapi']] == [DEB13_BPO]
+    assert [n.kernel for n in needs['jbd2']] == [DEB13, DEB13_BPO]
+    assert describe_need(needs['crc32c_cryptoapi']) == [
+        'crc32c_cryptoapi: needed by ext4 -> jbd2 (filesystem of /) via modules.dep and softdep of %s' % DEB13_BPO]
+    refused, _warned = blacklist_problems(['crc32c_cryptoapi', 'crc32c_intel'], needs, True, kernels)
+    assert len(refused) == 2 and DEB13_BPO in refused[0] and DEB13 not in refused[0], refused
+    assert DEB13 in refused[1] and DEB13_BPO not in refused[1], refused
+
+
+def test_read_kernels_on_a_merged_usr_root_with_a_backports_kernel(tmp_path):
+    # Debian 13's /lib is a link to usr/lib, and 7.x packages keep vmlinuz, config and System.map in the
+    # modules directory too: every kernel is still found, and nothing but a version directory counts.
+    (tmp_path / 'usr/lib').mkdir(parents=True)
+    (tmp_path / 'lib').symlink_to('usr/lib')
+    install_kernels(tmp_path, DEB13, DEB13_BPO)
+    for name in ('vmlinuz', 'config', 'System.map'):
+        (tmp_path / 'usr/lib/modules' / DEB13_BPO / name).write_bytes(b'\0')
+    kernels = read_kernels(SysfsTree(str(tmp_path)))
+    assert [k.version for k in kernels] == [DEB13, DEB13_BPO]
+    assert kernels[1].deps['vfat'] == ['fat'] and 'virtio_pci' in kernels[1].builtin
 
 
 def test_read_kernels_reads_every_installed_kernel_and_the_modprobe_d_softdeps(tmp_path):
