@@ -102,6 +102,14 @@ collections_base=$(cd "$link/../../.." && pwd)
 
 export ANSIBLE_COLLECTIONS_PATH="$collections_base:$collections"
 export VFIO_MOLECULE_IMAGE="$image"
+# The scenario `cluster` runs corosync: its image is the base one with Debian's corosync packages.
+for s in "${scenarios[@]}"; do
+    if [ "$s" = cluster ]; then
+        VFIO_MOLECULE_CLUSTER_IMAGE=$(tests/containers/build-cluster-image.sh "$image")
+        export VFIO_MOLECULE_CLUSTER_IMAGE
+        log "VFIO_MOLECULE_CLUSTER_IMAGE=$VFIO_MOLECULE_CLUSTER_IMAGE"
+    fi
+done
 # Container names are host-global: make ours unique per checkout.
 prefix=$(printf '%s' "$root" | sha1sum | cut -c1-6)
 export VFIO_MOLECULE_PREFIX="vfio-$prefix"
