@@ -5,6 +5,8 @@
 #   tests/containers/molecule.sh smoke other  just those
 #   MOLECULE_CMD=converge tests/containers/molecule.sh smoke   another molecule command
 #                                                   (default: test)
+#   MOLECULE_FULL=1 tests/containers/molecule.sh     also the slow cases (make test-full: the
+#                                                   cluster scenario's five-node and QDevice cases)
 #
 # Ensures, idempotently and in this order:
 #   1. podman + runc + debootstrap and /etc/containers/containers.conf
