@@ -39,7 +39,7 @@ export NO_COLOR := 1
 export ANSIBLE_NOCOLOR := 1
 endif
 
-.PHONY: help venv vm-prefetch vm-prefetch-full test test-full test-fast test-controller test-molecule test-vm test-vm-full demo bench units test-playbooks sanity lint docs package clean
+.PHONY: help venv vm-prefetch vm-prefetch-full test test-full test-fast test-controller test-molecule test-molecule-full test-vm test-vm-full demo bench units test-playbooks sanity lint docs package clean
 
 help:
 	@echo 'make demo       boot a local Debian 13 VM with an emulated Intel IOMMU and run the role against it (DEMO_SUITE=bookworm: Debian 12)'
@@ -48,6 +48,7 @@ help:
 	@echo 'make test-full  the same with test-vm-full: every VM scenario, Debian 12 guests and slow proofs included'
 	@echo 'make test-fast  units + playbook tests + ansible-test sanity + ansible-lint + ansible-doc of every module + package'
 	@echo 'make test-molecule  molecule container scenarios (tests/containers/molecule.sh; root, podman)'
+	@echo 'make test-molecule-full  the same with the slow cases (MOLECULE_FULL=1: the cluster scenario'"'"'s five-node and QDevice cases)'
 	@echo 'make test-vm    real-kernel scenarios in QEMU guests, the make test set (root; builds the VM images once)'
 	@echo 'make test-vm-full  every real-kernel scenario (the make test-full set)'
 	@echo 'make units      pytest tests/unit'
@@ -64,7 +65,7 @@ help:
 # single-threaded stages instead of adding to the wall time (measured in the README).
 test: vm-prefetch test-fast test-controller test-molecule test-vm
 
-test-full: vm-prefetch-full test-fast test-controller test-molecule test-vm-full
+test-full: vm-prefetch-full test-fast test-controller test-molecule-full test-vm-full
 
 test-fast: units test-playbooks sanity lint docs package
 
@@ -110,6 +111,9 @@ test-controller:
 # tests/containers/molecule.sh installs podman & co. itself and reuses .venv.
 test-molecule: $(STAMP)
 	$(IN_VENV) $(TIMED) molecule tests/containers/molecule.sh
+
+test-molecule-full: $(STAMP)
+	$(IN_VENV) MOLECULE_FULL=1 $(TIMED) molecule-full tests/containers/molecule.sh
 
 # QEMU guests with an emulated IOMMU, two at a time (tests/vm/lanes.py: --set make-test or full
 # says which scenarios); tests/vm/build-image.sh installs qemu & co. itself. The demo is the same

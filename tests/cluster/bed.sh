@@ -14,24 +14,17 @@ PKGS=(corosync libknet1 libqb100 libnozzle1 libcorosync-common4 libcfg7 libcmap4
       libcpg4 libnl-3-200 libnl-route-3-200 libstatgrab10 libsensors5 liblzo2-2 libnss3 libnspr4
       corosync-qdevice corosync-qnetd)
 
-conf() {  # conf N [qdevice|two_node]
-    local n=$1 extra=''
+conf() {  # conf N [qdevice|two_node]: corosync-conf.sh writes it, with this node's state dir and log
+    local n=$1 mode=() nodes=()
     case ${2:-} in
-        two_node) extra='  two_node: 1' ;;
-        qdevice) extra=$'  device {\n    model: net\n    votes: 1\n    net {\n      algorithm: ffsplit\n      host: 10.222.0.5\n      tls: off\n    }\n  }' ;;
+        two_node) mode=(--two-node) ;;
+        qdevice) mode=(--qdevice 10.222.0.5) ;;
     esac
+    for j in $(seq 1 "$n"); do nodes+=("pve$j=10.222.0.$j"); done
     for i in $(seq 1 "$n"); do
         rm -rf "$B/cfg/n$i/state"; mkdir -p "$B/cfg/n$i/state"
-        {
-            printf 'system {\n  state_dir: %s\n  allow_knet_handle_fallback: yes\n}\n' "$B/cfg/n$i/state"
-            printf 'totem {\n  version: 2\n  cluster_name: h22lab\n  transport: knet\n  crypto_cipher: none\n  crypto_hash: none\n  token: 1000\n}\n'
-            printf 'logging {\n  to_stderr: no\n  to_logfile: yes\n  logfile: %s\n  to_syslog: no\n  timestamp: on\n}\n' "$B/cfg/n$i/corosync.log"
-            printf 'quorum {\n  provider: corosync_votequorum\n%s\n}\nnodelist {\n' "$extra"
-            for j in $(seq 1 "$n"); do
-                printf '  node {\n    name: pve%s\n    nodeid: %s\n    quorum_votes: 1\n    ring0_addr: 10.222.0.%s\n  }\n' "$j" "$j" "$j"
-            done
-            echo '}'
-        } > "$B/cfg/n$i/corosync.conf"
+        "$(dirname "$0")/corosync-conf.sh" "${mode[@]}" --state-dir "$B/cfg/n$i/state" --logfile "$B/cfg/n$i/corosync.log" \
+            "${nodes[@]}" > "$B/cfg/n$i/corosync.conf"
     done
     if [[ ${2:-} == qdevice ]]; then touch "$B/cfg/qdevice_on"; else rm -f "$B/cfg/qdevice_on"; fi
 }

@@ -5,6 +5,8 @@
 #   tests/containers/molecule.sh smoke other  just those
 #   MOLECULE_CMD=converge tests/containers/molecule.sh smoke   another molecule command
 #                                                   (default: test)
+#   MOLECULE_FULL=1 tests/containers/molecule.sh     also the slow cases (make test-full: the
+#                                                   cluster scenario's five-node and QDevice cases)
 #
 # Ensures, idempotently and in this order:
 #   1. podman + runc + debootstrap and /etc/containers/containers.conf
@@ -102,6 +104,14 @@ collections_base=$(cd "$link/../../.." && pwd)
 
 export ANSIBLE_COLLECTIONS_PATH="$collections_base:$collections"
 export VFIO_MOLECULE_IMAGE="$image"
+# The scenario `cluster` runs corosync: its image is the base one with Debian's corosync packages.
+for s in "${scenarios[@]}"; do
+    if [ "$s" = cluster ]; then
+        VFIO_MOLECULE_CLUSTER_IMAGE=$(tests/containers/build-cluster-image.sh "$image")
+        export VFIO_MOLECULE_CLUSTER_IMAGE
+        log "VFIO_MOLECULE_CLUSTER_IMAGE=$VFIO_MOLECULE_CLUSTER_IMAGE"
+    fi
+done
 # Container names are host-global: make ours unique per checkout.
 prefix=$(printf '%s' "$root" | sha1sum | cut -c1-6)
 export VFIO_MOLECULE_PREFIX="vfio-$prefix"
