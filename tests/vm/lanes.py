@@ -40,12 +40,14 @@ MAKE_TEST, FULL = 'make-test', 'full'
 # together. Measured in a fresh-clone .ci/run on a quiet machine with two guests at once
 # (session 6): Debian 13 Intel with SR-IOV 768 s, the systemd-boot guest 661 s, Debian 13 AMD
 # 327 s; the test-full items from session 5 scaled by the same run's ratio (0.58).
-# make test keeps the Debian 13 guests and one systemd-boot guest with the real proxmox-boot-tool;
-# the Debian 12 (Proxmox VE 8) Intel guest and GRUB on the ESP are proven by test-full only.
+# make test keeps the Debian 13 guests, the systemd-boot one with Proxmox VE 9.2's helper 9.2.0;
+# the Debian 12 (Proxmox VE 8, helper 8.1.0) guests, systemd-boot and GRUB on the ESP, are proven
+# by test-full only.
 PLAN = [
     ('test_intel_twins.py', 'trixie', 13, {MAKE_TEST, FULL}),
-    ('test_proxmox_boot_tool.py', 'TestSystemdBoot', 11, {MAKE_TEST, FULL}),
-    ('test_proxmox_boot_tool.py', 'TestGrubOnTheEsp', 11, {FULL}),
+    ('test_proxmox_boot_tool.py', 'TestTrixieSystemdBoot', 14, {MAKE_TEST, FULL}),
+    ('test_proxmox_boot_tool.py', 'TestBookwormSystemdBoot', 11, {FULL}),
+    ('test_proxmox_boot_tool.py', 'TestBookwormGrubOnTheEsp', 11, {FULL}),
     ('test_amd_grub.py', None, 6, {MAKE_TEST, FULL}),
     ('test_intel_twins.py', 'bookworm', 8, {FULL}),
 ]
