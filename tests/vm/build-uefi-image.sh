@@ -239,10 +239,14 @@ build_helper_deb() {
     "${in_deb[@]}" apt-get install -y -q --no-install-recommends build-essential debhelper lintian \
         >>"$WORK/deb-build.log" 2>&1 \
         || { tail -n 30 "$WORK/deb-build.log" >&2; die "installing the build dependencies failed"; }
-    cp -a "$VENDOR" "$DEB_ROOT$src"
+    # The tree's own Makefile (`make deb`) lays the build dir out so: src/ with debian/ inside it.
+    cp -a "$VENDOR/src" "$DEB_ROOT$src"
+    cp -a "$VENDOR/debian" "$DEB_ROOT$src/"
     "${in_deb[@]}" sh -c "cd $src && dpkg-buildpackage -b -us -uc" >>"$WORK/deb-build.log" 2>&1 \
         || { tail -n 40 "$WORK/deb-build.log" >&2; die "dpkg-buildpackage failed"; }
     grep -E "^dpkg-deb: building package|^dpkg-buildpackage: info: binary-only" "$WORK/deb-build.log" | sed 's/^/    /'
+    # `make deb` then runs lintian on the package: its verdict is shown, not judged here.
+    "${in_deb[@]}" lintian "/usr/src/proxmox-kernel-helper_${HELPER}_all.deb" 2>&1 | sed 's/^/    lintian: /' || true
     mkdir -p "$HELPER_DEB_DIR.tmp"
     cp "$DEB_ROOT/usr/src/proxmox-kernel-helper_${HELPER}_all.deb" "$HELPER_DEB_DIR.tmp/"
     chroot_umount "$DEB_ROOT"

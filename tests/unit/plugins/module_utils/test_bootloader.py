@@ -86,9 +86,11 @@ def test_parse_status_per_esp():
         'esps': {'5A1B-2C3D': ['grub'], '5A1B-2C3E': ['uefi']}, 'booted': 'legacy bios'}
 
 
-def test_vendored_status_text_matches_the_parser():
-    """The fixtures above follow the text the real tool prints; fail if that text changes."""
-    tool = Path(__file__).resolve().parents[5] / 'shared/vendor/proxmox-kernel-helper/src/bin/proxmox-boot-tool'
+@pytest.mark.parametrize('tree', ['proxmox-kernel-helper', 'proxmox-kernel-helper-9.2.0'])
+def test_vendored_status_text_matches_the_parser(tree):
+    """The fixtures above follow the text the real tool prints (Proxmox VE 8's 8.1.0, VE 9.2's 9.2.0); fail if
+    that text changes."""
+    tool = Path(__file__).resolve().parents[5] / 'shared/vendor' / tree / 'src/bin/proxmox-boot-tool'
     if not tool.exists():
         pytest.skip('no vendored proxmox-boot-tool at %s' % tool)
     source = tool.read_text()
@@ -97,6 +99,10 @@ def test_vendored_status_text_matches_the_parser():
     assert 'result="${result}, grub (versions: ${versions_grub})"' in source
     assert 'echo "System currently booted with uefi"' in source
     assert 'warn "E: $ESP_LIST does not exist."' in source and 'exit 2' in source
+    # The versions come from the kernels' folders (uefi) and vmlinuz-* (grub) alone: 9.x's memtest86+
+    # image (EFI/memtest86+x64.efi, or the ESP's root for GRUB) and loader entry never show up as a kernel.
+    assert 'versions_uefi=$(ls -1 ${mountpoint}/$PMX_ESP_DIR |' in source
+    assert 'versions_grub=$(ls -1 ${mountpoint}/vmlinuz-* |' in source
 
 
 # -- which loader started the running kernel -------------------------------------
