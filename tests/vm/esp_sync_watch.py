@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """Guest side: log each run of proxmox-boot-tool and of its kernel hook, as the guest's kernel reports it.
 
 The proxmox-boot-tool scenarios install this in the guest as a systemd unit (Type=notify, before sshd)

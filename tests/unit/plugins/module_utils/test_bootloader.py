@@ -61,6 +61,13 @@ ONE_OF_EACH = """System currently booted with legacy bios
 WARN: /dev/disk/by-uuid/5A1B-2C3F does not exist - clean '/etc/kernel/proxmox-boot-uuids'! - skipping
 """
 
+# Printed by Proxmox VE 9.2's helper (9.2.0) in the Debian 13 UEFI guest (tests/vm), whose ESP also holds
+# the memtest86+ image and loader entry that 9.x adds: the versions name the kernel alone.
+REAL_92_STATUS = """Re-executing '/usr/sbin/proxmox-boot-tool' in new private mount namespace..
+System currently booted with uefi
+2172-AA5A is configured with: uefi (versions: 6.12.117+deb13-amd64)
+"""
+
 
 @pytest.mark.parametrize('output, rc, bootloaders, reason', [
     # Exit code 2: the ESP list is missing, so plain GRUB (status() in proxmox-boot-tool).
@@ -71,6 +78,7 @@ WARN: /dev/disk/by-uuid/5A1B-2C3F does not exist - clean '/etc/kernel/proxmox-bo
     (BOTH_ON_ONE_ESP, 0, ['grub', 'systemd-boot'], '5A1B-2C3D: uefi and grub), booted with uefi'),
     (ONE_OF_EACH, 0, ['grub', 'systemd-boot'], 'booted with legacy bios'),
     (UEFI_STATUS + GRUB_STATUS, 0, ['grub', 'systemd-boot'], 'both are edited'),
+    (REAL_92_STATUS, 0, ['systemd-boot'], 'configured with uefi (2172-AA5A: uefi)'),
 ])
 def test_detect_real_status_outputs(output, rc, bootloaders, reason):
     result = detect_bootloader(True, output, rc)
