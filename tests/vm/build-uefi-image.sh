@@ -327,6 +327,7 @@ if [[ $INSTALL == files ]]; then
     log "initramfs (MODULES=dep) in $((SECONDS - t0)) s"
 else
     # A Proxmox VE 9 host has no systemd-boot package: only the two parts the helper suggests.
+    # shellcheck disable=SC2016  # a dpkg-query format, not a shell expansion
     ! in_chroot dpkg-query -W -f '${Status}' systemd-boot 2>/dev/null | grep -q 'install ok installed' \
         || die "the systemd-boot package is installed; Proxmox VE 9 has only systemd-boot-efi + systemd-boot-tools"
     [[ -f $MNT/boot/memtest86+x64.efi ]] || die "memtest86+ left no /boot/memtest86+x64.efi"
@@ -406,6 +407,7 @@ if [[ $INSTALL == deb ]]; then
     # 9.x reinitialises the ESPs when a boot loader package is upgraded (debian/triggers): the
     # scenario reinstalls systemd-boot-efi with apt, offline, from the image's own package lists
     # and the very .deb that is installed.
+    # shellcheck disable=SC2016  # a dpkg-query format, not a shell expansion
     SDBOOT_EFI_VERSION=$(in_chroot dpkg-query -W -f '${Version}' systemd-boot-efi)
     SDBOOT_EFI_DEB=systemd-boot-efi_${SDBOOT_EFI_VERSION//:/%3a}_amd64.deb
     chroot_umount
