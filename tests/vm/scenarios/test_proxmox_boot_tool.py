@@ -41,7 +41,7 @@ def needs_helper(version):
     vendor = Path(os.environ.get(variable, ROOT.parent / 'shared' / 'vendor' / tree))
     tool = vendor / 'src' / 'bin' / 'proxmox-boot-tool'
     if tool.is_file():
-        return pytest.mark.usefixtures()
+        return pytest.mark.skipif(False, reason='proxmox-kernel-helper %s found at %s' % (version, vendor))
     reason = ('proxmox-boot-tool not found at %s: this scenario boots Proxmox\'s own proxmox-kernel-helper %s '
               '(its Debian source package, from Proxmox\'s public git: proxmox-kernel-helper, debian/changelog '
               '%s); set %s to the unpacked source tree (default: ../shared/vendor/%s beside this checkout). The '
