@@ -1,21 +1,32 @@
 #!/usr/bin/env bash
-# Build the cached UEFI image whose ESP the real proxmox-boot-tool manages (issue 14).
+# Build the cached UEFI image whose ESP the real proxmox-boot-tool manages (issues 14, 24).
 #
-# Usage: tests/vm/build-uefi-image.sh [--variant sdboot|grub] [--force] [--print-dir]
+# Usage: tests/vm/build-uefi-image.sh [--suite bookworm|trixie] [--helper VERSION]
+#                                     [--variant sdboot|grub] [--force] [--print-dir]
+#   --suite      bookworm (default: Proxmox VE 8's base) or trixie (Proxmox VE 9's)
+#   --helper     the proxmox-kernel-helper version: 8.1.0 with bookworm, 9.2.0 with trixie (the
+#                default follows the suite; other pairs are refused, as never tried)
 #   --variant    sdboot (default): `proxmox-boot-tool init` makes a systemd-boot ESP (a ZFS/UEFI
 #                install); grub: `init <esp> grub` makes GRUB on the ESP (a Secure Boot install,
 #                Secure Boot itself off)
 #   --force      rebuild even if a complete image for this script's hash exists
 #   --print-dir  only print the image dir this script version would produce, then exit
 #
-# Debian 12 (Proxmox VE 8's base) with Proxmox's proxmox-kernel-helper 8.1.0 from
-# ../shared/vendor/proxmox-kernel-helper (never copied into the project), installed as its .deb
-# would install it: the files where its Makefiles put them, the grub-install diversion, the
-# hooks. GPT disk: a vfat ESP (512 MiB, not in fstab: proxmox-boot-tool mounts it itself) and an
-# ext4 root. systemd-boot and bootctl (and for GRUB on the ESP its EFI modules) come from Debian.
+# Proxmox's proxmox-kernel-helper source comes from ../shared/vendor (never copied into the
+# project). 8.1.0 (VFIO_PBT_VENDOR, default ../shared/vendor/proxmox-kernel-helper) is installed
+# as its .deb would install it: the files where its Makefiles put them, the grub-install
+# diversion, the hooks. 9.2.0 (VFIO_PBT92_VENDOR, default ../shared/vendor/proxmox-kernel-helper-9.2.0)
+# is installed the way a Proxmox VE 9 host gets it: the real package, built with
+# `dpkg-buildpackage -b -us -uc` from a temporary copy inside a throw-away chroot of the same
+# suite (build dependencies from Debian's archive; the .deb is cached by the tree's hash), then
+# `dpkg -i` in the image, so its maintainer scripts and triggers run. On trixie systemd-boot
+# comes from systemd-boot-efi + systemd-boot-tools (not the systemd-boot package, as on VE 9),
+# and Debian's memtest86+ is installed (9.x writes a memtest entry on init/reinit when
+# /boot/memtest86+x64.efi exists). GPT disk: a vfat ESP (512 MiB, not in fstab:
+# proxmox-boot-tool mounts it itself) and an ext4 root.
 #
-# Output: $VFIO_VM_CACHE/images/bookworm-uefi-<variant>-<key>/{amd-<variant>.qcow2,id_ed25519,
-# id_ed25519.pub,build-info.txt}; <key> hashes this script and the vendored tree. Exit 3
+# Output: $VFIO_VM_CACHE/images/<suite>-uefi-<variant>-pkh<helper>-<key>/{amd-<variant>.qcow2,
+# id_ed25519,id_ed25519.pub,build-info.txt}; <key> hashes this script and the vendored tree. Exit 3
 # (nothing built) when the vendored tree is absent.
 set -euo pipefail
 
@@ -23,43 +34,73 @@ CACHE=${VFIO_VM_CACHE:-/var/cache/vfio-passthrough-vm}
 SELF=$(readlink -f "${BASH_SOURCE[0]}")
 HERE=$(dirname "$SELF")
 # The repository's parent holds shared/ (in CI the clone sits beside ../shared).
-VENDOR=${VFIO_PBT_VENDOR:-$(readlink -f "$HERE/../../..")/shared/vendor/proxmox-kernel-helper}
-SUITE=bookworm
+SHARED_VENDOR=$(readlink -f "$HERE/../../..")/shared/vendor
 DISK_SIZE=4G
 ESP_MIB=512
 # The guest boots with its IOMMU switched off on purpose, as the BIOS images do: the role
 # must be what turns it on. AMD: Intel's IOMMU is covered on Debian 13 by the BIOS scenarios.
 FLAVOUR=amd
 FLAVOUR_ARG="amd_iommu=off"
-EXTRA_PACKAGES="systemd-boot systemd-boot-efi dosfstools gdisk"
 
-FORCE=0 PRINT_DIR=0 VARIANT=sdboot
+FORCE=0 PRINT_DIR=0 VARIANT=sdboot SUITE=bookworm HELPER=""
 args=("$@")
 while (($#)); do
     case $1 in
+        --suite) (($# >= 2)) || { echo "build-uefi-image.sh: --suite needs a value" >&2; exit 2; }; SUITE=$2; shift ;;
+        --suite=*) SUITE=${1#--suite=} ;;
+        --helper) (($# >= 2)) || { echo "build-uefi-image.sh: --helper needs a value" >&2; exit 2; }; HELPER=$2; shift ;;
+        --helper=*) HELPER=${1#--helper=} ;;
         --variant) (($# >= 2)) || { echo "build-uefi-image.sh: --variant needs a value" >&2; exit 2; }; VARIANT=$2; shift ;;
         --variant=*) VARIANT=${1#--variant=} ;;
         --force) FORCE=1 ;;
         --print-dir) PRINT_DIR=1 ;;
-        -h|--help) sed -n '2,21p' "$SELF"; exit 0 ;;
+        -h|--help) sed -n '2,32p' "$SELF"; exit 0 ;;
         *) echo "build-uefi-image.sh: unknown argument: $1" >&2; exit 2 ;;
     esac
     shift
 done
+# Each suite with the helper its Proxmox VE release ships, installed as described above.
+case $SUITE in
+    bookworm)
+        HELPER=${HELPER:-8.1.0}
+        EXTRA_PACKAGES="systemd-boot systemd-boot-efi dosfstools gdisk" ;;
+    trixie)
+        HELPER=${HELPER:-9.2.0}
+        EXTRA_PACKAGES="systemd-boot-efi systemd-boot-tools memtest86+ dosfstools gdisk" ;;
+    *) echo "build-uefi-image.sh: --suite must be bookworm or trixie, not '$SUITE'" >&2; exit 2 ;;
+esac
+case $SUITE:$HELPER in
+    bookworm:8.1.0)
+        VENDOR_VAR=VFIO_PBT_VENDOR INSTALL=files TREE=proxmox-kernel-helper
+        VENDOR=${VFIO_PBT_VENDOR:-$SHARED_VENDOR/$TREE} ;;
+    trixie:9.2.0)
+        VENDOR_VAR=VFIO_PBT92_VENDOR INSTALL=deb TREE=proxmox-kernel-helper-9.2.0
+        VENDOR=${VFIO_PBT92_VENDOR:-$SHARED_VENDOR/$TREE} ;;
+    *) echo "build-uefi-image.sh: helper $HELPER on $SUITE was never tried (bookworm: 8.1.0, trixie: 9.2.0)" >&2
+       exit 2 ;;
+esac
 case $VARIANT in
     sdboot) INIT_MODE="" STATUS_MODE=uefi ;;
     grub) INIT_MODE=grub STATUS_MODE=grub EXTRA_PACKAGES+=" grub-efi-amd64-bin" ;;
     *) echo "build-uefi-image.sh: --variant must be sdboot or grub, not '$VARIANT'" >&2; exit 2 ;;
 esac
 if [[ ! -x $VENDOR/src/bin/proxmox-boot-tool ]]; then
-    echo "build-uefi-image.sh: $VENDOR/src/bin/proxmox-boot-tool not found: set VFIO_PBT_VENDOR to" \
-         "Proxmox's proxmox-kernel-helper 8.1.0 source tree (default ../shared/vendor/proxmox-kernel-helper)" >&2
+    echo "build-uefi-image.sh: $VENDOR/src/bin/proxmox-boot-tool not found: set $VENDOR_VAR to" \
+         "Proxmox's proxmox-kernel-helper $HELPER source tree (default" \
+         "../shared/vendor/$TREE beside this checkout)" >&2
     exit 3
 fi
-KEY=$( { sha256sum "$SELF"; (cd "$VENDOR" && find . -type f -print0 | sort -z | xargs -0 sha256sum); } \
-       | sha256sum | cut -c1-16)
+# The tree must be the version asked for: debian/changelog's first line names it.
+TREE_VERSION=$(sed -n '1s/^proxmox-kernel-helper (\([^)]*\)).*/\1/p' "$VENDOR/debian/changelog")
+if [[ $TREE_VERSION != "$HELPER" ]]; then
+    echo "build-uefi-image.sh: $VENDOR is proxmox-kernel-helper '$TREE_VERSION' (debian/changelog)," \
+         "not $HELPER: point $VENDOR_VAR at the $HELPER source tree" >&2
+    exit 2
+fi
+VENDOR_HASH=$(cd "$VENDOR" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -c1-16)
+KEY=$( { sha256sum "$SELF"; echo "$SUITE $HELPER $VENDOR_HASH"; } | sha256sum | cut -c1-16)
 IMAGES=$CACHE/images
-FINAL=$IMAGES/$SUITE-uefi-$VARIANT-$KEY
+FINAL=$IMAGES/$SUITE-uefi-$VARIANT-pkh$HELPER-$KEY
 IMAGE=$FLAVOUR-$VARIANT.qcow2
 [[ $PRINT_DIR -eq 1 ]] && { echo "$FINAL"; exit 0; }
 
@@ -108,11 +149,12 @@ WORK=$CACHE/build.$SUITE-uefi-$VARIANT-$KEY.$$
 RAW=$WORK/disk.raw
 MNT=$WORK/mnt
 LOOP=""
+DEB_ROOT=""
 
 chroot_umount() {
-    local m
+    local m root=${1:-$MNT}
     for m in var/cache/apt/archives run sys proc dev/pts dev; do
-        mountpoint -q "$MNT/$m" && umount "$MNT/$m"
+        mountpoint -q "$root/$m" && umount "$root/$m"
     done
     return 0
 }
@@ -122,8 +164,14 @@ cleanup() {
     local rc=$?
     set +e
     if [[ -n $MNT ]] && mountpoint -q "$MNT" 2>/dev/null; then chroot_umount; umount -R "$MNT"; fi
+    [[ -n $DEB_ROOT && -d $DEB_ROOT ]] && chroot_umount "$DEB_ROOT"
     if [[ -n $LOOP ]]; then partx -d "$LOOP" 2>/dev/null; losetup -d "$LOOP"; fi
-    [[ -d $WORK ]] && rm -rf -- "$WORK"
+    # Never delete through a bind mount that failed to let go (the package cache, /dev).
+    if [[ -d $WORK ]] && grep -qF " $WORK/" /proc/self/mountinfo; then
+        echo "[build-uefi-image] mounts remain under $WORK: left in place, remove it by hand" >&2
+    elif [[ -d $WORK ]]; then
+        rm -rf -- "$WORK"
+    fi
     ((rc)) && echo "[build-uefi-image] FAILED (exit $rc); partial build removed" >&2
     exit "$rc"
 }
@@ -152,15 +200,63 @@ tar -C "$MNT" --numeric-owner --xattrs --xattrs-include='*' -xpf "$ROOTFS_TAR"
 log "unpacked $ROOTFS_TAR in $((SECONDS - t0)) s"
 
 chroot_mount() {
-    mount --bind /dev "$MNT/dev"
-    mount --bind /dev/pts "$MNT/dev/pts"
-    mount -t proc proc "$MNT/proc"
-    mount -t sysfs sys "$MNT/sys"
-    mount -t tmpfs tmpfs "$MNT/run"
-    mkdir -p "$DEBS" "$MNT/var/cache/apt/archives"
-    mount --bind "$DEBS" "$MNT/var/cache/apt/archives"
+    local root=${1:-$MNT}
+    mount --bind /dev "$root/dev"
+    mount --bind /dev/pts "$root/dev/pts"
+    mount -t proc proc "$root/proc"
+    mount -t sysfs sys "$root/sys"
+    mount -t tmpfs tmpfs "$root/run"
+    mkdir -p "$DEBS" "$root/var/cache/apt/archives"
+    mount --bind "$DEBS" "$root/var/cache/apt/archives"
 }
 in_chroot() { LC_ALL=C DEBIAN_FRONTEND=noninteractive chroot "$MNT" "$@"; }
+
+# The helper's own package, built as Proxmox builds it: dpkg-buildpackage from a temporary copy of
+# the tree, in a throw-away chroot of the image's suite (so the image gets no build tools), with
+# the build dependencies from Debian's archive. Cached by the tree's hash: a rebuilt image reuses it.
+HELPER_DEB_DIR=$CACHE/debs/proxmox-kernel-helper-$HELPER-$SUITE-$VENDOR_HASH
+HELPER_DEB=$HELPER_DEB_DIR/proxmox-kernel-helper_${HELPER}_all.deb
+build_helper_deb() {
+    exec 8>"$CACHE/.build-proxmox-kernel-helper-$HELPER-$SUITE.lock"
+    flock 8
+    if [[ -s $HELPER_DEB ]]; then
+        log "proxmox-kernel-helper $HELPER package cached: $HELPER_DEB"
+        exec 8>&-
+        return 0
+    fi
+    local t0=$SECONDS src=/usr/src/proxmox-kernel-helper-$HELPER
+    DEB_ROOT=$WORK/deb-build
+    log "building proxmox-kernel-helper $HELPER with dpkg-buildpackage in a $SUITE chroot ($DEB_ROOT)"
+    mkdir -p "$DEB_ROOT"
+    tar -C "$DEB_ROOT" --numeric-owner -xpf "$ROOTFS_TAR"
+    chroot_mount "$DEB_ROOT"
+    cp /etc/resolv.conf "$DEB_ROOT/etc/resolv.conf"
+    local in_deb=(env LC_ALL=C DEBIAN_FRONTEND=noninteractive chroot "$DEB_ROOT")
+    "${in_deb[@]}" apt-get update -qq >"$WORK/deb-build.log" 2>&1 \
+        || { cat "$WORK/deb-build.log" >&2; die "apt-get update failed in the build chroot"; }
+    # debian/control: Build-Depends: debhelper-compat (=13), lintian; dpkg-checkbuilddeps also wants
+    # build-essential, as on any Debian build host.
+    "${in_deb[@]}" apt-get install -y -q --no-install-recommends build-essential debhelper lintian \
+        >>"$WORK/deb-build.log" 2>&1 \
+        || { tail -n 30 "$WORK/deb-build.log" >&2; die "installing the build dependencies failed"; }
+    # The tree's own Makefile (`make deb`) lays the build dir out so: src/ with debian/ inside it.
+    cp -a "$VENDOR/src" "$DEB_ROOT$src"
+    cp -a "$VENDOR/debian" "$DEB_ROOT$src/"
+    "${in_deb[@]}" sh -c "cd $src && dpkg-buildpackage -b -us -uc" >>"$WORK/deb-build.log" 2>&1 \
+        || { tail -n 40 "$WORK/deb-build.log" >&2; die "dpkg-buildpackage failed"; }
+    grep -E "^dpkg-deb: building package|^dpkg-buildpackage: info: binary-only" "$WORK/deb-build.log" | sed 's/^/    /'
+    # `make deb` then runs lintian on the package: its verdict is shown, not judged here.
+    "${in_deb[@]}" lintian "/usr/src/proxmox-kernel-helper_${HELPER}_all.deb" 2>&1 | sed 's/^/    lintian: /' || true
+    mkdir -p "$HELPER_DEB_DIR.tmp"
+    cp "$DEB_ROOT/usr/src/proxmox-kernel-helper_${HELPER}_all.deb" "$HELPER_DEB_DIR.tmp/"
+    chroot_umount "$DEB_ROOT"
+    rm -rf -- "$DEB_ROOT"; DEB_ROOT=""
+    rm -rf -- "$HELPER_DEB_DIR"
+    mv -T "$HELPER_DEB_DIR.tmp" "$HELPER_DEB_DIR"
+    log "proxmox-kernel-helper $HELPER built in $((SECONDS - t0)) s: $HELPER_DEB"
+    exec 8>&-
+}
+[[ $INSTALL == deb ]] && build_helper_deb
 chroot_mount
 
 log "configuring fstab, network, ssh, initramfs"
@@ -209,27 +305,48 @@ in_chroot apt-get install -y -q --no-install-recommends $EXTRA_PACKAGES >>"$WORK
     || { tail -n 30 "$WORK/apt.log" >&2; die "apt-get install failed"; }
 log "packages installed in $((SECONDS - t0)) s"
 
-log "installing proxmox-kernel-helper from $VENDOR as its .deb would"
-# debian/preinst: divert Debian's grub-install before the wrapper takes its place.
-in_chroot dpkg-divert --package proxmox-kernel-helper --add --rename \
-    --divert /usr/sbin/grub-install.real /usr/sbin/grub-install
-make -s -C "$VENDOR/src" install DESTDIR="$MNT"
-# debian/install and debian/links
-install -m 0644 "$VENDOR/debian/proxmox-simplefb" "$MNT/usr/share/initramfs-tools/modules.d/"
-ln -sfn proxmox-boot-tool "$MNT/usr/sbin/pve-efiboot-tool"
-ln -sfn proxmox-kernel-helper "$MNT/usr/share/pve-kernel-helper"
-# dh_installsystemd --no-start: enabled, not started.
-in_chroot systemctl enable -q proxmox-boot-cleanup.service
 KVER=$(find "$MNT/lib/modules" -mindepth 1 -maxdepth 1 -printf '%f\n' | sort -V | tail -n1)
 CMDLINE="root=UUID=$UUID ro console=ttyS0,115200n8 quiet $FLAVOUR_ARG"
 # Without this file the kernel hook would take /proc/cmdline.
 echo "$CMDLINE" >"$MNT/etc/kernel/cmdline"
+if [[ $INSTALL == files ]]; then
+    log "installing proxmox-kernel-helper $HELPER from $VENDOR as its .deb would"
+    # debian/preinst: divert Debian's grub-install before the wrapper takes its place.
+    in_chroot dpkg-divert --package proxmox-kernel-helper --add --rename \
+        --divert /usr/sbin/grub-install.real /usr/sbin/grub-install
+    make -s -C "$VENDOR/src" install DESTDIR="$MNT"
+    # debian/install and debian/links
+    install -m 0644 "$VENDOR/debian/proxmox-simplefb" "$MNT/usr/share/initramfs-tools/modules.d/"
+    ln -sfn proxmox-boot-tool "$MNT/usr/sbin/pve-efiboot-tool"
+    ln -sfn proxmox-kernel-helper "$MNT/usr/share/pve-kernel-helper"
+    # dh_installsystemd --no-start: enabled, not started.
+    in_chroot systemctl enable -q proxmox-boot-cleanup.service
+    t0=$SECONDS
+    in_chroot update-initramfs -u -k "$KVER" >"$WORK/initramfs.log" 2>&1 \
+        || { tail -n 30 "$WORK/initramfs.log" >&2; die "update-initramfs failed"; }
+    log "initramfs (MODULES=dep) in $((SECONDS - t0)) s"
+else
+    # A Proxmox VE 9 host has no systemd-boot package: only the two parts the helper suggests.
+    # shellcheck disable=SC2016  # a dpkg-query format, not a shell expansion
+    ! in_chroot dpkg-query -W -f '${Status}' systemd-boot 2>/dev/null | grep -q 'install ok installed' \
+        || die "the systemd-boot package is installed; Proxmox VE 9 has only systemd-boot-efi + systemd-boot-tools"
+    [[ -f $MNT/boot/memtest86+x64.efi ]] || die "memtest86+ left no /boot/memtest86+x64.efi"
+    log "dpkg -i proxmox-kernel-helper_${HELPER}_all.deb (its preinst, postinst and the initramfs trigger run)"
+    cp "$HELPER_DEB" "$MNT/tmp/"
+    t0=$SECONDS
+    in_chroot dpkg -i "/tmp/proxmox-kernel-helper_${HELPER}_all.deb" >"$WORK/dpkg-helper.log" 2>&1 \
+        || { tail -n 40 "$WORK/dpkg-helper.log" >&2; die "dpkg -i proxmox-kernel-helper failed"; }
+    rm -f "$MNT/tmp/proxmox-kernel-helper_${HELPER}_all.deb"
+    sed 's/^/    /' "$WORK/dpkg-helper.log"
+    # debian/triggers activates update-initramfs: its rebuild (MODULES=dep, set above) is the image's.
+    grep -q "update-initramfs: Generating /boot/initrd.img-$KVER" "$WORK/dpkg-helper.log" \
+        || die "dpkg -i ran no update-initramfs trigger for $KVER"
+    in_chroot dpkg-divert --list /usr/sbin/grub-install | grep -q 'diversion of /usr/sbin/grub-install to /usr/sbin/grub-install.real by proxmox-kernel-helper' \
+        || die "the package's preinst did not divert grub-install"
+    log "helper installed with its triggers in $((SECONDS - t0)) s"
+fi
 # init copies only proxmox-kernel-* packages and the running kernel; Debian's is added by hand.
 in_chroot proxmox-boot-tool kernel add "$KVER"
-t0=$SECONDS
-in_chroot update-initramfs -u -k "$KVER" >"$WORK/initramfs.log" 2>&1 \
-    || { tail -n 30 "$WORK/initramfs.log" >&2; die "update-initramfs failed"; }
-log "initramfs (MODULES=dep) in $((SECONDS - t0)) s"
 cp "$MNT/boot/vmlinuz-$KVER" "$MNT/boot/initrd.img-$KVER" "$WORK/"
 if [[ $VARIANT == grub ]]; then
     # As an installer leaves it: the console in a drop-in that extends GRUB_CMDLINE_LINUX,
@@ -286,8 +403,20 @@ ExecStart=/bin/sh -c '/usr/local/sbin/vfio-pbt-firstboot >/root/pbt-firstboot.lo
 WantedBy=multi-user.target
 EOF
 in_chroot systemctl enable -q vfio-pbt-firstboot.service
-chroot_umount
-rm -rf "$MNT/var/lib/apt/lists/"*
+if [[ $INSTALL == deb ]]; then
+    # 9.x reinitialises the ESPs when a boot loader package is upgraded (debian/triggers): the
+    # scenario reinstalls systemd-boot-efi with apt, offline, from the image's own package lists
+    # and the very .deb that is installed.
+    # shellcheck disable=SC2016  # a dpkg-query format, not a shell expansion
+    SDBOOT_EFI_VERSION=$(in_chroot dpkg-query -W -f '${Version}' systemd-boot-efi)
+    SDBOOT_EFI_DEB=systemd-boot-efi_${SDBOOT_EFI_VERSION//:/%3a}_amd64.deb
+    chroot_umount
+    cp "$DEBS/$SDBOOT_EFI_DEB" "$MNT/var/cache/apt/archives/" \
+        || die "no $SDBOOT_EFI_DEB in $DEBS to keep in the image's apt cache"
+else
+    chroot_umount
+    rm -rf "$MNT/var/lib/apt/lists/"*
+fi
 umount "$MNT"
 partx -d "$LOOP" 2>/dev/null || true
 losetup -d "$LOOP"; LOOP=""
@@ -331,6 +460,15 @@ else
 fi
 grep -qx './EFI/BOOT/BOOTX64.EFI' <<<"$REPORT" \
     || die "no removable-path EFI/BOOT/BOOTX64.EFI: firmware without boot entries would not find the loader"
+if [[ $SUITE == trixie ]]; then
+    # 9.x: init copies Debian's memtest86+ to the ESP; on systemd-boot with its own loader entry.
+    if [[ $VARIANT == sdboot ]]; then
+        grep -qx './loader/entries/memtest86+x64.efi.conf' <<<"$REPORT" || die "no memtest86+ loader entry on the ESP"
+        grep -qx './EFI/memtest86+x64.efi' <<<"$REPORT" || die "no EFI/memtest86+x64.efi on the ESP"
+    else
+        grep -qx './memtest86+x64.efi' <<<"$REPORT" || die "no memtest86+x64.efi on the GRUB ESP"
+    fi
+fi
 rm -f "$MNT/root/pbt-firstboot.log" "$MNT/root/pbt-firstboot.ok"
 rm -rf "$MNT/var/log/journal/"* "$MNT/var/tmp/espmounts"
 fstrim "$MNT"
@@ -348,6 +486,8 @@ key=$KEY
 built=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 build_seconds=$SECONDS
 suite=$SUITE
+helper=$HELPER
+helper_install=$INSTALL
 variant=$VARIANT
 kernel=$KVER
 root_uuid=$UUID

@@ -7,8 +7,9 @@
 #   tests/vm/prefetch.sh [--set S]               build in the foreground
 #
 # S is the VM test set (tests/vm/lanes.py): make-test (default) builds what make test's guests
-# boot; full also builds the Debian 12 image, the GRUB-on-the-ESP UEFI image and the Debian 13 image
-# with a trixie-backports kernel (the LINE test_backports_kernel.py boots).
+# boot (Debian 13: BIOS, and UEFI with the 9.2.0 helper's systemd-boot ESP); full also builds the
+# Debian 12 images (BIOS, and UEFI with the 8.1.0 helper: systemd-boot and GRUB on the ESP) and the
+# Debian 13 image with a trixie-backports kernel (the LINE test_backports_kernel.py boots).
 #
 # Nothing waits on this script: each builder holds its own lock, so a scenario that needs an
 # image still being built waits for that build, and one that finds it built goes on.
@@ -55,10 +56,11 @@ step() {
 # proxmox-boot-tool format and init, minutes of CPU that overlap the molecule stage.
 step tests/vm/build-image.sh --suite trixie
 step tests/vm/qemu10.sh
-step tests/vm/build-uefi-image.sh --variant sdboot
+step tests/vm/build-uefi-image.sh --suite trixie --variant sdboot
 if [[ $set_name == full ]]; then
     step tests/vm/build-image.sh --suite bookworm
-    step tests/vm/build-uefi-image.sh --variant grub
+    step tests/vm/build-uefi-image.sh --suite bookworm --variant sdboot
+    step tests/vm/build-uefi-image.sh --suite bookworm --variant grub
     step tests/vm/build-image.sh --suite trixie --kernel "$(sed -n "s/^LINE = '\(.*\)'$/\1/p" tests/vm/scenarios/test_backports_kernel.py)"
 fi
 echo "[prefetch] done in $((SECONDS - t0)) s"

@@ -46,8 +46,8 @@ FLAVOURS = ("intel", "amd")
 SUITES = ("trixie", "bookworm")
 DEFAULT_SUITE = SUITES[0]
 # bios: the BIOS images (GRUB from /boot). uefi-sdboot / uefi-grub: OVMF, systemd-boot or GRUB
-# from an ESP that the real proxmox-boot-tool manages (Debian 12 + Proxmox VE 8's
-# proxmox-kernel-helper, AMD only).
+# from an ESP that the real proxmox-boot-tool manages (AMD only): Debian 12 with Proxmox VE 8's
+# proxmox-kernel-helper 8.1.0, Debian 13 with Proxmox VE 9.2's 9.2.0 (build-uefi-image.sh).
 BOOTS = ("bios", "uefi-sdboot", "uefi-grub")
 # trixie-backports kernel lines the BIOS image can add beside Debian 13's 6.12 (build-image.sh --kernel).
 KERNELS = ("7.0", "7.3")
@@ -123,14 +123,18 @@ def ensure_image(build: bool = True, suite: str = DEFAULT_SUITE, kernel: str | N
                          f"{suite}{' linux ' + kernel if kernel else ''} base image", "3-6 min")
 
 
-def uefi_image_dir(variant: str = "sdboot") -> Path:
+def _uefi_argv(variant: str, suite: str) -> list[str]:
+    return [str(UEFI_BUILD_SCRIPT), "--suite", check_suite(suite), "--variant", variant]
+
+
+def uefi_image_dir(variant: str = "sdboot", suite: str = "bookworm") -> Path:
     """The UEFI image dir the current UEFI build script produces (exit 3: no vendored tool)."""
-    return _print_dir([str(UEFI_BUILD_SCRIPT), "--variant", variant])
+    return _print_dir(_uefi_argv(variant, suite))
 
 
-def ensure_uefi_image(build: bool = True, variant: str = "sdboot") -> Path:
-    """Return a UEFI image dir, building it first if missing (one OVMF boot)."""
-    return _ensure_built([str(UEFI_BUILD_SCRIPT), "--variant", variant], build, "UEFI image", "3-5 min")
+def ensure_uefi_image(build: bool = True, variant: str = "sdboot", suite: str = "bookworm") -> Path:
+    """Return a UEFI image dir, building it first if missing (one OVMF boot; trixie also builds the helper's .deb)."""
+    return _ensure_built(_uefi_argv(variant, suite), build, f"{suite} UEFI image", "4-10 min")
 
 
 # --- accelerator -----------------------------------------------------------------------------
@@ -448,8 +452,6 @@ def start(flavour: str, nics: int = 1, name: str | None = None,
     check_suite(suite)
     if boot not in BOOTS:
         raise VMError(f"boot must be one of {BOOTS}, not {boot!r}")
-    if boot != "bios" and suite != "bookworm":
-        raise VMError(f"boot {boot!r} exists for suite 'bookworm' only, not {suite!r}")
     if kernel is not None and boot != "bios":
         raise VMError(f"kernel {kernel!r} exists for boot 'bios' only, not {boot!r}")
     if nics < 0:
@@ -469,7 +471,7 @@ def start(flavour: str, nics: int = 1, name: str | None = None,
     else:
         ensure_ovmf()
         variant = boot.removeprefix("uefi-")
-        images = ensure_uefi_image(build, variant)
+        images = ensure_uefi_image(build, variant, suite)
         base = images / f"{flavour}-{variant}.qcow2"
         if not base.is_file():
             raise VMError(f"no {boot} image for flavour {flavour!r}: {base} does not exist")
@@ -552,7 +554,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--flavour", required=True, choices=FLAVOURS)
     p.add_argument("--suite", default=DEFAULT_SUITE, choices=SUITES)
     p.add_argument("--boot", default="bios", choices=BOOTS,
-                   help="bios (default), uefi-sdboot or uefi-grub (OVMF, real proxmox-boot-tool; bookworm, amd)")
+                   help="bios (default), uefi-sdboot or uefi-grub (OVMF, real proxmox-boot-tool 8.1.0 on bookworm, "
+                        "9.2.0 on trixie; amd)")
     p.add_argument("--nics", type=int, default=1, help="e1000e passthrough candidates (default 1)")
     p.add_argument("--igb", type=int, default=0,
                    help="igb SR-IOV NICs behind their own root ports (runs QEMU 10 from tests/vm/qemu10.sh)")

@@ -1,12 +1,15 @@
-"""The Proxmox boot path for real (issue 14): UEFI guests whose ESPs the real proxmox-boot-tool manages.
+"""The Proxmox boot path for real (issues 14, 24): UEFI guests whose ESPs the real proxmox-boot-tool manages.
 
-Debian 12 under OVMF with Proxmox VE 8's proxmox-kernel-helper (../shared/vendor, never copied
-into the project). One systemd-boot guest serves scenario 1 (converge) and then scenario 4
-(restore.yml on the same guest); a GRUB-on-the-ESP guest serves scenario 2 and then scenario 3 (the
-same ESP given systemd-boot too, as a switch between the loaders leaves it). Every boot costs
-minutes under TCG, so each class boots one guest and stops it before the next class starts.
-Each check reads the guest directly: the tool's own status, the boot entries on the ESP,
-/proc/cmdline, sha256 of the files, boot ids, sysfs driver links.
+Debian 12 under OVMF with Proxmox VE 8's proxmox-kernel-helper 8.1.0, and Debian 13 with Proxmox VE
+9.2's 9.2.0 built and installed as its package (../shared/vendor, never copied into the project).
+Debian 12: one systemd-boot guest serves scenario 1 (converge) and then scenario 4 (restore.yml on
+the same guest); a GRUB-on-the-ESP guest serves scenario 2 and then scenario 3 (the same ESP given
+systemd-boot too, as a switch between the loaders leaves it). Debian 13: one systemd-boot guest
+serves scenario 5 (converge), 6 (a boot-loader package reinstall: the helper's reinit) and 7
+(restore). Every boot costs minutes under TCG, so each class boots one guest and stops it before
+the next class starts. Each check reads the guest directly: the tool's own status, the boot entries
+on the ESP, /proc/cmdline, sha256 of the files, boot ids, sysfs driver links, and the runs of the
+tool and of its kernel hook as the guest's kernel reported them (tests/vm/esp_sync_watch.py).
 """
 
 from __future__ import annotations
@@ -27,15 +30,25 @@ from conftest import E1000E, OUTPUT, PLAYBOOK_TIMEOUT, ROOT, Guest, PlaybookRun,
 
 import vmctl
 
-VENDOR = Path(os.environ.get('VFIO_PBT_VENDOR', ROOT.parent / 'shared' / 'vendor' / 'proxmox-kernel-helper'))
-if not (VENDOR / 'src' / 'bin' / 'proxmox-boot-tool').is_file():
-    _REASON = ('proxmox-boot-tool not found at %s: this scenario boots Proxmox\'s own proxmox-kernel-helper '
-               '8.1.0 (its Debian source package, from Proxmox\'s public git: proxmox-kernel-helper, '
-               'debian/changelog 8.1.0); set VFIO_PBT_VENDOR to the unpacked source tree (default: '
-               '../shared/vendor/proxmox-kernel-helper beside this checkout). The molecule scenario with '
-               'the stub still covers the logic' % (VENDOR / 'src' / 'bin' / 'proxmox-boot-tool'))
-    say('SKIP test_proxmox_boot_tool: ' + _REASON)
-    pytest.skip(_REASON, allow_module_level=True)
+# Each helper version: the variable naming its source tree and the tree's default name beside the checkout.
+HELPERS = {'8.1.0': ('VFIO_PBT_VENDOR', 'proxmox-kernel-helper'),
+           '9.2.0': ('VFIO_PBT92_VENDOR', 'proxmox-kernel-helper-9.2.0')}
+
+
+def needs_helper(version):
+    """A class mark: skip, with the reason printed, when that helper's source tree is absent."""
+    variable, tree = HELPERS[version]
+    vendor = Path(os.environ.get(variable, ROOT.parent / 'shared' / 'vendor' / tree))
+    tool = vendor / 'src' / 'bin' / 'proxmox-boot-tool'
+    if tool.is_file():
+        return pytest.mark.skipif(False, reason='proxmox-kernel-helper %s found at %s' % (version, vendor))
+    reason = ('proxmox-boot-tool not found at %s: this scenario boots Proxmox\'s own proxmox-kernel-helper %s '
+              '(its Debian source package, from Proxmox\'s public git: proxmox-kernel-helper, debian/changelog '
+              '%s); set %s to the unpacked source tree (default: ../shared/vendor/%s beside this checkout). The '
+              'molecule scenario with the stub still covers the logic' % (tool, version, version, variable, tree))
+    say('SKIP test_proxmox_boot_tool (helper %s): %s' % (version, reason))
+    return pytest.mark.skip(reason=reason)
+
 
 GRUB = '/etc/default/grub'
 GRUB_DROPIN = '/etc/default/grub.d/installer.cfg'
@@ -46,6 +59,56 @@ ESP_MOUNT = '/run/vfio-check-esp'
 # The vendor GUID of systemd-boot's Boot Loader Interface variables (written here, not imported: the
 # check reads efivarfs independently of the code under test).
 SYSTEMD_BOOT_GUID = '4a67b082-0a4c-41cf-b6c7-440b29bb8c4f'
+# The guest-side logger of the tool's and its hook's runs (see its docstring) and its unit.
+WATCH_SCRIPT = Path(__file__).resolve().parents[1] / 'esp_sync_watch.py'
+WATCH_LOG = '/var/log/vfio-esp-watch.jsonl'
+WATCH_UNIT = """[Unit]
+Description=vfio tests: log proxmox-boot-tool and kernel hook runs (kernel exec events)
+Before=ssh.service
+
+[Service]
+Type=notify
+ExecStart=/usr/bin/python3 /usr/local/sbin/vfio-esp-watch
+
+[Install]
+WantedBy=multi-user.target
+"""
+# The hook's own re-execution of update-initramfs's post-update call (proxmox-boot-sync).
+HOOK_REFRESH = ['refresh', '--hook', 'zz-proxmox-boot']
+# Proxmox VE 9's memtest86+ entry: a loader entry that starts an EFI program, not a kernel.
+MEMTEST_ENTRY = 'memtest86+x64.efi.conf'
+
+
+def entry_keys(text):
+    """A Boot Loader Specification entry as {key: value} (first word the key, the rest the value)."""
+    pairs = (line.strip().split(None, 1) for line in text.splitlines() if line.strip() and not line.startswith('#'))
+    return {pair[0]: pair[1].strip() if len(pair) > 1 else '' for pair in pairs}
+
+
+class EspRuns:
+    """The tool's and its hook's runs between two points, as the guest's kernel reported them."""
+
+    def __init__(self, records):
+        self.records = records
+        lost = [r for r in records if r['what'] == 'lost']
+        assert not lost, 'the guest-side logger lost exec events, so nothing can be counted: %s' % lost
+
+    @property
+    def syncs(self):
+        """ESP refreshes: the hook's runs in its private mount namespace (the ones that copy to the ESPs)."""
+        return [r for r in self.records if r['what'] == 'hook' and r['unshared']]
+
+    @property
+    def calls(self):
+        """The arguments of each proxmox-boot-tool call, as called (not its own re-execution)."""
+        return [r['argv'][2:] for r in self.records if r['what'] == 'tool' and not r['unshared']]
+
+    def mounts(self, pids):
+        return sorted({r['options'] for r in self.records if r['what'] == 'mount' and r['pid'] in pids})
+
+    def __str__(self):
+        return '%d ESP refresh(es) by the hook (pids %s); proxmox-boot-tool calls: %s' % (
+            len(self.syncs), [r['pid'] for r in self.syncs], [' '.join(c) for c in self.calls])
 
 
 class PbtGuest(Guest):
@@ -86,11 +149,42 @@ class PbtGuest(Guest):
         return self.sh('mkdir -p %s && mount -o ro /dev/disk/by-uuid/%s %s && (cd %s && %s); rc=$?; umount %s; '
                        'exit $rc' % (ESP_MOUNT, self.esp_uuid(), ESP_MOUNT, ESP_MOUNT, command, ESP_MOUNT))
 
+    def loader_entries(self):
+        """Every loader entry on the ESP: {file name: {key: value}}."""
+        out = self.esp('for f in loader/entries/*.conf; do printf "==> %s\\n" "${f##*/}"; cat "$f"; done')
+        entries = {}
+        for block in out.split('==> ')[1:]:
+            name, _newline, text = block.partition('\n')
+            entries[name] = entry_keys(text)
+        return entries
+
     def loader_options(self):
-        """The `options` line of each proxmox loader entry on the ESP, by entry file."""
-        out = self.esp("grep -H '^options' loader/entries/proxmox-*.conf")
-        entries = (line.split(':', 1) for line in out.strip().splitlines())
-        return {entry: line.split(None, 1)[1].strip() for entry, line in entries}
+        """The `options` of each kernel entry on the ESP (one with `linux`), by entry file. Entries that start
+        anything else (9.x's memtest86+ entry: `efi`) are no kernel entry and carry no kernel command line."""
+        return {name: keys['options'] for name, keys in self.loader_entries().items() if 'linux' in keys}
+
+    def watch_esp(self):
+        """Install and start the guest-side logger of the tool's runs (idempotent; it starts again at each boot)."""
+        subprocess.run(self.vm.ssh_argv('cat > /usr/local/sbin/vfio-esp-watch'), input=WATCH_SCRIPT.read_bytes(),
+                       check=True, timeout=300, capture_output=True)
+        self.sh("cat > /etc/systemd/system/vfio-esp-watch.service <<'EOF'\n%sEOF\n"
+                "systemctl daemon-reload && systemctl enable --now -q vfio-esp-watch.service" % WATCH_UNIT)
+        assert self.sh('systemctl is-active vfio-esp-watch.service').strip() == 'active'
+
+    def esp_log(self):
+        return [json.loads(line) for line in self.sh('cat %s 2>/dev/null || true' % WATCH_LOG).splitlines()
+                if line.strip()]
+
+    def esp_mark(self):
+        """A point in the log; esp_runs(mark) reads what ran after it."""
+        return len(self.esp_log())
+
+    def esp_runs(self, mark, boots=()):
+        """The runs after mark; each boot in boots (ids) must have had the logger running."""
+        records = self.esp_log()
+        watched = {r['boot'] for r in records if r['what'] == 'watching'}
+        assert set(boots) <= watched, ('the logger did not run in every boot', boots, watched)
+        return EspRuns(records[mark:])
 
     def sha256(self, path):
         return self.sh('sha256sum %s' % path).split()[0]
@@ -166,16 +260,17 @@ def run_ansible(collections_path, guest, playbook, name, variables, extra_args=(
     return run
 
 
-def boot_uefi(variant):
-    """A Debian 12 UEFI guest (AMD IOMMU) of an image variant, and a dict its class's tests share."""
+def boot_uefi(variant, suite='bookworm'):
+    """A UEFI guest (AMD IOMMU) of an image variant, with the ESP logger running, and a dict its class's tests share."""
     started = time.monotonic()
-    vmctl.ensure_uefi_image(build=True, variant=variant)
-    say('UEFI image (%s) ready in %.1f s' % (variant, time.monotonic() - started))
+    vmctl.ensure_uefi_image(build=True, variant=variant, suite=suite)
+    say('%s UEFI image (%s) ready in %.1f s' % (suite, variant, time.monotonic() - started))
     started = time.monotonic()
-    vm = vmctl.start('amd', nics=1, suite='bookworm', boot='uefi-' + variant)
+    vm = vmctl.start('amd', nics=1, suite=suite, boot='uefi-' + variant)
     guest = PbtGuest(vm, time.monotonic() - started)
-    say('%s: Debian bookworm UEFI (%s, proxmox-boot-tool) amd guest up in %.1f s'
-        % (vm.name, variant, guest.boot_seconds))
+    say('%s: Debian %s UEFI (%s, proxmox-boot-tool) amd guest up in %.1f s'
+        % (vm.name, suite, variant, guest.boot_seconds))
+    guest.watch_esp()
     return {'guest': guest, 'started': started}
 
 
@@ -198,7 +293,15 @@ def grub_esp_guest():
     stop_uefi(state)
 
 
-class TestSystemdBoot:
+@pytest.fixture(scope='class')
+def trixie_sdboot_guest():
+    state = boot_uefi('sdboot', 'trixie')
+    yield state
+    stop_uefi(state)
+
+
+@needs_helper('8.1.0')
+class TestBookwormSystemdBoot:
     def test_systemd_boot_converges_through_kernel_cmdline_only(self, uefi_guest, collections_path):
         """Scenario 1: the role edits /etc/kernel/cmdline only, the initramfs hook refreshes the ESP, one reboot."""
         guest = uefi_guest['guest']
@@ -208,6 +311,7 @@ class TestSystemdBoot:
         assert guest.sh('test -d /sys/firmware/efi && echo efi').strip() == 'efi'
         [nic] = guest.pci_by_id(E1000E)
         boot, boots = guest.boot_id(), guest.boots()
+        mark = guest.esp_mark()
         cmdline_before = guest.sh('cat /proc/cmdline').strip()
         assert 'amd_iommu=off' in cmdline_before.split(), cmdline_before
         # systemd-boot hands the initrd over on the command line: proof of the boot path itself.
@@ -243,11 +347,12 @@ class TestSystemdBoot:
         for options in options_after.values():
             assert options.split() == kernel_cmdline_after.split(), (options, kernel_cmdline_after)
             assert 'iommu=pt' in options.split() and 'amd_iommu=off' not in options.split(), options
-        # The ESP holds the rebuilt initrd and the new options, yet no separate refresh ran: the
-        # initramfs rebuild's post-update hook (proxmox-boot-sync) did it.
+        # The ESP holds the rebuilt initrd and the new options from exactly one refresh, counted in the guest:
+        # the initramfs rebuild's post-update hook (proxmox-boot-sync) made it, the role ran no second one.
         assert guest.esp_initrd_matches_boot()
-        assert 'TASK [vfio.passthrough.pcie_passthrough : Rebuild the initramfs for all kernels]' in run.output
-        assert 'proxmox-boot-tool refresh' not in run.output, 'a separate ESP refresh ran after the initramfs rebuild'
+        esp_runs = guest.esp_runs(mark, boots=(boot, boot_after))
+        assert len(esp_runs.syncs) == 1, str(esp_runs)
+        assert [call for call in esp_runs.calls if call[:1] == ['refresh']] == [HOOK_REFRESH], str(esp_runs)
         link = guest.sh('readlink /sys/bus/pci/devices/%s/driver' % nic).strip()
         assert link.endswith('/vfio-pci'), link
         log = '\n'.join(iommu_log_lines(guest))
@@ -264,15 +369,18 @@ class TestSystemdBoot:
         assert booted.startswith('Booted by systemd-boot (UEFI): UEFI boot; systemd-boot set the EFI variables '
                                  'LoaderInfo and LoaderEntrySelected (systemd-boot '), booted
 
+        mark = guest.esp_mark()
         rerun = run_ansible(collections_path, guest, 'passthrough.yml', 'bookworm-uefi-sdboot-rerun', variables)
         assert rerun.rc == 0 and rerun.changed == 0, rerun.tail()
         assert guest.boot_id() == boot_after
+        assert not guest.esp_runs(mark).syncs, 'the rerun refreshed the ESP'
         uefi_guest['converged'] = True
         say_before_after('bookworm uefi-sdboot (scenario 1)', [
             ('proxmox-boot-tool status', status, status_after), ('loader entry options', options_before, options_after),
             ('/proc/cmdline', cmdline_before, cmdline), ('boot id', boot, boot_after),
             ('sha256', hashes_before, hashes_after), (nic + ' driver', 'e1000e', link),
-            ('systemd-boot EFI variables', loader_vars_before, loader_vars_after), ('role says', '-', booted)],
+            ('systemd-boot EFI variables', loader_vars_before, loader_vars_after), ('role says', '-', booted),
+            ('counted in the guest', '-', esp_runs)],
             'converge+reboot %.1f s, rerun %.1f s, scenario %.1f s'
             % (run.seconds, rerun.seconds, time.monotonic() - started))
 
@@ -283,15 +391,18 @@ class TestSystemdBoot:
             pytest.fail('scenario 1 did not converge this guest, so there is nothing to restore')
         guest = uefi_guest['guest']
         started = time.monotonic()
+        mark = guest.esp_mark()
         run = run_ansible(collections_path, guest, 'restore.yml', 'bookworm-uefi-sdboot-restore',
                           {'pcie_passthrough_backup_dir': str(BACKUPS)})
         assert run.rc == 0, run.tail()
         assert 'REBOOT REQUIRED' in run.output, run.tail()
         hashes = guest.file_hashes()
         assert hashes == uefi_guest['hashes_before'], (hashes, uefi_guest['hashes_before'])
-        # Before the reboot: the ESP already holds the original options (the refresh reached it).
+        # Before the reboot: the ESP already holds the original options (one refresh reached it).
         assert guest.loader_options() == uefi_guest['options_before']
         assert guest.esp_initrd_matches_boot()
+        esp_runs = guest.esp_runs(mark)
+        assert len(esp_runs.syncs) == 1, str(esp_runs)
         old, new, reboot_seconds = guest.vm.reboot()
         cmdline = guest.sh('cat /proc/cmdline').strip()
         assert cmdline == uefi_guest['cmdline_before'], (cmdline, uefi_guest['cmdline_before'])
@@ -299,12 +410,14 @@ class TestSystemdBoot:
         [nic] = guest.pci_by_id(E1000E)
         assert guest.driver(nic) == 'e1000e', guest.driver(nic)
         say('bookworm uefi-sdboot restore (scenario 4):\n  loader entry options: %s\n  /proc/cmdline: %s\n'
-            '  boot ids %s -> %s\n  sha256: %s\n  %s driver -> e1000e\n  restore %.1f s, reboot %.1f s, scenario %.1f s'
-            % (guest.loader_options(), cmdline, old, new, hashes, nic, run.seconds, reboot_seconds,
+            '  boot ids %s -> %s\n  sha256: %s\n  %s driver -> e1000e\n  counted in the guest: %s\n'
+            '  restore %.1f s, reboot %.1f s, scenario %.1f s'
+            % (guest.loader_options(), cmdline, old, new, hashes, nic, esp_runs, run.seconds, reboot_seconds,
                time.monotonic() - started))
 
 
-class TestGrubOnTheEsp:
+@needs_helper('8.1.0')
+class TestBookwormGrubOnTheEsp:
     def test_grub_esp_converges_through_grub_not_kernel_cmdline(self, grub_esp_guest, collections_path):
         """Scenario 2: ESP configured with grub; the role edits GRUB, not /etc/kernel/cmdline, refreshes through
         proxmox-boot-tool (the initramfs hook), reboots once."""
@@ -328,6 +441,7 @@ class TestGrubOnTheEsp:
         assert not {'LoaderInfo', 'LoaderEntrySelected'} & set(loader_vars_before), loader_vars_before
         paths = (GRUB, GRUB_DROPIN, KERNEL_CMDLINE)
         hashes_before = guest.file_hashes(paths)
+        mark = guest.esp_mark()
 
         variables = {'pcie_passthrough_devices': [nic]}
         run = run_ansible(collections_path, guest, 'passthrough.yml', 'bookworm-uefi-grub-converge', variables)
@@ -346,9 +460,10 @@ class TestGrubOnTheEsp:
         linux_after = guest.esp_grub_linux_lines()
         assert all('iommu=pt' in line.split() and 'amd_iommu=off' not in line.split() for line in linux_after)
         assert guest.esp_initrd_matches_boot('initrd.img-{kver}')
-        # The ESP's grub.cfg holds the arguments: the initramfs hook's refresh ran update-grub on the ESP.
-        assert 'TASK [vfio.passthrough.pcie_passthrough : Rebuild the initramfs for all kernels]' in run.output
-        assert 'proxmox-boot-tool refresh' not in run.output, 'a separate ESP refresh ran after the initramfs rebuild'
+        # The ESP's grub.cfg holds the arguments: the initramfs hook's one refresh ran update-grub on the ESP.
+        esp_runs = guest.esp_runs(mark, boots=(boot, boot_after))
+        assert len(esp_runs.syncs) == 1, str(esp_runs)
+        assert [call for call in esp_runs.calls if call[:1] == ['refresh']] == [HOOK_REFRESH], str(esp_runs)
         link = guest.sh('readlink /sys/bus/pci/devices/%s/driver' % nic).strip()
         assert link.endswith('/vfio-pci'), link
         status_after, uuid_after = guest.configured_only('grub')
@@ -360,15 +475,18 @@ class TestGrubOnTheEsp:
         assert booted.startswith('Booted by grub (UEFI): UEFI boot; no systemd-boot EFI variable '
                                  '(LoaderInfo, LoaderEntrySelected) and BOOT_IMAGE=/vmlinuz-'), booted
 
+        mark = guest.esp_mark()
         rerun = run_ansible(collections_path, guest, 'passthrough.yml', 'bookworm-uefi-grub-rerun', variables)
         assert rerun.rc == 0 and rerun.changed == 0, rerun.tail()
         assert guest.boot_id() == boot_after
+        assert not guest.esp_runs(mark).syncs, 'the rerun refreshed the ESP'
         grub_esp_guest.update(converged=True, nic=nic, boots=boots + 1, uuid=uuid)
         say_before_after('bookworm uefi-grub (scenario 2)', [
             ('proxmox-boot-tool status', status, status_after), ('ESP grub.cfg linux', linux_before, linux_after),
             ('/proc/cmdline', cmdline_before, cmdline), ('boot id', boot, boot_after),
             ('sha256', hashes_before, hashes_after), (nic + ' driver', 'e1000e', link),
-            ('systemd-boot EFI variables', loader_vars_before, loader_vars_after), ('role says', '-', booted)],
+            ('systemd-boot EFI variables', loader_vars_before, loader_vars_after), ('role says', '-', booted),
+            ('counted in the guest', '-', esp_runs)],
             'converge+reboot %.1f s, rerun %.1f s, scenario %.1f s'
             % (run.seconds, rerun.seconds, time.monotonic() - started))
 
@@ -396,9 +514,10 @@ class TestGrubOnTheEsp:
         paths = (GRUB, GRUB_DROPIN, KERNEL_CMDLINE)
         hashes_before = guest.file_hashes(paths)
         loader_vars_before = guest.systemd_boot_vars()
+        mark = guest.esp_mark()
 
         # A changed argument set: nothing that goes into the initramfs changes, so the one refresh is the
-        # role's own proxmox-boot-tool refresh (-v shows each module's command).
+        # role's own proxmox-boot-tool refresh (-v shows each module's command; the guest counts it).
         variables = {'pcie_passthrough_devices': [nic], 'pcie_passthrough_kernel_args': ['initcall_blacklist=sysfb_init']}
         run = run_ansible(collections_path, guest, 'passthrough.yml', 'bookworm-uefi-mixed-converge', variables, ['-v'])
         assert run.rc == 0, run.tail()
@@ -406,6 +525,10 @@ class TestGrubOnTheEsp:
             'grub and uefi' in run.output, run.tail()
         refreshes = re.findall(r'"command": \[\s*"[^"]*proxmox-boot-tool",\s*"refresh"\s*\]', run.output)
         assert len(refreshes) == 1, refreshes
+        boot_after = guest.boot_id()
+        esp_runs = guest.esp_runs(mark, boots=(boot, boot_after))
+        assert len(esp_runs.syncs) == 1, str(esp_runs)
+        assert [call for call in esp_runs.calls if call[:1] == ['refresh']] == [['refresh']], str(esp_runs)
         assert re.search(r'TASK \[vfio.passthrough.pcie_passthrough : Rebuild the initramfs for all kernels\][^\n]*\n'
                          r'skipping', run.output), 'the initramfs was rebuilt, so its hook refreshed too'
 
@@ -414,7 +537,6 @@ class TestGrubOnTheEsp:
         assert hashes_after[KERNEL_CMDLINE] != hashes_before[KERNEL_CMDLINE]
         assert hashes_after[GRUB_DROPIN] == hashes_before[GRUB_DROPIN]
         assert 'initcall_blacklist=sysfb_init' in guest.sh('cat %s' % KERNEL_CMDLINE).split()
-        boot_after = guest.boot_id()
         assert boot_after != boot and guest.boots() == boots + 1, (boot, boot_after)
         cmdline = guest.sh('cat /proc/cmdline').strip()
         args = cmdline.split()
@@ -443,5 +565,201 @@ class TestGrubOnTheEsp:
             ('sha256', hashes_before, hashes_after), ('firmware boot entry (BootCurrent, BootOrder, label)',
                                                       boot_entry_before, boot_entry_after),
             ('systemd-boot EFI variables', loader_vars_before, loader_vars_after), ('role says', '-', booted),
-            ('refresh commands', '-', refreshes)],
+            ('refresh commands', '-', refreshes), ('counted in the guest', '-', esp_runs)],
             'init+reinit, converge+reboot %.1f s, scenario %.1f s' % (run.seconds, time.monotonic() - started))
+
+
+@needs_helper('9.2.0')
+class TestTrixieSystemdBoot:
+    """Proxmox VE 9.2's helper (9.2.0, built and installed as its package) on Debian 13, booted by systemd-boot."""
+
+    def test_trixie_systemd_boot_converges_with_one_esp_refresh(self, trixie_sdboot_guest, collections_path):
+        """Scenario 5: /etc/kernel/cmdline edited only, exactly one ESP refresh (counted in the guest), one reboot,
+        "Booted by systemd-boot", rerun 0 changed; the memtest86+ entry is kept and never taken for a kernel."""
+        state = trixie_sdboot_guest
+        guest = state['guest']
+        started = time.monotonic()
+        guest.enable_boot_count()
+        packages = dict(line.split(None, 1) for line in guest.sh(
+            "dpkg-query -W -f '${Package} ${Version} ${db:Status-Status}\\n' proxmox-kernel-helper systemd-boot-efi "
+            "systemd-boot-tools memtest86+ systemd-boot 2>/dev/null || true").strip().splitlines())
+        assert packages['proxmox-kernel-helper'] == '9.2.0 installed', packages
+        for name in ('systemd-boot-efi', 'systemd-boot-tools', 'memtest86+'):
+            assert packages.get(name, '').endswith(' installed'), (name, packages)
+        # As on a Proxmox VE 9 host: no systemd-boot package (and with it none of Debian's own sd-boot hooks).
+        assert not packages.get('systemd-boot', '').endswith(' installed'), packages
+        kver = guest.sh('uname -r').strip()
+        status, uuid = guest.configured_only('uefi')
+        assert '%s is configured with: uefi (versions: %s)' % (uuid, kver) in status, status
+        [nic] = guest.pci_by_id(E1000E)
+        boot, boots = guest.boot_id(), guest.boots()
+        cmdline_before = guest.sh('cat /proc/cmdline').strip()
+        assert 'amd_iommu=off' in cmdline_before.split(), cmdline_before
+        assert any(arg.startswith('initrd=\\EFI\\proxmox\\') for arg in cmdline_before.split()), cmdline_before
+        # 9.x's init wrote a memtest86+ entry beside the kernel's: it starts an EFI program, it has no options.
+        entries_before = guest.loader_entries()
+        assert set(entries_before) == {'proxmox-%s.conf' % kver, MEMTEST_ENTRY}, entries_before
+        memtest = entries_before[MEMTEST_ENTRY]
+        assert memtest.get('efi') == '/EFI/memtest86+x64.efi' and not {'linux', 'options'} & set(memtest), memtest
+        assert guest.esp('sha256sum EFI/memtest86+x64.efi').split()[0] == guest.sha256('/boot/memtest86+x64.efi')
+        memtest_hash = guest.esp('sha256sum loader/entries/' + MEMTEST_ENTRY).split()[0]
+        options_before = guest.loader_options()
+        assert list(options_before) == ['proxmox-%s.conf' % kver], options_before
+        kernel_cmdline_before = guest.sh('cat %s' % KERNEL_CMDLINE).strip()
+        assert options_before['proxmox-%s.conf' % kver].split() == kernel_cmdline_before.split()
+        hashes_before = guest.file_hashes()
+        loader_vars_before = guest.systemd_boot_vars()
+        assert {'LoaderInfo', 'LoaderEntrySelected'} <= set(loader_vars_before), loader_vars_before
+        # 9.0.4 masks systemd-gpt-auto-generator (its hook did so when the package was installed): nothing
+        # mounts the ESP behind the tool's back, so no /efi or /boot/efi mount is there for the role to meet.
+        assert guest.sh('readlink /etc/systemd/system-generators/systemd-gpt-auto-generator').strip() == '/dev/null'
+        assert guest.sh('findmnt -n -o TARGET,FSTYPE --types vfat || true').strip() == ''
+        state.update(cmdline_before=cmdline_before, options_before=options_before, hashes_before=hashes_before,
+                     kver=kver, uuid=uuid, memtest_hash=memtest_hash, entries_before=entries_before)
+
+        shutil.rmtree(BACKUPS, ignore_errors=True)
+        variables = {'pcie_passthrough_devices': [nic], 'pcie_passthrough_backup_dir': str(BACKUPS)}
+        mark = guest.esp_mark()
+        # -v: every module's result is in the output, so "nothing of the collection read the memtest entry or
+        # image" is a check on what the modules returned, not on task banners.
+        run = run_ansible(collections_path, guest, 'passthrough.yml', 'trixie-uefi-sdboot-converge', variables, ['-v'])
+        assert run.rc == 0, run.tail()
+
+        boot_after = guest.boot_id()
+        assert boot_after != boot and guest.boots() == boots + 1, (boot, boot_after)
+        esp_runs = guest.esp_runs(mark, boots=(boot, boot_after))
+        assert len(esp_runs.syncs) == 1, str(esp_runs)
+        assert [call for call in esp_runs.calls if call[:1] == ['refresh']] == [HOOK_REFRESH], str(esp_runs)
+        # 9.0.2: the helper mounts the ESP with umask=0077 (seen in the hook's own mount namespace).
+        mounts = esp_runs.mounts({run_['pid'] for run_ in esp_runs.syncs})
+        assert mounts and all('fmask=0077' in o.split(',') and 'dmask=0077' in o.split(',') for o in mounts), mounts
+        hashes_after = guest.file_hashes()
+        assert hashes_after[GRUB] == hashes_before[GRUB], 'the role touched /etc/default/grub on a systemd-boot host'
+        assert hashes_after[KERNEL_CMDLINE] != hashes_before[KERNEL_CMDLINE]
+        cmdline = guest.sh('cat /proc/cmdline').strip()
+        args = cmdline.split()
+        assert 'iommu=pt' in args and not [a for a in args if a.startswith('amd_iommu=')], cmdline
+        entries_after = guest.loader_entries()
+        assert set(entries_after) == set(entries_before), entries_after
+        assert entries_after[MEMTEST_ENTRY] == memtest
+        assert guest.esp('sha256sum loader/entries/' + MEMTEST_ENTRY).split()[0] == memtest_hash
+        options_after = guest.loader_options()
+        kernel_cmdline_after = guest.sh('cat %s' % KERNEL_CMDLINE).strip()
+        assert list(options_after) == ['proxmox-%s.conf' % kver], options_after
+        assert options_after['proxmox-%s.conf' % kver].split() == kernel_cmdline_after.split()
+        assert guest.esp_initrd_matches_boot()
+        assert 'memtest' not in run.output.lower(), 'a module reported the memtest86+ image or entry'
+        assert guest.driver(nic) == 'vfio-pci', guest.driver(nic)
+        assert 'AMD-Vi: Interrupt remapping enabled' in '\n'.join(iommu_log_lines(guest))
+        status_after, uuid_after = guest.configured_only('uefi')
+        assert uuid_after == uuid and '(versions: %s)' % kver in status_after, status_after
+        loader_vars_after = guest.systemd_boot_vars()
+        assert {'LoaderInfo', 'LoaderEntrySelected'} <= set(loader_vars_after), loader_vars_after
+        assert 'Kernel command line read by systemd-boot: proxmox-boot-tool status: ESPs configured with uefi' \
+            in run.output, run.tail()
+        booted = booted_line(run.output)
+        assert booted.startswith('Booted by systemd-boot (UEFI): UEFI boot; systemd-boot set the EFI variables '
+                                 'LoaderInfo and LoaderEntrySelected (systemd-boot '), booted
+
+        mark = guest.esp_mark()
+        rerun = run_ansible(collections_path, guest, 'passthrough.yml', 'trixie-uefi-sdboot-rerun', variables)
+        assert rerun.rc == 0 and rerun.changed == 0, rerun.tail()
+        assert guest.boot_id() == boot_after
+        rerun_runs = guest.esp_runs(mark)
+        assert not rerun_runs.syncs, str(rerun_runs)
+        state.update(converged=True, nic=nic, boot=boot_after, boots=boots + 1, variables=variables)
+        say_before_after('trixie uefi-sdboot, proxmox-kernel-helper 9.2.0 (scenario 5)', [
+            ('packages', '-', packages),
+            ('proxmox-boot-tool status', status, status_after), ('ESP loader entries', entries_before, entries_after),
+            ('/proc/cmdline', cmdline_before, cmdline), ('boot id', boot, boot_after),
+            ('sha256', hashes_before, hashes_after), (nic + ' driver', 'e1000e', guest.driver(nic)),
+            ('systemd-boot EFI variables', loader_vars_before, loader_vars_after), ('role says', '-', booted),
+            ('counted in the guest (converge)', '-', esp_runs), ('ESP mount options in the hook', '-', mounts),
+            ('counted in the guest (rerun)', '-', rerun_runs)],
+            'converge+reboot %.1f s, rerun %.1f s, scenario %.1f s'
+            % (run.seconds, rerun.seconds, time.monotonic() - started))
+
+    def test_boot_loader_package_reinstall_reinits_and_keeps_the_arguments(self, trixie_sdboot_guest,
+                                                                           collections_path):
+        """Scenario 6: reinstalling systemd-boot-efi triggers the helper's reinit (9.0.1); the kernel entry keeps
+        the arguments, the memtest entry and the removable fallback loader are current, a rerun changes nothing."""
+        state = trixie_sdboot_guest
+        if not state.get('converged'):
+            pytest.fail('scenario 5 did not converge this guest, so there is nothing to keep')
+        guest, kver = state['guest'], state['kver']
+        started = time.monotonic()
+        options_before = guest.loader_options()
+        mark = guest.esp_mark()
+        # Offline: the image keeps its package lists and the installed .deb in apt's cache.
+        reinstall = guest.sh('apt-get install --reinstall --no-download -y systemd-boot-efi 2>&1')
+        esp_runs = guest.esp_runs(mark)
+        assert 'Processing triggers for proxmox-kernel-helper (9.2.0)' in reinstall, reinstall
+        assert [call for call in esp_runs.calls if call[:1] == ['reinit']] == [['reinit']], str(esp_runs)
+        assert not esp_runs.syncs, 'reinit does not copy kernels: %s' % esp_runs
+        inner = {r['pid'] for r in esp_runs.records if r['what'] == 'tool' and r['unshared']}
+        mounts = esp_runs.mounts(inner)
+        assert mounts and all('fmask=0077' in o.split(',') for o in mounts), mounts
+        for line in ('Installing systemd-boot..', 'Configuring systemd-boot..', 'Adding memtest86+x64.efi ..'):
+            assert line in reinstall, (line, reinstall)
+        entries = guest.loader_entries()
+        assert set(entries) == {'proxmox-%s.conf' % kver, MEMTEST_ENTRY}, entries
+        assert guest.loader_options() == options_before
+        assert 'iommu=pt' in options_before['proxmox-%s.conf' % kver].split()
+        assert entries[MEMTEST_ENTRY].get('efi') == '/EFI/memtest86+x64.efi', entries[MEMTEST_ENTRY]
+        # The removable fallback loader (what firmware without a boot entry starts) is the same systemd-boot.
+        efi = guest.sha256('/usr/lib/systemd/boot/efi/systemd-bootx64.efi')
+        fallback = guest.esp('sha256sum EFI/BOOT/BOOTX64.EFI EFI/systemd/systemd-bootx64.efi')
+        assert [line.split()[0] for line in fallback.splitlines()] == [efi, efi], fallback
+
+        mark = guest.esp_mark()
+        rerun = run_ansible(collections_path, guest, 'passthrough.yml', 'trixie-uefi-sdboot-rerun-after-reinstall',
+                            state['variables'])
+        assert rerun.rc == 0 and rerun.changed == 0, rerun.tail()
+        assert guest.boot_id() == state['boot']
+        assert not guest.esp_runs(mark).syncs
+        # The kernel hook itself, run once by hand: what it prints on 9.2.0, and the count's own check (a
+        # refresh that is known to happen shows as exactly one). The removable-fallback check (8.1.1) speaks
+        # only of GRUB's /boot/efi/EFI/BOOT/BOOTX64.efi, which this systemd-boot layout does not have.
+        mark = guest.esp_mark()
+        refresh = guest.sh('proxmox-boot-tool refresh 2>&1')
+        refresh_runs = guest.esp_runs(mark)
+        assert len(refresh_runs.syncs) == 1 and refresh_runs.calls == [['refresh']], str(refresh_runs)
+        assert 'Copying and configuring kernels on /dev/disk/by-uuid/%s' % state['uuid'] in refresh, refresh
+        assert 'Removable bootloader found' not in refresh, refresh
+        assert guest.loader_options() == options_before
+        status = guest.status()
+        say('trixie uefi-sdboot, systemd-boot-efi reinstalled (scenario 6):\n  apt-get install --reinstall '
+            'systemd-boot-efi:\n      %s\n  counted in the guest: %s\n  ESP mount options in reinit: %s\n'
+            '  loader entries: %s\n  EFI/BOOT/BOOTX64.EFI = systemd-bootx64.efi: %s\n  rerun: changed=%s\n'
+            '  proxmox-boot-tool refresh (by hand):\n      %s\n  counted in the guest: %s\n'
+            '  proxmox-boot-tool status:\n      %s\n  scenario %.1f s'
+            % (reinstall.strip().replace('\n', '\n      '), esp_runs, mounts, entries, efi, rerun.changed,
+               refresh.strip().replace('\n', '\n      '), refresh_runs, status.strip().replace('\n', '\n      '),
+               time.monotonic() - started))
+
+    def test_trixie_restore_puts_the_original_command_line_back(self, trixie_sdboot_guest, collections_path):
+        """Scenario 7: restore.yml puts the files back with one ESP refresh; after a reboot /proc/cmdline is the
+        original again and the memtest entry is still there."""
+        state = trixie_sdboot_guest
+        if not state.get('converged'):
+            pytest.fail('scenario 5 did not converge this guest, so there is nothing to restore')
+        guest = state['guest']
+        started = time.monotonic()
+        mark = guest.esp_mark()
+        run = run_ansible(collections_path, guest, 'restore.yml', 'trixie-uefi-sdboot-restore',
+                          {'pcie_passthrough_backup_dir': str(BACKUPS)})
+        assert run.rc == 0 and 'REBOOT REQUIRED' in run.output, run.tail()
+        hashes = guest.file_hashes()
+        assert hashes == state['hashes_before'], (hashes, state['hashes_before'])
+        assert guest.loader_options() == state['options_before']
+        esp_runs = guest.esp_runs(mark)
+        assert len(esp_runs.syncs) == 1, str(esp_runs)
+        old, new, reboot_seconds = guest.vm.reboot()
+        cmdline = guest.sh('cat /proc/cmdline').strip()
+        assert cmdline == state['cmdline_before'], (cmdline, state['cmdline_before'])
+        assert set(guest.loader_entries()) == set(state['entries_before'])
+        assert guest.driver(state['nic']) == 'e1000e', guest.driver(state['nic'])
+        say('trixie uefi-sdboot restore (scenario 7):\n  loader entry options: %s\n  /proc/cmdline: %s\n'
+            '  boot ids %s -> %s\n  counted in the guest: %s\n  restore %.1f s, reboot %.1f s, scenario %.1f s'
+            % (guest.loader_options(), cmdline, old, new, esp_runs, run.seconds, reboot_seconds,
+               time.monotonic() - started))

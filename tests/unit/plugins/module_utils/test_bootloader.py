@@ -61,6 +61,13 @@ ONE_OF_EACH = """System currently booted with legacy bios
 WARN: /dev/disk/by-uuid/5A1B-2C3F does not exist - clean '/etc/kernel/proxmox-boot-uuids'! - skipping
 """
 
+# Printed by Proxmox VE 9.2's helper (9.2.0) in the Debian 13 UEFI guest (tests/vm), whose ESP also holds
+# the memtest86+ image and loader entry that 9.x adds: the versions name the kernel alone.
+REAL_92_STATUS = """Re-executing '/usr/sbin/proxmox-boot-tool' in new private mount namespace..
+System currently booted with uefi
+2172-AA5A is configured with: uefi (versions: 6.12.117+deb13-amd64)
+"""
+
 
 @pytest.mark.parametrize('output, rc, bootloaders, reason', [
     # Exit code 2: the ESP list is missing, so plain GRUB (status() in proxmox-boot-tool).
@@ -71,6 +78,7 @@ WARN: /dev/disk/by-uuid/5A1B-2C3F does not exist - clean '/etc/kernel/proxmox-bo
     (BOTH_ON_ONE_ESP, 0, ['grub', 'systemd-boot'], '5A1B-2C3D: uefi and grub), booted with uefi'),
     (ONE_OF_EACH, 0, ['grub', 'systemd-boot'], 'booted with legacy bios'),
     (UEFI_STATUS + GRUB_STATUS, 0, ['grub', 'systemd-boot'], 'both are edited'),
+    (REAL_92_STATUS, 0, ['systemd-boot'], 'configured with uefi (2172-AA5A: uefi)'),
 ])
 def test_detect_real_status_outputs(output, rc, bootloaders, reason):
     result = detect_bootloader(True, output, rc)
@@ -86,9 +94,11 @@ def test_parse_status_per_esp():
         'esps': {'5A1B-2C3D': ['grub'], '5A1B-2C3E': ['uefi']}, 'booted': 'legacy bios'}
 
 
-def test_vendored_status_text_matches_the_parser():
-    """The fixtures above follow the text the real tool prints; fail if that text changes."""
-    tool = Path(__file__).resolve().parents[5] / 'shared/vendor/proxmox-kernel-helper/src/bin/proxmox-boot-tool'
+@pytest.mark.parametrize('tree', ['proxmox-kernel-helper', 'proxmox-kernel-helper-9.2.0'])
+def test_vendored_status_text_matches_the_parser(tree):
+    """The fixtures above follow the text the real tool prints (Proxmox VE 8's 8.1.0, VE 9.2's 9.2.0); fail if
+    that text changes."""
+    tool = Path(__file__).resolve().parents[5] / 'shared/vendor' / tree / 'src/bin/proxmox-boot-tool'
     if not tool.exists():
         pytest.skip('no vendored proxmox-boot-tool at %s' % tool)
     source = tool.read_text()
@@ -97,6 +107,10 @@ def test_vendored_status_text_matches_the_parser():
     assert 'result="${result}, grub (versions: ${versions_grub})"' in source
     assert 'echo "System currently booted with uefi"' in source
     assert 'warn "E: $ESP_LIST does not exist."' in source and 'exit 2' in source
+    # The versions come from the kernels' folders (uefi) and vmlinuz-* (grub) alone: 9.x's memtest86+
+    # image (EFI/memtest86+x64.efi, or the ESP's root for GRUB) and loader entry never show up as a kernel.
+    assert 'versions_uefi=$(ls -1 ${mountpoint}/$PMX_ESP_DIR |' in source
+    assert 'versions_grub=$(ls -1 ${mountpoint}/vmlinuz-* |' in source
 
 
 # -- which loader started the running kernel -------------------------------------
