@@ -62,6 +62,8 @@ PLAN = [
     # Debian 13 with 6.12 and a trixie-backports kernel: one converge over two initramfs images. Its first
     # run at load 13-21: boot 221 s, converge with reboot 2021 s; on a quiet machine about a third of that.
     ('test_backports_kernel.py', None, 16, {FULL}),
+    # No guest: the collection's cmdline_size reader on the kernel kept beside the Debian 13 image.
+    ('test_image_kernels.py', None, 1, {MAKE_TEST, FULL}),
 ]
 SETS = (MAKE_TEST, FULL)
 DEFAULT_ESTIMATE = 15

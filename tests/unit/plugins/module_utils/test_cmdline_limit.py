@@ -40,7 +40,7 @@ def test_parse_cmdline_size(header, expected):
 # The VM stage keeps each image's kernel beside the image and names the files here (os.pathsep
 # between them); set, it makes a missing kernel a failure, not a skip.
 KERNEL_ENV = 'VFIO_TEST_KERNEL'
-VM_CACHE = '/var/cache/vfio-passthrough-vm/images'
+VM_CACHE = os.path.join(os.environ.get('VFIO_VM_CACHE', '/var/cache/vfio-passthrough-vm'), 'images')
 
 
 def real_kernels(environ=None):
