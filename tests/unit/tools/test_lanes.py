@@ -62,7 +62,8 @@ def test_make_test_set_is_the_primary_target_and_full_holds_everything():
     present = {item[0] for item in lanes.PLAN}
     queues, _unlisted = lanes.plan_lanes(2, present, lanes.MAKE_TEST)
     chosen = {lanes.item_label(item) for queue in queues for item in queue}
-    assert chosen == {'test_intel_twins.py[trixie]', 'test_amd_grub.py', 'test_proxmox_boot_tool.py[TestTrixieSystemdBoot]'}
+    assert chosen == {'test_intel_twins.py[trixie]', 'test_amd_grub.py', 'test_proxmox_boot_tool.py[TestTrixieSystemdBoot]',
+                      'test_image_kernels.py'}
     queues, _unlisted = lanes.plan_lanes(2, present, lanes.FULL)
     assert {lanes.item_label(item) for queue in queues for item in queue} == {
         lanes.item_label(item) for item in lanes.PLAN}
