@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import time
 
+from ansible_collections.vfio.passthrough.plugins.module_utils._module_deps import normalise_module
 from ansible_collections.vfio.passthrough.plugins.module_utils._newc_cpio import (
     CHARDEV, DIRECTORY, FILE, SYMLINK, newc_archive,
 )
@@ -179,13 +180,21 @@ def guest_modules(module, tree, release, addresses, devices):
         if not wanted:
             notes.append('%s: no module of %s claims it; the guest lists it with driver none' % (address, release))
         for name in wanted:
-            rc, out, err = module.run_command(['modprobe', '--show-depends', '-S', release, name],
+            # The guest reads none of the host's modprobe.d: -C /dev/null leaves out its install rules (the
+            # role's by-address binding is one, and --show-depends then prints only that command), softdeps
+            # and blacklists, so what is listed is modules.dep's closure alone.
+            rc, out, err = module.run_command(['modprobe', '-C', '/dev/null', '--show-depends', '-S', release, name],
                                               environ_update=C_LOCALE)
             if rc != 0:
                 refusals.append('the driver module %s of %s is missing for %s: %s'
                                 % (name, address, release, (err or out).strip()))
                 continue
-            for entry in parse_show_depends(out):
+            entries = parse_show_depends(out)
+            if all(entry['name'] != normalise_module(name) for entry in entries):
+                refusals.append('modprobe --show-depends names no file for the driver module %s of %s (%s): %s'
+                                % (name, address, release, out.strip() or 'no output'))
+                continue
+            for entry in entries:
                 if any(e['name'] == entry['name'] for e in loaded):
                     continue
                 if entry['path'] is None:

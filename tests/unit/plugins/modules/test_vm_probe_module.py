@@ -67,8 +67,8 @@ def host(tmp_path, monkeypatch):
     def run_command(self, argv, **kwargs):
         commands.append(list(argv))
         assert kwargs.get('environ_update') == {'LC_ALL': 'C'}
-        if argv[:2] == ['modprobe', '--show-depends']:
-            assert argv[2:4] == ['-S', RELEASE]
+        if argv[:4] == ['modprobe', '-C', '/dev/null', '--show-depends']:
+            assert argv[4:6] == ['-S', RELEASE]
             return 0, 'insmod %s \n' % module_file, ''
         if argv[0] == 'modinfo':
             return 0, '', ''
@@ -251,3 +251,37 @@ def test_guest_modules_follow_show_depends_and_take_the_firmware_present(host, t
                      'the others']
     _loaded, _firmware, refusals, _notes = _vm_probe_host.guest_modules(Module(False), tree, RELEASE, [NIC], devices)
     assert refusals == ['%s/e1000e.ko.zst is zstd-compressed and the zstd tool is missing: install zstd' % lib]
+
+
+# What kmod 34 printed in a Debian 13 root holding the role's by-address install rule for e1000e
+# (`modprobe --show-depends -S 6.12.117+deb13-amd64 e1000e`): the command, not the module file. The guest
+# reads none of the host's modprobe.d, so the probe asks with -C /dev/null; if a listing still names no
+# file for the driver, the probe refuses instead of booting a guest without it.
+INSTALL_RULE_LISTING = ('install /usr/local/sbin/vfio-bind; /sbin/modprobe --ignore-install e1000e $CMDLINE_OPTS \n')
+
+
+@pytest.mark.parametrize('listing, refused', [
+    (INSTALL_RULE_LISTING, True),
+    ('insmod {tmp}/e1000e.ko.xz \n', False),
+])
+def test_the_driver_module_comes_from_modules_dep_not_the_hosts_modprobe_rules(host, listing, refused):
+    asked = []
+
+    class Module:
+        def run_command(self, argv, environ_update=None):
+            asked.append(argv)
+            return (0, listing.format(tmp=host['tmp']), '') if argv[0] == 'modprobe' else (0, '', '')
+
+        def get_bin_path(self, name):
+            return None
+
+    tree = SysfsTree(str(host['root']))
+    loaded, _firmware, refusals, _notes = _vm_probe_host.guest_modules(Module(), tree, RELEASE, [NIC],
+                                                                       read_pci_devices(tree))
+    assert asked[0][:4] == ['modprobe', '-C', '/dev/null', '--show-depends']
+    if refused:
+        assert loaded == [] and refusals == [
+            'modprobe --show-depends names no file for the driver module e1000e of 0000:00:03.0 (%s): %s'
+            % (RELEASE, INSTALL_RULE_LISTING.strip())]
+    else:
+        assert refusals == [] and [m['name'] for m in loaded] == ['e1000e']
