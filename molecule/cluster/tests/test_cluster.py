@@ -67,7 +67,7 @@ def judge(lines, floor):
     for line in lines:
         m = SAMPLE.match(line)
         assert m, 'unreadable watcher sample %r' % line
-        _, node, total, quorate = m.groups()
+        _when, node, total, quorate = m.groups()
         if total is None:
             starting.add(node)
             seen_down.add(node)
@@ -106,7 +106,7 @@ def test_case_says_its_decision(case):
 @pytest.mark.parametrize('case', sorted(EXPECTED))
 def test_quorum_never_dropped(case):
     _case(case)
-    _, members, floor, rebooted = EXPECTED[case]
+    _number, members, floor, rebooted = EXPECTED[case]
     bad, low, seen_down = judge((CASES / (case + '.watch.log')).read_text().splitlines(), floor)
     assert not bad, '%s: views below %d votes or not quorate: %s' % (case, floor, bad[:10])
     assert low is not None, '%s: the watcher saw no quorate view' % case
@@ -119,9 +119,9 @@ def test_quorum_never_dropped(case):
 @pytest.mark.parametrize('case', sorted(EXPECTED))
 def test_reboot_order(case):
     _case(case)
-    _, members, _, rebooted = EXPECTED[case]
+    _number, members, _floor, rebooted = EXPECTED[case]
     boots = new_boots(case, members)
-    assert [node for _, node in boots] == rebooted, '%s: boots %s' % (case, boots)
+    assert [node for _when, node in boots] == rebooted, '%s: boots %s' % (case, boots)
 
 
 def test_batch_refused_before_any_write():

@@ -28,7 +28,7 @@ def test_the_collection_reads_the_cmdline_size_of_the_guests_kernel():
     env = dict(os.environ, VFIO_TEST_KERNEL=os.pathsep.join(kernels))
     run = subprocess.run([sys.executable, '-m', 'pytest', '-o', 'addopts=', '-p', 'no:cacheprovider', '-s', '-q', str(UNIT_TEST),
                           '-k', 'test_real_kernels_have_a_cmdline_size'],
-                         cwd=ROOT, env=env, capture_output=True, text=True)
+                         cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     print(run.stdout[-2000:])
     assert kernels, 'no vmlinuz-* beside the trixie image in %s' % image_dir('trixie')
     assert run.returncode == 0 and '1 passed' in run.stdout, run.stdout + run.stderr

@@ -348,8 +348,8 @@ def vm_probes(intel, run_playbook):
     vfs = [(vf, group) for _count, rows in sriov_snapshot(guest, intel['pfs'])['state']
            for vf, driver, group in rows if driver == 'vfio-pci']
     notes['vf'], notes['vf_group'] = vfs[0]
-    runs['vf'] = run_playbook(guest, '%s-vm-probe-vf' % suite, {'vm_probe_devices': [notes['vf']],
-                                                                  'vm_probe_timeout': PROBE_TIMEOUT},
+    runs['vf'] = run_playbook(guest, '%s-vm-probe-vf' % suite,
+                              {'vm_probe_devices': [notes['vf']], 'vm_probe_timeout': PROBE_TIMEOUT},
                               playbook='vm_probe.yml')
     return {'runs': runs, 'notes': notes}
 
