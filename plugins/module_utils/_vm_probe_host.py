@@ -34,7 +34,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe_guest i
 )
 
 __all__ = [
-    'read_open_vfio_files', 'read_vfio_cdevs', 'read_pve_guest_configs', 'kvm_error', 'read_fds', 'find_qemu',
+    'read_pve_guest_configs', 'kvm_error', 'read_fds', 'find_qemu',
     'read_kernel', 'find_busybox', 'guest_modules',
     'decompress_module', 'write_initramfs', 'KernelLog', 'run_guest',
 ]
@@ -42,35 +42,6 @@ __all__ = [
 # <linux/kvm.h>: _IO(KVMIO, 0x00) and _IO(KVMIO, 0x01); the API version has been 12 since 2.6.22.
 _KVM_GET_API_VERSION, _KVM_CREATE_VM, _KVM_API_VERSION = 0xAE00, 0xAE01, 12
 _POLL_SECONDS = 0.25
-
-
-def read_open_vfio_files(root):
-    """{``/dev/vfio/...`` path: [pid]} for every VFIO group or device file a process holds open."""
-    tree = as_tree(root)
-    held = {}
-    for pid in tree.listdir('proc'):
-        if not pid.isdigit():
-            continue
-        for fd in tree.listdir('proc/%s/fd' % pid, resolved=True):
-            target = tree.readlink('proc/%s/fd/%s' % (pid, fd))
-            if target and target.startswith('/dev/vfio/'):
-                pids = held.setdefault(target, [])
-                if int(pid) not in pids:
-                    pids.append(int(pid))
-    return held
-
-
-def read_vfio_cdevs(root, devices, addresses):
-    """{address: [``vfioN``]}: the device files of kernels with CONFIG_VFIO_DEVICE_CDEV (``<dev>/vfio-dev``)."""
-    tree = as_tree(root)
-    found = {}
-    for address in addresses:
-        rel = (devices.get(address) or {}).get('path')
-        if rel:
-            names = [n for n in tree.listdir(rel + '/vfio-dev', resolved=True) if n.startswith('vfio')]
-            if names:
-                found[address] = names
-    return found
 
 
 def read_pve_guest_configs(root, node):

@@ -226,14 +226,15 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import normalise_address
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
+from ansible_collections.vfio.passthrough.plugins.module_utils._vfio_open import read_vfio_openers, vfio_device_files
 from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe import (
     RESERVATIONS, active_reservations, boot_references, choose_accel, device_kernel_lines, failure, kernel_messages,
     parse_reservations, plan_device, qemu_argv, summary, vendor_device_of, vfio_fd_entry,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe_guest import parse_console
 from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe_host import (
-    KernelLog, find_busybox, find_qemu, guest_modules, kvm_error, read_kernel, read_open_vfio_files,
-    read_pve_guest_configs, read_vfio_cdevs, run_guest, write_initramfs,
+    KernelLog, find_busybox, find_qemu, guest_modules, kvm_error, read_kernel, read_pve_guest_configs,
+    run_guest, write_initramfs,
 )
 
 # The host's root: tests point it at a fake tree.
@@ -249,7 +250,8 @@ def _empty_guest():
 def _plan(module, tree, devices, addresses):
     """Every probe as it would start, its refusal set: nothing starts until all are checked."""
     params = module.params
-    holders = read_open_vfio_files(tree)
+    # The same reader as every other "in use" check: group files and, on CONFIG_VFIO_DEVICE_CDEV kernels, device files.
+    holders = read_vfio_openers(tree)
     running = {int(p) for p in tree.listdir('proc') if p.isdigit()}
     reservations = active_reservations(parse_reservations(tree.read(RESERVATIONS)), int(time.time()), running)
     node = socket.gethostname().split('.', 1)[0]
@@ -277,7 +279,9 @@ def _plan(module, tree, devices, addresses):
     for index, address in enumerate(addresses):
         group = (devices.get(address) or {}).get('iommu_group')
         members = [a for a in devices if group is not None and devices[a].get('iommu_group') == group]
-        cdevs = read_vfio_cdevs(tree, devices, members)
+        cdevs = {}
+        for name, member in sorted(vfio_device_files(tree, members).items()):
+            cdevs.setdefault(member, []).append(name)
         plan = plan_device(address, devices, holders, reservations, boot_refs, cdevs)
         reasons, notes = list(plan['reasons']), list(plan['notes'])
         modules, firmware = [], {}

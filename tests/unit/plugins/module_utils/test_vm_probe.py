@@ -16,9 +16,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe import 
     firmware_names, firmware_plan, kernel_messages, kernel_release, parse_reservations, parse_show_depends,
     plan_device, qemu_argv, summary, vfio_fd_entry,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe_host import (
-    read_open_vfio_files, read_vfio_cdevs,
-)
+from ansible_collections.vfio.passthrough.plugins.module_utils._vfio_open import read_vfio_openers, vfio_device_files
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / 'unit'))
 from sysfs_builder import FakeHost  # noqa: E402
@@ -84,10 +82,11 @@ def test_open_group_and_device_files_are_refusals(tmp_path):
     os.symlink('/dev/vfio/devices/vfio0', tmp_path / 'proc/77/fd/5')
     host.mkdir(host.device_dir(GPU) + '/vfio-dev/vfio0')
     devices = read_pci_devices(str(tmp_path))
-    holders = read_open_vfio_files(str(tmp_path))
+    # The readers every "in use" check shares (module_utils/_vfio_open.py), as plugins/modules/vm_probe.py calls them.
+    holders = read_vfio_openers(str(tmp_path))
     assert holders == {'/dev/vfio/3': [4242], '/dev/vfio/devices/vfio0': [77]}
-    cdevs = read_vfio_cdevs(str(tmp_path), devices, [GPU, AUDIO])
-    assert cdevs == {GPU: ['vfio0']}
+    assert vfio_device_files(str(tmp_path), [GPU, AUDIO]) == {'vfio0': GPU}
+    cdevs = {GPU: ['vfio0']}
     assert plan_device(NIC, devices, holders)['reasons'] == [
         '/dev/vfio/3 is open in process 4242 (a VM or another user of the group)']
     assert plan_device(GPU, devices, holders, cdevs=cdevs)['reasons'] == [
