@@ -186,6 +186,13 @@ class PbtGuest(Guest):
         assert set(boots) <= watched, ('the logger did not run in every boot', boots, watched)
         return EspRuns(records[mark:])
 
+    def one_hook_refresh(self, mark, boots):
+        """The ESP runs since mark, asserted to hold exactly one refresh, the kernel hook's."""
+        runs = self.esp_runs(mark, boots=boots)
+        assert len(runs.syncs) == 1, str(runs)
+        assert [call for call in runs.calls if call[:1] == ['refresh']] == [HOOK_REFRESH], str(runs)
+        return runs
+
     def sha256(self, path):
         return self.sh('sha256sum %s' % path).split()[0]
 
@@ -236,6 +243,34 @@ def booted_line(output):
     lines = [line.strip().rstrip(',').strip('"') for line in output.splitlines() if '"Booted by ' in line]
     assert lines, 'the role did not say which loader booted'
     return lines[-1]
+
+
+def booted_by_systemd_boot(guest, run, uuid):
+    """After a converge with its reboot: the ESP still the one configured for uefi, systemd-boot's EFI variables
+    set, and the role saying which file it edited and which loader the firmware started.
+    Returns (proxmox-boot-tool status, the EFI variables, the role's "Booted by" line)."""
+    status_after, uuid_after = guest.configured_only('uefi')
+    assert uuid_after == uuid, (uuid, uuid_after)
+    loader_vars_after = guest.systemd_boot_vars()
+    assert {'LoaderInfo', 'LoaderEntrySelected'} <= set(loader_vars_after), loader_vars_after
+    assert 'Kernel command line read by systemd-boot: proxmox-boot-tool status: ESPs configured with uefi' \
+        in run.output, run.tail()
+    booted = booted_line(run.output)
+    assert booted.startswith('Booted by systemd-boot (UEFI): UEFI boot; systemd-boot set the EFI variables '
+                             'LoaderInfo and LoaderEntrySelected (systemd-boot '), booted
+    return status_after, loader_vars_after, booted
+
+
+def rerun_changes_nothing(collections_path, guest, name, variables, boot):
+    """The converged playbook again: 0 changed, the same boot, no ESP refresh counted in the guest.
+    Returns (the run, the ESP runs the guest logged during it)."""
+    mark = guest.esp_mark()
+    rerun = run_ansible(collections_path, guest, 'passthrough.yml', name, variables)
+    assert rerun.rc == 0 and rerun.changed == 0, rerun.tail()
+    assert guest.boot_id() == boot
+    runs = guest.esp_runs(mark)
+    assert not runs.syncs, 'the rerun refreshed the ESP: %s' % runs
+    return rerun, runs
 
 
 def run_ansible(collections_path, guest, playbook, name, variables, extra_args=()):
@@ -350,30 +385,15 @@ class TestBookwormSystemdBoot:
         # The ESP holds the rebuilt initrd and the new options from exactly one refresh, counted in the guest:
         # the initramfs rebuild's post-update hook (proxmox-boot-sync) made it, the role ran no second one.
         assert guest.esp_initrd_matches_boot()
-        esp_runs = guest.esp_runs(mark, boots=(boot, boot_after))
-        assert len(esp_runs.syncs) == 1, str(esp_runs)
-        assert [call for call in esp_runs.calls if call[:1] == ['refresh']] == [HOOK_REFRESH], str(esp_runs)
+        esp_runs = guest.one_hook_refresh(mark, (boot, boot_after))
         link = guest.sh('readlink /sys/bus/pci/devices/%s/driver' % nic).strip()
         assert link.endswith('/vfio-pci'), link
         log = '\n'.join(iommu_log_lines(guest))
         assert 'AMD-Vi: Interrupt remapping enabled' in log, log
         assert set(guest.sh('cat /sys/kernel/iommu_groups/*/type').split()) == {'identity'}
-        status_after, uuid_after = guest.configured_only('uefi')
-        assert uuid_after == uuid
-        loader_vars_after = guest.systemd_boot_vars()
-        assert {'LoaderInfo', 'LoaderEntrySelected'} <= set(loader_vars_after), loader_vars_after
-        # The role says which file it edited and why, and which loader the firmware started after the reboot.
-        assert 'Kernel command line read by systemd-boot: proxmox-boot-tool status: ESPs configured with uefi' \
-            in run.output, run.tail()
-        booted = booted_line(run.output)
-        assert booted.startswith('Booted by systemd-boot (UEFI): UEFI boot; systemd-boot set the EFI variables '
-                                 'LoaderInfo and LoaderEntrySelected (systemd-boot '), booted
+        status_after, loader_vars_after, booted = booted_by_systemd_boot(guest, run, uuid)
 
-        mark = guest.esp_mark()
-        rerun = run_ansible(collections_path, guest, 'passthrough.yml', 'bookworm-uefi-sdboot-rerun', variables)
-        assert rerun.rc == 0 and rerun.changed == 0, rerun.tail()
-        assert guest.boot_id() == boot_after
-        assert not guest.esp_runs(mark).syncs, 'the rerun refreshed the ESP'
+        rerun, _rerun_runs = rerun_changes_nothing(collections_path, guest, 'bookworm-uefi-sdboot-rerun', variables, boot_after)
         uefi_guest['converged'] = True
         say_before_after('bookworm uefi-sdboot (scenario 1)', [
             ('proxmox-boot-tool status', status, status_after), ('loader entry options', options_before, options_after),
@@ -461,9 +481,7 @@ class TestBookwormGrubOnTheEsp:
         assert all('iommu=pt' in line.split() and 'amd_iommu=off' not in line.split() for line in linux_after)
         assert guest.esp_initrd_matches_boot('initrd.img-{kver}')
         # The ESP's grub.cfg holds the arguments: the initramfs hook's one refresh ran update-grub on the ESP.
-        esp_runs = guest.esp_runs(mark, boots=(boot, boot_after))
-        assert len(esp_runs.syncs) == 1, str(esp_runs)
-        assert [call for call in esp_runs.calls if call[:1] == ['refresh']] == [HOOK_REFRESH], str(esp_runs)
+        esp_runs = guest.one_hook_refresh(mark, (boot, boot_after))
         link = guest.sh('readlink /sys/bus/pci/devices/%s/driver' % nic).strip()
         assert link.endswith('/vfio-pci'), link
         status_after, uuid_after = guest.configured_only('grub')
@@ -475,11 +493,7 @@ class TestBookwormGrubOnTheEsp:
         assert booted.startswith('Booted by grub (UEFI): UEFI boot; no systemd-boot EFI variable '
                                  '(LoaderInfo, LoaderEntrySelected) and BOOT_IMAGE=/vmlinuz-'), booted
 
-        mark = guest.esp_mark()
-        rerun = run_ansible(collections_path, guest, 'passthrough.yml', 'bookworm-uefi-grub-rerun', variables)
-        assert rerun.rc == 0 and rerun.changed == 0, rerun.tail()
-        assert guest.boot_id() == boot_after
-        assert not guest.esp_runs(mark).syncs, 'the rerun refreshed the ESP'
+        rerun, _rerun_runs = rerun_changes_nothing(collections_path, guest, 'bookworm-uefi-grub-rerun', variables, boot_after)
         grub_esp_guest.update(converged=True, nic=nic, boots=boots + 1, uuid=uuid)
         say_before_after('bookworm uefi-grub (scenario 2)', [
             ('proxmox-boot-tool status', status, status_after), ('ESP grub.cfg linux', linux_before, linux_after),
@@ -627,9 +641,7 @@ class TestTrixieSystemdBoot:
 
         boot_after = guest.boot_id()
         assert boot_after != boot and guest.boots() == boots + 1, (boot, boot_after)
-        esp_runs = guest.esp_runs(mark, boots=(boot, boot_after))
-        assert len(esp_runs.syncs) == 1, str(esp_runs)
-        assert [call for call in esp_runs.calls if call[:1] == ['refresh']] == [HOOK_REFRESH], str(esp_runs)
+        esp_runs = guest.one_hook_refresh(mark, (boot, boot_after))
         # 9.0.2: the helper mounts the ESP with umask=0077 (seen in the hook's own mount namespace).
         mounts = esp_runs.mounts({run_['pid'] for run_ in esp_runs.syncs})
         assert mounts and all('fmask=0077' in o.split(',') and 'dmask=0077' in o.split(',') for o in mounts), mounts
@@ -651,22 +663,11 @@ class TestTrixieSystemdBoot:
         assert 'memtest' not in run.output.lower(), 'a module reported the memtest86+ image or entry'
         assert guest.driver(nic) == 'vfio-pci', guest.driver(nic)
         assert 'AMD-Vi: Interrupt remapping enabled' in '\n'.join(iommu_log_lines(guest))
-        status_after, uuid_after = guest.configured_only('uefi')
-        assert uuid_after == uuid and '(versions: %s)' % kver in status_after, status_after
-        loader_vars_after = guest.systemd_boot_vars()
-        assert {'LoaderInfo', 'LoaderEntrySelected'} <= set(loader_vars_after), loader_vars_after
-        assert 'Kernel command line read by systemd-boot: proxmox-boot-tool status: ESPs configured with uefi' \
-            in run.output, run.tail()
-        booted = booted_line(run.output)
-        assert booted.startswith('Booted by systemd-boot (UEFI): UEFI boot; systemd-boot set the EFI variables '
-                                 'LoaderInfo and LoaderEntrySelected (systemd-boot '), booted
+        status_after, loader_vars_after, booted = booted_by_systemd_boot(guest, run, uuid)
+        assert '(versions: %s)' % kver in status_after, status_after
 
-        mark = guest.esp_mark()
-        rerun = run_ansible(collections_path, guest, 'passthrough.yml', 'trixie-uefi-sdboot-rerun', variables)
-        assert rerun.rc == 0 and rerun.changed == 0, rerun.tail()
-        assert guest.boot_id() == boot_after
-        rerun_runs = guest.esp_runs(mark)
-        assert not rerun_runs.syncs, str(rerun_runs)
+        rerun, rerun_runs = rerun_changes_nothing(collections_path, guest, 'trixie-uefi-sdboot-rerun', variables,
+                                                  boot_after)
         state.update(converged=True, nic=nic, boot=boot_after, boots=boots + 1, variables=variables)
         say_before_after('trixie uefi-sdboot, proxmox-kernel-helper 9.2.0 (scenario 5)', [
             ('packages', '-', packages),
