@@ -16,7 +16,7 @@ import os
 
 __all__ = [
     'FileError', 'read_bytes', 'read_text', 'write_problem', 'display', 'utf8_result',
-    'file_diff', 'initramfs_lag',
+    'file_diff', 'modified_after', 'initramfs_lag', 'MTIME_MARGIN_NS',
 ]
 
 
@@ -143,6 +143,19 @@ def file_diff(path, before, after):
     }
 
 
+# Linux 6.13+ (Proxmox VE 9.2 boots 7.0) stamps files with multigrain timestamps: a file whose times were
+# just read gets a fine-grained mtime, the next one written a coarse one that can be up to a jiffy (10 ms at
+# HZ=100) earlier. Seen here in a Debian 13 root on 6.18: /etc/default/grub moved into place 0.67 ms "after"
+# the grub.cfg update-grub wrote next. A generated file counts as behind its input only past that margin,
+# or every converged run would regenerate it again.
+MTIME_MARGIN_NS = 20 * 1000 * 1000
+
+
+def modified_after(path, reference_ns):
+    """Whether ``path`` was modified after a file whose mtime is ``reference_ns``, by more than the clock's grain."""
+    return os.stat(path).st_mtime_ns > reference_ns + MTIME_MARGIN_NS
+
+
 def initramfs_lag(paths, images_glob):
     """How the initramfs images compare with the files that go into them.
 
@@ -157,6 +170,6 @@ def initramfs_lag(paths, images_glob):
     present = [path for path in paths if os.path.lexists(path)]
     newer = []
     if images:
-        oldest = min(os.path.getmtime(image) for image in images)
-        newer = [path for path in present if os.path.exists(path) and os.path.getmtime(path) > oldest]
+        oldest = min(os.stat(image).st_mtime_ns for image in images)
+        newer = [path for path in present if os.path.exists(path) and modified_after(path, oldest)]
     return {'stale': bool(newer), 'newer': newer, 'images': images, 'present': present}

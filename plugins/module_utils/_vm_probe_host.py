@@ -295,8 +295,10 @@ def run_guest(argv, directory, timeout, group, cdevs=()):
     fds = {}
     timed_out = False
     with open(out_path, 'wb') as out:
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   env=env, close_fds=True)
+        # Not run_command: it returns only when the command ends, and QEMU's open /dev/vfio file can only be
+        # read from /proc/<pid>/fd while the guest runs. Still an argument list, LC_ALL=C, no shell.
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,  # pylint: disable=ansible-bad-function
+                                   stderr=subprocess.STDOUT, env=env, close_fds=True)
         try:
             while process.poll() is None:
                 if not fds:

@@ -345,7 +345,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline_limit im
     HEADER_BYTES, CmdlineTooLong, check_length, grub_boot_line, kernel_version, parse_cmdline_size,
     systemd_boot_line,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._files import FileError, read_text
+from ansible_collections.vfio.passthrough.plugins.module_utils._files import FileError, modified_after, read_text
 from ansible_collections.vfio.passthrough.plugins.module_utils._grub_default import (
     GrubError, check_evaluable, edit_grub_default, judge_evaluation,
 )
@@ -463,7 +463,7 @@ def _plan_systemd_boot(module, request, running, read):
 def _grub_config_stale(params, managed_by):
     if managed_by or not os.path.exists(params['grub_cfg']):
         return False
-    return os.path.getmtime(params['grub_file']) > os.path.getmtime(params['grub_cfg'])
+    return modified_after(params['grub_file'], os.stat(params['grub_cfg']).st_mtime_ns)
 
 
 def _kernel_limits(boot_dir):

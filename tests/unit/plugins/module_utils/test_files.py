@@ -8,7 +8,7 @@ import os
 import pytest
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._files import (
-    FileError, display, file_diff, initramfs_lag, read_text, utf8_result,
+    MTIME_MARGIN_NS, FileError, display, file_diff, initramfs_lag, modified_after, read_text, utf8_result,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._kernel_names import decode_name
 
@@ -87,3 +87,24 @@ def test_utf8_result_of_a_valid_result_is_the_result():
     # the fast path: nothing to change, so nothing is copied
     value = {'devices': {'0000:00:01.0': {'netdevs': ['eno1', 'caf\u00e9']}}}
     assert utf8_result(value) is value
+
+
+# Multigrain timestamps (Linux 6.13+): the input written first can carry an mtime up to a jiffy later than the
+# file generated from it next. 669767 ns is what a Debian 13 root on 6.18 showed between /etc/default/grub and
+# the grub.cfg update-grub wrote after it.
+@pytest.mark.parametrize('offset_ns, after', [
+    (0, False),
+    (669767, False),
+    (-669767, False),
+    (MTIME_MARGIN_NS, False),
+    (MTIME_MARGIN_NS + 1, True),
+    (1000 * 1000 * 1000, True),
+])
+def test_modified_after_allows_for_the_clocks_grain(tmp_path, offset_ns, after):
+    generated, source = tmp_path / 'initrd.img-6.12.0', tmp_path / 'vfio.conf'
+    generated.write_text('image')
+    source.write_text('options vfio-pci ids=10de:1b80\n')
+    base = generated.stat().st_mtime_ns
+    os.utime(source, ns=(base + offset_ns, base + offset_ns))
+    assert modified_after(str(source), base) is after
+    assert initramfs_lag([str(source)], str(tmp_path / 'initrd.img-*'))['stale'] is after
