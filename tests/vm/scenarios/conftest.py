@@ -266,3 +266,56 @@ def assert_vfio_modules_load(guest, suite):
     if not RELEASES[suite]['virqfd_module']:
         config = guest.sh('grep -h "^CONFIG_VFIO_VIRQFD=" /boot/config-$(uname -r) || true').strip()
         assert config == 'CONFIG_VFIO_VIRQFD=y', config
+
+
+# The VM probe (playbooks/vm_probe.yml), read from the results the vfio_results callback keeps.
+VM_PROBE = 'vfio.passthrough.vm_probe'
+
+
+def probe_of(run, address):
+    [probe] = [p for p in run.result_of(VM_PROBE)['probes'] if p['address'] == address]
+    return probe
+
+
+def inner_lines(guest):
+    # Its /init's lines, udhcpc's and the kernel's about the passed device; the whole console is in the result.
+    return [line for line in guest['lines'] if re.search(r'vm-probe:|udhcpc|Linux version|e1000e|igbvf|iPXE', line)]
+
+
+def say_probe(name, run, probe):
+    guest = probe['guest']
+    say('%s: playbooks/vm_probe.yml rc=%d, step wall time %.1f s (the guest itself %.1f s under %s: %s)\n'
+        '  QEMU command: %s\n  QEMU held: %s; reset_method %s\n  host kernel lines:\n    %s\n'
+        '  inner guest lines:\n    %s\n  summary:\n    %s'
+        % (name, run.rc, run.seconds, probe['seconds'], probe['accel'], probe['accel_note'],
+           ' '.join(probe['qemu_command']), probe['vfio_fd'], probe['reset_method'],
+           '\n    '.join(probe['host_kernel_lines']), '\n    '.join(inner_lines(guest)),
+           '\n    '.join(probe['summary'])))
+
+
+def assert_nic_probe(run, probe, address, group, kernel):
+    """playbooks/vm_probe.yml booted a guest inside the guest with the e1000e ``address`` (IOMMU group ``group``):
+    it ran the outer guest's kernel ``kernel``, bound e1000e, saw its link up and got a DHCP lease through it."""
+    assert run.rc == 0 and run.failed == 0, run.tail()
+    assert probe['refusal'] is None and probe['started'] and probe['seen'], probe['summary']
+    assert probe['error'] is None, probe['error']
+    assert probe['group'] == group and probe['group_devices'] == [address], probe
+    guest = probe['guest']
+    # The inner guest runs the outer guest's own kernel.
+    assert guest['kernel_line'].startswith('Linux version %s ' % kernel), guest['kernel_line']
+    [device] = [d for d in guest['devices'] if d['vendor_device'] == E1000E]
+    assert device['driver'] == 'e1000e', device
+    [ifname] = device['interfaces']
+    assert guest['links'][ifname] == 'up', guest['links']
+    # The lease came through the passed NIC from the outer QEMU's user network (its DHCP server 10.0.2.2).
+    assert re.fullmatch(r'lease of 10\.0\.2\.\d+ obtained from 10\.0\.2\.2', guest['lease'] or ''), guest['lease']
+    argv = probe['qemu_command']
+    assert argv[argv.index('-nic') + 1] == 'none', argv
+    assert 'vfio-pci,host=%s' % address in argv, argv
+    assert re.fullmatch(r'/proc/\d+/fd/\d+ -> /dev/vfio/%s' % group, probe['vfio_fd'] or ''), probe['vfio_fd']
+    # A clean start of this emulated e1000e (reset_method pm) makes the 6.12 kernel log nothing about it (measured
+    # by hand: not a line between the unbind and QEMU's exit); what it logs must not be an IOMMU fault.
+    assert isinstance(probe['host_kernel_lines'], list), probe
+    faults = [line for line in probe['host_kernel_lines'] if re.search(r'DMAR.*fault|DMAR:.*\[DMA|PTE Read access|IO_PAGE_FAULT', line)]
+    assert not faults, faults
+    assert 0 < probe['seconds'] < run.seconds, (probe['seconds'], run.seconds)

@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from conftest import (E1000E, assert_release, assert_vfio_modules_load, iommu_log_lines, release_facts,
-                      say)
+from conftest import (E1000E, VM_PROBE, assert_nic_probe, assert_release, assert_vfio_modules_load, iommu_log_lines,
+                      probe_of, release_facts, say, say_probe)
 
 SUITES = ['trixie', 'bookworm']
 # Only the Debian 13 guest runs the refusals (shared guests keep the VM stage in budget);
@@ -304,33 +304,11 @@ def test_vf_count_change_on_a_held_vf_waits_for_the_reboot(intel, sriov_changes)
 # link and get a DHCP lease through it from the outer QEMU's user network; the twin that stayed with the
 # host is refused before any QEMU starts; a VF on vfio-pci is handed over too (igbvf binds it inside).
 PROBE_SUITES = ['trixie']
-VM_PROBE = 'vfio.passthrough.vm_probe'
 # pgrep matches the 15-character process name: Debian's QEMU runs as kvm or qemu-system-x86.
 QEMU_PROCESSES = "pgrep -c '^(kvm|qemu-system-x8)' || true"
 # A guest inside this TCG guest is TCG inside TCG: about 3 minutes on a quiet machine, over 20 under a
 # load of 12-18 (measured); the module's 900 s default is for hosts with KVM.
 PROBE_TIMEOUT = 2400
-
-
-def probe_of(run, address):
-    [probe] = [p for p in run.result_of(VM_PROBE)['probes'] if p['address'] == address]
-    return probe
-
-
-def inner_lines(guest):
-    # Its /init's lines, udhcpc's and the kernel's about the passed device; the whole console is in the result.
-    return [line for line in guest['lines'] if re.search(r'vm-probe:|udhcpc|Linux version|e1000e|igbvf|iPXE', line)]
-
-
-def say_probe(name, run, probe):
-    guest = probe['guest']
-    say('%s: playbooks/vm_probe.yml rc=%d, step wall time %.1f s (the guest itself %.1f s under %s: %s)\n'
-        '  QEMU command: %s\n  QEMU held: %s; reset_method %s\n  host kernel lines:\n    %s\n'
-        '  inner guest lines:\n    %s\n  summary:\n    %s'
-        % (name, run.rc, run.seconds, probe['seconds'], probe['accel'], probe['accel_note'],
-           ' '.join(probe['qemu_command']), probe['vfio_fd'], probe['reset_method'],
-           '\n    '.join(probe['host_kernel_lines']), '\n    '.join(inner_lines(guest)),
-           '\n    '.join(probe['summary'])))
 
 
 @pytest.fixture(scope='module')
@@ -359,29 +337,7 @@ def test_vm_probe_boots_a_guest_with_the_vfio_twin(intel, vm_probes):
     run, group = vm_probes['runs']['nic'], vm_probes['notes']['group']
     probe = probe_of(run, intel['nic'])
     say_probe('vm probe of %s' % intel['nic'], run, probe)
-    assert run.rc == 0 and run.failed == 0, run.tail()
-    assert probe['refusal'] is None and probe['started'] and probe['seen'], probe['summary']
-    assert probe['error'] is None, probe['error']
-    assert probe['group'] == group and probe['group_devices'] == [intel['nic']], probe
-    guest = probe['guest']
-    # The inner guest runs the outer guest's own kernel.
-    assert guest['kernel_line'].startswith('Linux version %s ' % intel['facts']['kernel']), guest['kernel_line']
-    [device] = [d for d in guest['devices'] if d['vendor_device'] == E1000E]
-    assert device['driver'] == 'e1000e', device
-    [ifname] = device['interfaces']
-    assert guest['links'][ifname] == 'up', guest['links']
-    # The lease came through the passed NIC from the outer QEMU's user network (its DHCP server 10.0.2.2).
-    assert re.fullmatch(r'lease of 10\.0\.2\.\d+ obtained from 10\.0\.2\.2', guest['lease'] or ''), guest['lease']
-    argv = probe['qemu_command']
-    assert argv[argv.index('-nic') + 1] == 'none', argv
-    assert 'vfio-pci,host=%s' % intel['nic'] in argv, argv
-    assert re.fullmatch(r'/proc/\d+/fd/\d+ -> /dev/vfio/%s' % group, probe['vfio_fd'] or ''), probe['vfio_fd']
-    # A clean start of this emulated e1000e (reset_method pm) makes the 6.12 kernel log nothing about it (measured
-    # by hand: not a line between the unbind and QEMU's exit); what it logs must not be an IOMMU fault.
-    assert isinstance(probe['host_kernel_lines'], list), probe
-    faults = [line for line in probe['host_kernel_lines'] if re.search(r'DMAR.*fault|DMAR:.*\[DMA|PTE Read access', line)]
-    assert not faults, faults
-    assert 0 < probe['seconds'] < run.seconds, (probe['seconds'], run.seconds)
+    assert_nic_probe(run, probe, intel['nic'], group, intel['facts']['kernel'])
     assert intel['guest'].driver(intel['nic']) == 'vfio-pci', 'the probe must leave the device where it was'
 
 
