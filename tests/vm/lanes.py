@@ -37,24 +37,16 @@ SCENARIOS = HERE / 'scenarios'
 MAKE_TEST, FULL = 'make-test', 'full'
 # (scenario file, pytest -k expression or None, estimated minutes on a quiet machine with a
 # second lane busy, the sets that run it). The longest items start first so the lanes end close
-# together. Measured in a fresh-clone .ci/run on a quiet machine with two guests at once
-# (session 6): Debian 13 Intel with SR-IOV 768 s, the systemd-boot guest 661 s, Debian 13 AMD
-# 327 s; the test-full items from session 5 scaled by the same run's ratio (0.58).
-# The Debian 13 Intel item grew by the VM probe's three playbook runs (session 7): a guest inside the guest
-# with the e1000e, one with a VF (each a TCG-in-TCG boot of the outer guest's kernel on the one CPU
-# isolcpus leaves it), and a refusal that starts nothing. At load 12-18 one inner guest took 1285 s by hand
-# (the refusal's playbook 74 s); at load 4-6 about 180 s (session 6): 4 min each on a quiet machine, 8 min
-# added, an estimate until a quiet run measures it.
-# The Debian 13 systemd-boot guest (helper 9.2.0, session 7) was measured on a loaded machine only (load
-# 12-19: boot 177 s, converge with its reboot about 28 min, where the Debian 12 one took 760 s at a
-# similar load): its estimate is that run scaled by the same ratio as the Debian 12 guest's (27.5 min
-# loaded, 11 quiet), plus its extra reinstall scenario. Replace it with a quiet run's figure.
+# together. The make-test items as measured in session 7's fresh-clone .ci/run (two guests at once):
+# Debian 13 Intel with SR-IOV and the VM probe 984 s (its probe of the e1000e, a guest inside the guest
+# under TCG inside TCG, 163 s), the Debian 13 systemd-boot guest with helper 9.2.0 676 s, Debian 13 AMD
+# with the VM probe 334 s. The test-full items from session 5 scaled by session 6's ratio (0.58).
 # make test keeps the Debian 13 guests, the systemd-boot one with Proxmox VE 9.2's helper 9.2.0;
 # the Debian 12 (Proxmox VE 8, helper 8.1.0) guests, systemd-boot and GRUB on the ESP, are proven
 # by test-full only.
 PLAN = [
-    ('test_intel_twins.py', 'trixie', 21, {MAKE_TEST, FULL}),
-    ('test_proxmox_boot_tool.py', 'TestTrixieSystemdBoot', 18, {MAKE_TEST, FULL}),
+    ('test_intel_twins.py', 'trixie', 16, {MAKE_TEST, FULL}),
+    ('test_proxmox_boot_tool.py', 'TestTrixieSystemdBoot', 11, {MAKE_TEST, FULL}),
     ('test_proxmox_boot_tool.py', 'TestBookwormSystemdBoot', 11, {FULL}),
     ('test_proxmox_boot_tool.py', 'TestBookwormGrubOnTheEsp', 11, {FULL}),
     ('test_amd_grub.py', None, 6, {MAKE_TEST, FULL}),
