@@ -73,7 +73,9 @@ def ansible_module(guest, collections_path, module, args, check=False):
     tree = OUTPUT / ('%s-linux%s-%s' % (SUITE, LINE, module))
     shutil.rmtree(tree, ignore_errors=True)
     argv = [str(Path(sys.executable).with_name('ansible')), 'vfio_vms', '-i', str(guest.vm.inventory_path),
-            '-m', 'vfio.passthrough.%s' % module, '-a', json.dumps(args), '--tree', str(tree)]
+            '-m', 'vfio.passthrough.%s' % module, '--tree', str(tree)]
+    # An empty JSON object is taken for raw parameters ("does not support raw params"): no -a at all then.
+    argv += ['-a', json.dumps(args)] if args else []
     argv += ['--check'] if check else []
     env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=collections_path, ANSIBLE_HOST_KEY_CHECKING='False',
                ANSIBLE_NOCOLOR='1')
