@@ -18,16 +18,11 @@ _spec = importlib.util.spec_from_file_location('lanes', ROOT / 'tests' / 'vm' / 
 lanes = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(lanes)
 
-MODULE_SKIP = '''import pytest
-pytest.skip("the tool is absent (set TOOL_DIR)", allow_module_level=True)
-class TestGuest:
-    def test_boot(self):
-        pass
-'''
-PASSES = 'def test_boot():\n    assert True\n'
-FAILS = 'def test_boot():\n    assert False\n'
-SKIPS_ITSELF = 'import pytest\n\ndef test_boot():\n    pytest.skip("no guest today")\n'
-HALF_SKIPPED = 'import pytest\n\ndef test_a():\n    pass\n\ndef test_b():\n    pytest.skip("later")\n'
+# Child-run scenario sources (tests/fixtures/lanes/README.md): their skips are the input whose verdict is judged.
+SCENARIOS = ROOT / 'tests' / 'fixtures' / 'lanes'
+MODULE_SKIP, PASSES, FAILS, SKIPS_ITSELF, HALF_SKIPPED = (
+    (SCENARIOS / name).read_text() for name in
+    ('module_skip.py.txt', 'passes.py.txt', 'fails.py.txt', 'skips_itself.py.txt', 'half_skipped.py.txt'))
 
 
 def run_pytest(tmp_path, source, *args):

@@ -28,6 +28,7 @@ INTEL = {'present': ['intel_iommu=on', 'iommu=pt'], 'absent': ['intel_iommu=off'
 REQUEST = validate_request(INTEL['present'], INTEL['absent'])
 
 if not os.access(SH, os.X_OK):  # pragma: no cover - every Debian has dash as /bin/sh
+    print('skipped: no %s to evaluate GRUB files with' % SH)
     pytest.skip('no %s to evaluate GRUB files with' % SH, allow_module_level=True)
 
 
