@@ -111,8 +111,9 @@ def booted_loader(efi, efivars, cmdline, loader_info=None):
     text of the LoaderInfo variable, when there is one (it names the loader's
     version). ``firmware`` is 'uefi' or 'bios'; ``loader`` 'systemd-boot',
     'grub' or None (not recognised). systemd-boot announces itself through
-    EFI variables; GRUB sets none but its linux command puts BOOT_IMAGE= first
-    on the command line (systemd-boot puts initrd= there instead).
+    EFI variables; GRUB 2.12 (Debian 13) sets LoaderInfo to its own name, older
+    GRUB sets none, and its linux command puts BOOT_IMAGE= first on the command
+    line (systemd-boot puts initrd= there instead).
     """
     args = (cmdline or '').split()
     grub_image = next((arg for arg in args if arg.startswith('BOOT_IMAGE=')), None)
@@ -123,10 +124,16 @@ def booted_loader(efi, efivars, cmdline, loader_info=None):
         return {'firmware': 'bios', 'loader': None,
                 'reason': 'no /sys/firmware/efi (legacy BIOS boot) and no BOOT_IMAGE= on /proc/cmdline'}
     names = set(efivars or ())
+    version = _efi_string(loader_info)
+    if version.upper().startswith('GRUB'):
+        # GRUB 2.12's bli module (Debian 13) sets LoaderInfo too, to its own name; the last loader to
+        # write it started the kernel, even one that systemd-boot chain-loaded.
+        return {'firmware': 'uefi', 'loader': 'grub',
+                'reason': 'UEFI boot; GRUB set the EFI variable LoaderInfo (%s)%s' % (
+                    version, ' and %s on /proc/cmdline' % grub_image if grub_image else '')}
     seen = ['%s-%s' % (name, SYSTEMD_BOOT_GUID) for name in _BOOTED_BY_SYSTEMD_BOOT
             if '%s-%s' % (name, SYSTEMD_BOOT_GUID) in names]
     if seen:
-        version = _efi_string(loader_info)
         return {'firmware': 'uefi', 'loader': 'systemd-boot',
                 'reason': 'UEFI boot; systemd-boot set the EFI variable%s %s%s' % (
                     's' if len(seen) > 1 else '', ' and '.join(name.split('-', 1)[0] for name in seen),

@@ -191,7 +191,8 @@ ansible_facts:
             - Which path the firmware took to the running kernel, and why it is believed.
             - C(firmware) is V(uefi) (C(sys/firmware/efi) exists) or V(bios).
             - C(loader) is V(systemd-boot) (it set the EFI variable LoaderInfo or LoaderEntrySelected),
-              V(grub) (no such variable and C(BOOT_IMAGE=) on the command line) or null (not recognised).
+              V(grub) (GRUB 2.12 set LoaderInfo to its own name, or no such variable and C(BOOT_IMAGE=) on the
+              command line) or null (not recognised).
           type: dict
           returned: always
           sample: {firmware: uefi, loader: systemd-boot,

@@ -47,6 +47,7 @@ MAKE_TEST, FULL = 'make-test', 'full'
 PLAN = [
     ('test_intel_twins.py', 'trixie', 16, {MAKE_TEST, FULL}),
     ('test_proxmox_boot_tool.py', 'TestTrixieSystemdBoot', 11, {MAKE_TEST, FULL}),
+    ('test_proxmox_boot_tool.py', 'TestTrixieGrubOnTheEsp', 11, {FULL}),
     ('test_proxmox_boot_tool.py', 'TestBookwormSystemdBoot', 11, {FULL}),
     ('test_proxmox_boot_tool.py', 'TestBookwormGrubOnTheEsp', 11, {FULL}),
     ('test_amd_grub.py', None, 6, {MAKE_TEST, FULL}),

@@ -58,6 +58,7 @@ step tests/vm/build-image.sh --suite trixie
 step tests/vm/qemu10.sh
 step tests/vm/build-uefi-image.sh --suite trixie --variant sdboot
 if [[ $set_name == full ]]; then
+    step tests/vm/build-uefi-image.sh --suite trixie --variant grub
     step tests/vm/build-image.sh --suite bookworm
     step tests/vm/build-uefi-image.sh --suite bookworm --variant sdboot
     step tests/vm/build-uefi-image.sh --suite bookworm --variant grub

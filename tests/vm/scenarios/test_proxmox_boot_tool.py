@@ -6,7 +6,7 @@ Debian 12: one systemd-boot guest serves scenario 1 (converge) and then scenario
 the same guest); a GRUB-on-the-ESP guest serves scenario 2 and then scenario 3 (the same ESP given
 systemd-boot too, as a switch between the loaders leaves it). Debian 13: one systemd-boot guest
 serves scenario 5 (converge), 6 (a boot-loader package reinstall: the helper's reinit) and 7
-(restore). Every boot costs minutes under TCG, so each class boots one guest and stops it before
+(restore); a Debian 13 GRUB-on-the-ESP guest serves scenario 8 (converge) and 9 (restore). Every boot costs minutes under TCG, so each class boots one guest and stops it before
 the next class starts. Each check reads the guest directly: the tool's own status, the boot entries
 on the ESP, /proc/cmdline, sha256 of the files, boot ids, sysfs driver links, and the runs of the
 tool and of its kernel hook as the guest's kernel reported them (tests/vm/esp_sync_watch.py).
@@ -209,6 +209,12 @@ class PbtGuest(Guest):
         out = self.sh('ls /sys/firmware/efi/efivars | grep -- -%s || true' % SYSTEMD_BOOT_GUID)
         return sorted(name.rsplit('-', 5)[0] for name in out.split())
 
+    def loader_info(self):
+        """The text of the LoaderInfo EFI variable (who set it names itself), or None; raw from efivarfs."""
+        out = self.sh("f=/sys/firmware/efi/efivars/LoaderInfo-%s; [ -e $f ] && tail -c +5 $f | iconv -f UTF-16LE "
+                      "-t UTF-8 | tr -d '\\0' || true" % SYSTEMD_BOOT_GUID)
+        return out.strip() or None
+
     def boot_entry(self):
         """(BootCurrent, BootOrder, BootCurrent's label), raw from efivarfs (no efibootmgr in the image): the
         firmware's own record of which boot entry it started."""
@@ -223,10 +229,17 @@ class PbtGuest(Guest):
         return current, order, label
 
     def esp_grub_linux_lines(self):
-        """The `linux` lines of the grub.cfg that proxmox-boot-tool wrote on the ESP, recovery entries left out
-        (`single`: they take GRUB_CMDLINE_LINUX only, not GRUB_CMDLINE_LINUX_DEFAULT, which the role edits)."""
+        """The kernel `linux` lines of the grub.cfg that proxmox-boot-tool wrote on the ESP, recovery entries left
+        out (`single`: they take GRUB_CMDLINE_LINUX only, not GRUB_CMDLINE_LINUX_DEFAULT, which the role edits).
+        A `linux` line that loads anything but a vmlinuz (Debian 13's memtest86+ entry) is no kernel's."""
         out = self.esp("grep -E '^\\s+linux\\s' grub/grub.cfg")
-        return [line.strip() for line in out.splitlines() if 'single' not in line.split()]
+        lines = [line.split() for line in out.splitlines()]
+        return [' '.join(words) for words in lines
+                if len(words) > 1 and words[1].rsplit('/', 1)[-1].startswith('vmlinuz-') and 'single' not in words]
+
+    def esp_grub_memtest_lines(self):
+        """The grub.cfg lines on the ESP that name memtest86+ (its menu entry, which Debian's memtest86+ adds)."""
+        return [line.strip() for line in self.esp("grep -i memtest grub/grub.cfg || true").splitlines()]
 
 
 def say_before_after(title, pairs, tail):
@@ -331,6 +344,13 @@ def grub_esp_guest():
 @pytest.fixture(scope='class')
 def trixie_sdboot_guest():
     state = boot_uefi('sdboot', 'trixie')
+    yield state
+    stop_uefi(state)
+
+
+@pytest.fixture(scope='class')
+def trixie_grub_esp_guest():
+    state = boot_uefi('grub', 'trixie')
     yield state
     stop_uefi(state)
 
@@ -764,3 +784,132 @@ class TestTrixieSystemdBoot:
             '  boot ids %s -> %s\n  counted in the guest: %s\n  restore %.1f s, reboot %.1f s, scenario %.1f s'
             % (guest.loader_options(), cmdline, old, new, esp_runs, run.seconds, reboot_seconds,
                time.monotonic() - started))
+
+
+@needs_helper('9.2.0')
+class TestTrixieGrubOnTheEsp:
+    """Proxmox VE 9.2's helper (9.2.0, built and installed as its package) on Debian 13 with GRUB on the ESP (a
+    Secure Boot style install): the role edits GRUB's file, not /etc/kernel/cmdline."""
+
+    def test_trixie_grub_esp_converges_through_grub_with_one_esp_refresh(self, trixie_grub_esp_guest,
+                                                                         collections_path):
+        """Scenario 8: /etc/default/grub edited (the drop-in and /etc/kernel/cmdline untouched), exactly one ESP
+        refresh (counted in the guest), one reboot, "Booted by grub (UEFI)", rerun 0 changed; 9.x's memtest86+
+        image and menu entry stay, never taken for a kernel, and both GRUB images (the named one and 9.x's
+        removable fallback) are on the ESP."""
+        state = trixie_grub_esp_guest
+        guest = state['guest']
+        started = time.monotonic()
+        guest.enable_boot_count()
+        packages = dict(line.split(None, 1) for line in guest.sh(
+            "dpkg-query -W -f '${Package} ${Version} ${db:Status-Status}\\n' proxmox-kernel-helper "
+            "grub-efi-amd64-bin memtest86+ 2>/dev/null || true").strip().splitlines())
+        assert packages['proxmox-kernel-helper'] == '9.2.0 installed', packages
+        for name in ('grub-efi-amd64-bin', 'memtest86+'):
+            assert packages.get(name, '').endswith(' installed'), (name, packages)
+        kver = guest.sh('uname -r').strip()
+        status, uuid = guest.configured_only('grub')
+        assert '%s is configured with: grub (versions: %s)' % (uuid, kver) in status, status
+        assert 'console=ttyS0' in guest.sh('cat %s' % GRUB_DROPIN)
+        [nic] = guest.pci_by_id(E1000E)
+        boot, boots = guest.boot_id(), guest.boots()
+        cmdline_before = guest.sh('cat /proc/cmdline').strip()
+        assert 'amd_iommu=off' in cmdline_before.split(), cmdline_before
+        assert cmdline_before.startswith('BOOT_IMAGE=/vmlinuz-%s ' % kver), cmdline_before
+        linux_before = guest.esp_grub_linux_lines()
+        assert linux_before and all('amd_iommu=off' in line.split() for line in linux_before), linux_before
+        # 9.x's init copies memtest86+ to the ESP on every loader; on GRUB the menu entry is Debian's own.
+        esp_files = guest.esp('sha256sum memtest86+x64.efi EFI/proxmox/grubx64.efi EFI/BOOT/BOOTX64.EFI')
+        sums = {line.split()[1]: line.split()[0] for line in esp_files.splitlines()}
+        assert sums['memtest86+x64.efi'] == guest.sha256('/boot/memtest86+x64.efi'), sums
+        memtest_before = guest.esp_grub_memtest_lines()
+        assert memtest_before, 'no memtest86+ entry in the ESP grub.cfg'
+        # Debian 13's GRUB 2.12 (its bli module) sets LoaderInfo to its own name; only systemd-boot sets
+        # LoaderEntrySelected. The role must not take this LoaderInfo for systemd-boot's.
+        loader_vars_before = guest.systemd_boot_vars()
+        assert 'LoaderEntrySelected' not in loader_vars_before, loader_vars_before
+        loader_info = guest.loader_info()
+        assert loader_info is None or loader_info.startswith('GRUB '), loader_info
+        paths = (GRUB, GRUB_DROPIN, KERNEL_CMDLINE)
+        hashes_before = guest.file_hashes(paths)
+        state.update(cmdline_before=cmdline_before, hashes_before=hashes_before, kver=kver, uuid=uuid)
+
+        shutil.rmtree(BACKUPS, ignore_errors=True)
+        variables = {'pcie_passthrough_devices': [nic], 'pcie_passthrough_backup_dir': str(BACKUPS)}
+        mark = guest.esp_mark()
+        run = run_ansible(collections_path, guest, 'passthrough.yml', 'trixie-uefi-grub-converge', variables, ['-v'])
+        assert run.rc == 0, run.tail()
+
+        boot_after = guest.boot_id()
+        assert boot_after != boot and guest.boots() == boots + 1, (boot, boot_after)
+        esp_runs = guest.one_hook_refresh(mark, (boot, boot_after))
+        hashes_after = guest.file_hashes(paths)
+        assert hashes_after[GRUB] != hashes_before[GRUB]
+        assert hashes_after[KERNEL_CMDLINE] == hashes_before[KERNEL_CMDLINE], 'GRUB does not read /etc/kernel/cmdline'
+        assert hashes_after[GRUB_DROPIN] == hashes_before[GRUB_DROPIN]
+        cmdline = guest.sh('cat /proc/cmdline').strip()
+        args = cmdline.split()
+        assert 'iommu=pt' in args and 'console=ttyS0,115200n8' in args, cmdline
+        assert not [a for a in args if a.startswith('amd_iommu=')], cmdline
+        linux_after = guest.esp_grub_linux_lines()
+        assert linux_after and all('iommu=pt' in line.split() and 'amd_iommu=off' not in line.split()
+                                   for line in linux_after), linux_after
+        assert guest.esp_grub_memtest_lines() == memtest_before
+        assert guest.esp_initrd_matches_boot('initrd.img-{kver}')
+        assert 'memtest' not in run.output.lower(), 'a module reported the memtest86+ image or entry'
+        assert guest.driver(nic) == 'vfio-pci', guest.driver(nic)
+        assert 'AMD-Vi: Interrupt remapping enabled' in '\n'.join(iommu_log_lines(guest))
+        status_after, uuid_after = guest.configured_only('grub')
+        assert uuid_after == uuid and '(versions: %s)' % kver in status_after, status_after
+        assert 'Kernel command line read by grub: proxmox-boot-tool status: ESPs configured with grub' in run.output
+        booted = booted_line(run.output)
+        loader_vars_after = guest.systemd_boot_vars()
+        if loader_info:
+            assert booted.startswith('Booted by grub (UEFI): UEFI boot; GRUB set the EFI variable LoaderInfo (%s) '
+                                     'and BOOT_IMAGE=/vmlinuz-%s ' % (loader_info, kver)), booted
+        else:
+            assert booted.startswith('Booted by grub (UEFI): UEFI boot; no systemd-boot EFI variable '
+                                     '(LoaderInfo, LoaderEntrySelected) and BOOT_IMAGE=/vmlinuz-'), booted
+
+        rerun, rerun_runs = rerun_changes_nothing(collections_path, guest, 'trixie-uefi-grub-rerun', variables,
+                                                  boot_after)
+        state.update(converged=True, nic=nic)
+        say_before_after('trixie uefi-grub, proxmox-kernel-helper 9.2.0 (scenario 8)', [
+            ('packages', '-', packages), ('proxmox-boot-tool status', status, status_after),
+            ('ESP grub.cfg kernel lines', linux_before, linux_after),
+            ('ESP grub.cfg memtest86+ lines', memtest_before, guest.esp_grub_memtest_lines()),
+            ('ESP images (sha256)', '-', sums),
+            ('/proc/cmdline', cmdline_before, cmdline), ('boot id', boot, boot_after),
+            ('sha256', hashes_before, hashes_after), (nic + ' driver', 'e1000e', guest.driver(nic)),
+            ('EFI variables under systemd\'s vendor GUID', loader_vars_before, loader_vars_after),
+            ('LoaderInfo', loader_info, guest.loader_info()),
+            ('role says', '-', booted), ('counted in the guest (converge)', '-', esp_runs),
+            ('counted in the guest (rerun)', '-', rerun_runs)],
+            'converge+reboot %.1f s, rerun %.1f s, scenario %.1f s'
+            % (run.seconds, rerun.seconds, time.monotonic() - started))
+
+    def test_trixie_grub_restore_puts_the_original_command_line_back(self, trixie_grub_esp_guest, collections_path):
+        """Scenario 9: restore.yml puts /etc/default/grub back with one ESP refresh; after a reboot /proc/cmdline
+        is the original again."""
+        state = trixie_grub_esp_guest
+        if not state.get('converged'):
+            pytest.fail('scenario 8 did not converge this guest, so there is nothing to restore')
+        guest = state['guest']
+        started = time.monotonic()
+        mark = guest.esp_mark()
+        run = run_ansible(collections_path, guest, 'restore.yml', 'trixie-uefi-grub-restore',
+                          {'pcie_passthrough_backup_dir': str(BACKUPS)})
+        assert run.rc == 0 and 'REBOOT REQUIRED' in run.output, run.tail()
+        hashes = guest.file_hashes((GRUB, GRUB_DROPIN, KERNEL_CMDLINE))
+        assert hashes == state['hashes_before'], (hashes, state['hashes_before'])
+        linux = guest.esp_grub_linux_lines()
+        assert linux and all('amd_iommu=off' in line.split() for line in linux), linux
+        esp_runs = guest.esp_runs(mark)
+        assert len(esp_runs.syncs) == 1, str(esp_runs)
+        old, new, reboot_seconds = guest.vm.reboot()
+        cmdline = guest.sh('cat /proc/cmdline').strip()
+        assert cmdline == state['cmdline_before'], (cmdline, state['cmdline_before'])
+        assert guest.driver(state['nic']) == 'e1000e', guest.driver(state['nic'])
+        say('trixie uefi-grub restore (scenario 9):\n  ESP grub.cfg kernel lines: %s\n  /proc/cmdline: %s\n'
+            '  boot ids %s -> %s\n  counted in the guest: %s\n  restore %.1f s, reboot %.1f s, scenario %.1f s'
+            % (linux, cmdline, old, new, esp_runs, run.seconds, reboot_seconds, time.monotonic() - started))

@@ -146,6 +146,28 @@ def test_booted_loader(efi, names, cmdline, firmware, loader, reason):
     assert reason in result['reason']
 
 
+def efi_text(text):
+    """An efivarfs UTF-16 string variable as the facts read it: 4 attribute bytes, then UTF-16LE with a NUL."""
+    return (b'\x06\x00\x00\x00' + (text + '\0').encode('utf-16-le')).decode('latin-1')
+
+
+# GRUB 2.12's bli module (Debian 13's grub-efi) sets LoaderInfo and LoaderDevicePartUUID under systemd's
+# vendor GUID, to its own name: a LoaderInfo alone is not systemd-boot's.
+@pytest.mark.parametrize('names, info, cmdline, loader, reason', [
+    ([SD_INFO, 'LoaderDevicePartUUID-' + SYSTEMD_BOOT_GUID], 'GRUB 2.12', GRUB_LINE, 'grub',
+     'UEFI boot; GRUB set the EFI variable LoaderInfo (GRUB 2.12) and BOOT_IMAGE=/vmlinuz-6.1.0-50-amd64 on'),
+    ([SD_INFO], 'GRUB 2.12', 'root=/dev/sda1', 'grub', 'GRUB set the EFI variable LoaderInfo (GRUB 2.12)'),
+    # systemd-boot chain-loaded GRUB: GRUB wrote LoaderInfo last and started the kernel.
+    ([SD_INFO, SD_SELECTED], 'GRUB 2.12', GRUB_LINE, 'grub', 'LoaderInfo (GRUB 2.12)'),
+    ([SD_INFO, SD_SELECTED], 'systemd-boot 257.9-1~deb13u1', SD_BOOT_LINE, 'systemd-boot',
+     'LoaderInfo and LoaderEntrySelected (systemd-boot 257.9-1~deb13u1)'),
+])
+def test_booted_loader_reads_who_set_loader_info(names, info, cmdline, loader, reason):
+    result = booted_loader(True, names, cmdline, efi_text(info))
+    assert (result['firmware'], result['loader']) == ('uefi', loader)
+    assert reason in result['reason'], result['reason']
+
+
 def test_booted_loader_names_the_systemd_boot_version():
     raw = '\x06\x00\x00\x00' + 'systemd-boot 252.39-1~deb12u1'.encode('utf-16-le').decode('utf-8') + '\x00'
     result = booted_loader(True, [SD_INFO], SD_BOOT_LINE, raw)
