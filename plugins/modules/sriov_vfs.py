@@ -169,10 +169,14 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical im
     collect_host_critical, invalid_protect_addresses,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices
-from ansible_collections.vfio.passthrough.plugins.module_utils._sriov import (
-    DEFERRED, LIVE, NONE, OWNER, check_request, decide, dropped_host_vfs, managed_pfs, read_guest_references,
-    render, script_argv, vfs_in_use,
+from ansible_collections.vfio.passthrough.plugins.module_utils._pve_guests import read_guest_references
+from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_boot import (
+    OWNER, RULES, SCRIPT, managed_pfs, render, script_argv,
 )
+from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_change import (
+    DEFERRED, LIVE, NONE, decide, dropped_host_vfs, vfs_in_use,
+)
+from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_request import check_request
 from ansible_collections.vfio.passthrough.plugins.module_utils._vfio_open import vfio_users
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
 from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
@@ -223,8 +227,8 @@ def main():
             root=dict(type='path', default='/'),
             protect_addresses=dict(type='list', elements='str', default=[]),
             node=dict(type='str'),
-            script=dict(type='path', default='/usr/local/sbin/vfio-passthrough-sriov'),
-            rules=dict(type='path', default='/etc/udev/rules.d/70-vfio-passthrough-sriov.rules'),
+            script=dict(type='path', default=SCRIPT),
+            rules=dict(type='path', default=RULES),
             **TRANSACTION_ARGS
         ),
         supports_check_mode=True,
