@@ -19,6 +19,9 @@ module alike:
 * ``decide``: ``none``, ``live`` or ``deferred`` (or ``vf_removal``'s verdict):
   a host-critical PF, a PF with a VF the host runs on, or a PF whose VFs are in
   use never changes while the host runs.
+* ``now_and_at_boot``: the decisions as the run reports them, ``live`` and
+  ``deferred``; a run that may not change the host (``apply`` false, a root
+  that is not the running system) defers what could change now, saying why.
 
 Pure functions: device facts in, verdicts out.
 """
@@ -26,10 +29,11 @@ Pure functions: device facts in, verdicts out.
 from __future__ import annotations
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import vfio_driver
-from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_state import host_vfs, running_vfs, vf_address
 from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_boot import managed_pfs
+from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_state import host_vfs, running_vfs, vf_address
 
-__all__ = ['NONE', 'LIVE', 'DEFERRED', 'REFUSED', 'vf_removal', 'dropped_host_vfs', 'vfs_in_use', 'decide']
+__all__ = ['NONE', 'LIVE', 'DEFERRED', 'REFUSED', 'vf_removal', 'dropped_host_vfs', 'vfs_in_use', 'decide',
+           'now_and_at_boot']
 
 NONE, LIVE, DEFERRED, REFUSED = 'none', 'live', 'deferred', 'refused'
 
@@ -151,3 +155,16 @@ def decide(entry, devices, critical_reasons=(), busy=None):
         else:
             result.update(action=LIVE, why=what)
     return result
+
+
+def now_and_at_boot(decisions, held_back=None):
+    """``(live, deferred)``, each ``[{'pf', 'why'}]``, from ``decide``'s results.
+
+    ``held_back`` says why nothing changes now (None: changes may happen); a live
+    change is then deferred too, its ``why`` ending with that reason.
+    """
+    live = [{'pf': d['pf'], 'why': d['why']} for d in decisions if d['action'] == LIVE and not held_back]
+    deferred = [{'pf': d['pf'], 'why': d['why'] if d['action'] == DEFERRED else '%s; not changed now: %s'
+                 % (d['why'], held_back)}
+                for d in decisions if d['action'] == DEFERRED or (d['action'] == LIVE and held_back)]
+    return live, deferred

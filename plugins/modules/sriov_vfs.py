@@ -174,7 +174,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_boot impor
     OWNER, RULES, SCRIPT, managed_pfs, render, script_argv,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_change import (
-    DEFERRED, LIVE, NONE, decide, dropped_host_vfs, vfs_in_use,
+    NONE, decide, dropped_host_vfs, now_and_at_boot, vfs_in_use,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_request import check_request
 from ansible_collections.vfio.passthrough.plugins.module_utils._vfio_open import vfio_users
@@ -259,10 +259,7 @@ def main():
     held_back = None if params['apply'] else 'apply is false'
     if not tree.live:
         held_back = 'root is %s, not the running system' % params['root']
-    live = [{'pf': d['pf'], 'why': d['why']} for d in decisions if d['action'] == LIVE and not held_back]
-    deferred = [{'pf': d['pf'], 'why': d['why'] if d['action'] == DEFERRED else '%s; not changed now: %s'
-                 % (d['why'], held_back)}
-                for d in decisions if d['action'] == DEFERRED or (d['action'] == LIVE and held_back)]
+    live, deferred = now_and_at_boot(decisions, held_back)
     with Transaction(module) as tx:
         for path, text, mode in render(entries, params['script'], params['rules']):
             tx.change(path, tx.read(path, OWNER if path == params['rules'] else None), text, mode=mode)

@@ -12,7 +12,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices impo
 from ansible_collections.vfio.passthrough.plugins.module_utils._pve_guests import read_guest_references
 from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_boot import managed_pfs, render
 from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_change import (
-    DEFERRED, LIVE, NONE, REFUSED, decide, dropped_host_vfs, vf_removal, vfs_in_use,
+    DEFERRED, LIVE, NONE, REFUSED, decide, dropped_host_vfs, now_and_at_boot, vf_removal, vfs_in_use,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_request import check_request
 from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_state import host_vfs
@@ -124,3 +124,15 @@ def test_in_use_from_open_groups_and_pve_files(tmp_path):
                   'named by resource mapping vf1'],
     }
     assert vfs_in_use(PF1, devices, holders, refs) == {}
+
+
+DECISIONS = [{'pf': PF0, 'action': LIVE, 'why': 'a'}, {'pf': PF1, 'action': DEFERRED, 'why': 'b'},
+             {'pf': '0000:03:00.0', 'action': NONE, 'why': ''}]
+
+
+@pytest.mark.parametrize('held_back, live, deferred', [
+    (None, [{'pf': PF0, 'why': 'a'}], [{'pf': PF1, 'why': 'b'}]),
+    ('apply is false', [], [{'pf': PF0, 'why': 'a; not changed now: apply is false'}, {'pf': PF1, 'why': 'b'}]),
+])
+def test_now_and_at_boot_defers_a_live_change_the_run_may_not_make(held_back, live, deferred):
+    assert now_and_at_boot(DECISIONS, held_back) == (live, deferred)
