@@ -81,7 +81,6 @@ def test_rules_name_their_pfs_and_dropping_one_the_host_runs_on_is_refused(tmp_p
         '(0000:01:10.2: %s). Keep it listed with at least 2 VFs, or move the host off it first' % HOST_VF['bridge']]
 
 
-
 @pytest.mark.parametrize('entry, critical, busy, action, why', [
     ({'pf': PF0, 'vfs': 2, 'vfio': [0]}, (), {}, NONE, ''),
     ({'pf': PF0, 'vfs': 4, 'vfio': [0]}, (), {}, LIVE, '0000:01:00.0 has 2 VFs, 4 asked'),
