@@ -26,7 +26,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices impo
     modules_for_modalias, parse_pci_aliases, read_pci_devices,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._pve_config import guest_pci_settings
-from ansible_collections.vfio.passthrough.plugins.module_utils._sriov import read_guest_configs
+from ansible_collections.vfio.passthrough.plugins.module_utils._pve_guests import read_guest_configs
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import as_tree
 from ansible_collections.vfio.passthrough.plugins.module_utils._unsafe_interrupts import read_unsafe_interrupts
 

@@ -24,8 +24,6 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._newc_cpio import
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import modules_for_modalias, parse_pci_aliases
-from ansible_collections.vfio.passthrough.plugins.module_utils._pve_config import vmid_of
-from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import as_tree
 from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe import (
     elf_interpreter, firmware_names, firmware_plan, kernel_release, parse_show_depends,
 )
@@ -34,7 +32,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe_guest i
 )
 
 __all__ = [
-    'read_pve_guest_configs', 'kvm_error', 'read_fds', 'find_qemu',
+    'kvm_error', 'read_fds', 'find_qemu',
     'read_kernel', 'find_busybox', 'guest_modules',
     'decompress_module', 'write_initramfs', 'KernelLog', 'run_guest',
 ]
@@ -42,18 +40,6 @@ __all__ = [
 # <linux/kvm.h>: _IO(KVMIO, 0x00) and _IO(KVMIO, 0x01); the API version has been 12 since 2.6.22.
 _KVM_GET_API_VERSION, _KVM_CREATE_VM, _KVM_API_VERSION = 0xAE00, 0xAE01, 12
 _POLL_SECONDS = 0.25
-
-
-def read_pve_guest_configs(root, node):
-    """{vmid: config text} of this node's guests, as _sriov.read_guest_references finds them."""
-    tree = as_tree(root)
-    configs = {}
-    for directory in ('etc/pve/qemu-server', 'etc/pve/nodes/%s/qemu-server' % node):
-        for name in tree.listdir(directory):
-            vmid = vmid_of(name)
-            if vmid is not None and vmid not in configs:
-                configs[vmid] = tree.read('%s/%s' % (directory, name)) or ''
-    return configs
 
 
 def kvm_error(path='/dev/kvm'):

@@ -169,10 +169,14 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical im
     collect_host_critical, invalid_protect_addresses,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices
-from ansible_collections.vfio.passthrough.plugins.module_utils._sriov import (
-    DEFERRED, LIVE, NONE, OWNER, check_request, decide, dropped_host_vfs, managed_pfs, read_guest_references,
-    render, script_argv, vfs_in_use,
+from ansible_collections.vfio.passthrough.plugins.module_utils._pve_guests import read_guest_references
+from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_boot import (
+    OWNER, RULES, SCRIPT, managed_pfs, render, script_argv,
 )
+from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_change import (
+    NONE, decide, dropped_host_vfs, now_and_at_boot, vfs_in_use,
+)
+from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_request import check_request
 from ansible_collections.vfio.passthrough.plugins.module_utils._vfio_open import vfio_users
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
 from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
@@ -223,8 +227,8 @@ def main():
             root=dict(type='path', default='/'),
             protect_addresses=dict(type='list', elements='str', default=[]),
             node=dict(type='str'),
-            script=dict(type='path', default='/usr/local/sbin/vfio-passthrough-sriov'),
-            rules=dict(type='path', default='/etc/udev/rules.d/70-vfio-passthrough-sriov.rules'),
+            script=dict(type='path', default=SCRIPT),
+            rules=dict(type='path', default=RULES),
             **TRANSACTION_ARGS
         ),
         supports_check_mode=True,
@@ -255,10 +259,7 @@ def main():
     held_back = None if params['apply'] else 'apply is false'
     if not tree.live:
         held_back = 'root is %s, not the running system' % params['root']
-    live = [{'pf': d['pf'], 'why': d['why']} for d in decisions if d['action'] == LIVE and not held_back]
-    deferred = [{'pf': d['pf'], 'why': d['why'] if d['action'] == DEFERRED else '%s; not changed now: %s'
-                 % (d['why'], held_back)}
-                for d in decisions if d['action'] == DEFERRED or (d['action'] == LIVE and held_back)]
+    live, deferred = now_and_at_boot(decisions, held_back)
     with Transaction(module) as tx:
         for path, text, mode in render(entries, params['script'], params['rules']):
             tx.change(path, tx.read(path, OWNER if path == params['rules'] else None), text, mode=mode)

@@ -225,6 +225,7 @@ import time
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import normalise_address
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices
+from ansible_collections.vfio.passthrough.plugins.module_utils._pve_guests import read_guest_configs
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
 from ansible_collections.vfio.passthrough.plugins.module_utils._vfio_open import read_vfio_openers, vfio_device_files
 from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe import (
@@ -233,8 +234,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe import 
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe_guest import parse_console
 from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe_host import (
-    KernelLog, find_busybox, find_qemu, guest_modules, kvm_error, read_kernel, read_pve_guest_configs,
-    run_guest, write_initramfs,
+    KernelLog, find_busybox, find_qemu, guest_modules, kvm_error, read_kernel, run_guest, write_initramfs,
 )
 
 # The host's root: tests point it at a fake tree.
@@ -255,8 +255,8 @@ def _plan(module, tree, devices, addresses):
     running = {int(p) for p in tree.listdir('proc') if p.isdigit()}
     reservations = active_reservations(parse_reservations(tree.read(RESERVATIONS)), int(time.time()), running)
     node = socket.gethostname().split('.', 1)[0]
-    boot_refs = boot_references(read_pve_guest_configs(tree, node), tree.read('etc/pve/ha/resources.cfg'),
-                                tree.read('etc/pve/mapping/pci.cfg'), list(devices), node)
+    configs, mapping_text = read_guest_configs(tree, node)
+    boot_refs = boot_references(configs, tree.read('etc/pve/ha/resources.cfg'), mapping_text, list(devices), node)
     common = []
     qemu = find_qemu(module, tree, module.params['qemu'])
     if not qemu:

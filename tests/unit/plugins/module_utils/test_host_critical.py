@@ -28,8 +28,7 @@ from ansible_collections.vfio.passthrough.plugins.modules import iommu_facts
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from module_runner import run_module  # noqa: E402
 from sysfs_builder import FakeHost, amd_twin_nic_host, intel_gpu_host, iommu_off_host  # noqa: E402
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_sriov import HOST_VF, PF0, VFS0, host_on_vf  # noqa: E402
+from sriov_hosts import HOST_VF, PF0, VFS0, host_on_vf  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[3] / 'fixtures' / 'sysfs'
 ip = ipaddress.ip_address

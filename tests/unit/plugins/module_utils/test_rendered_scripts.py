@@ -1,6 +1,6 @@
-"""Every shell script the collection renders, in its rendered form: sh -n, shellcheck, and each exit path.
+"""Every shell script the collection renders, in its rendered form: sh -n, bash -n, shellcheck, and each exit path.
 
-The SR-IOV script's exits are driven on a fake kernel in test_sriov.py; here are the by-address
+The SR-IOV script's exits are driven on a fake kernel in test_sriov_script.py; here are the by-address
 binding script and its initramfs hook, on a fake sysfs (their /sys and /sbin/modprobe substituted).
 """
 
@@ -15,17 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.vfio.passthrough.plugins.module_utils import _binding, _sriov, _vm_probe_guest
+from ansible_collections.vfio.passthrough.plugins.module_utils import _binding, _sriov_boot, _vm_probe_guest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from sysfs_builder import FakeHost  # noqa: E402
 from tree_snapshot import tree_snapshot  # noqa: E402
 
-MODULE_UTILS = Path(_sriov.__file__).resolve().parent
+MODULE_UTILS = Path(_binding.__file__).resolve().parent
 ONE, TWO, BOUND, GONE = '0000:02:00.0', '0000:02:00.1', '0000:03:00.0', '0000:09:00.0'
 # Each module that renders a script, and what it renders: one address or several, with or without drivers.
 RENDERERS = {
-    '_sriov': lambda: _sriov.render([{'pf': '0000:01:00.0', 'vfs': 2, 'vfio': [0]}]),
+    '_sriov_script': lambda: _sriov_boot.render([{'pf': '0000:01:00.0', 'vfs': 2, 'vfio': [0]}]),
     '_binding': lambda: (_binding.render_binding([ONE], ['igb'])
                          + _binding.render_binding([ONE, TWO, BOUND, GONE], [])),
     # vm_probe's guest runs them under busybox sh, an ash: POSIX sh is what shellcheck can hold it to.
@@ -49,9 +49,11 @@ def test_every_module_rendering_a_script_is_checked_here():
     assert rendering == sorted(RENDERERS)
 
 
+# sh is the interpreter they are written for (dash on Debian); bash is what /bin/sh is on other hosts.
+@pytest.mark.parametrize('shell', ['sh', 'bash'])
 @pytest.mark.parametrize('text', list(_scripts()))
-def test_sh_n_parses_it(text):
-    done = subprocess.run(['sh', '-n'], input=text, capture_output=True, text=True, check=False)
+def test_sh_n_parses_it(text, shell):
+    done = subprocess.run([shell, '-n'], input=text, capture_output=True, text=True, check=False)
     assert done.returncode == 0 and done.stderr == '', done.stderr
 
 

@@ -12,9 +12,8 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vfio.passthrough.plugins.modules import sriov_vfs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'plugins' / 'module_utils'))
 from module_runner import run_module  # noqa: E402
-from test_sriov import HOST_VF, PF0, PF1, host_on_vf, sriov_host  # noqa: E402
+from sriov_hosts import HOST_VF, PF0, PF1, host_on_vf, sriov_host  # noqa: E402
 from tree_snapshot import tree_snapshot  # noqa: E402
 
 REQUEST = [{'pf': PF0, 'vfs': 2, 'vfio': [0]}, {'pf': '02:00.0', 'vfs': 3}]
