@@ -187,7 +187,6 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import 
     check_module_names, is_owned, modprobe_keys, outside_block, parse_modprobe, plan_file,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._ownership import managed_lines
-from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import UPDATE_INITRAMFS
 from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import module_usage
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
 from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
@@ -280,7 +279,6 @@ def main():
     if bad:
         module.fail_json(msg='protect_addresses: %s is neither an IP address nor a host name'
                              % ', '.join(repr(b) for b in bad))
-    # From the first read to the end of update-initramfs: another run's edit can neither be lost nor undone.
     with Transaction(module) as tx:
         run(module, tx, drivers)
 
@@ -312,23 +310,8 @@ def run(module, tx, drivers):
     if present:
         refuse_critical(module, drivers, in_use)
 
-    changed = tx.change(path, before, after)
-    result = dict(
-        changed=changed,
-        drivers=drivers,
-        in_use=in_use,
-        already_blacklisted=already,
-        files_changed=tx.files_changed,
-        initramfs_updated=False,
-        reboot_required=changed,
-        command=None,
-    )
-    if module._diff:
-        result['diff'] = tx.diff()
-    done = tx.commit([UPDATE_INITRAMFS] if changed and params['update_initramfs'] else [], result=result)
-    if done['commands']:
-        result.update(command=done['commands'][0], initramfs_updated=True)
-    module.exit_json(**result)
+    tx.change(path, before, after)
+    tx.finish_initramfs(dict(drivers=drivers, in_use=in_use, already_blacklisted=already), params['update_initramfs'])
 
 
 if __name__ == '__main__':

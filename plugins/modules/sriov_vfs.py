@@ -268,20 +268,9 @@ def main():
             commands.append(['udevadm', 'control', '--reload'])
         now = [d['pf'] for d in live]
         commands += [script_argv(e, params['script']) for e in entries if e['pf'] in now]
-        result = dict(
-            changed=bool(tx.changes) or bool(live),
-            pfs=entries,
-            files_changed=tx.files_changed,
-            live=live,
-            deferred=deferred,
-            reboot_required=bool(deferred),
-            notes=notes,
-            commands=[],
-        )
-        if module._diff:
-            result['diff'] = tx.diff()
-        result['commands'] = tx.commit(commands, result=result)['commands']
-        module.exit_json(**result)
+        result = dict(changed=bool(live), pfs=entries, live=live, deferred=deferred, reboot_required=bool(deferred),
+                      notes=notes)
+        tx.finish(result, commands, ran='commands')
 
 
 if __name__ == '__main__':
