@@ -90,8 +90,7 @@ def _args(name, base, **extra):
     (dict(root='{base}'), 'root {base} has no sys/ directory to read'),
 ], ids=['bad-address', 'missing-root', 'root-without-sys'])
 @pytest.mark.parametrize('check_mode', [False, True])
-def test_bad_inputs_fail_the_same_way_in_every_module_before_anything_is_written(base, name, extra, message,
-                                                                                check_mode):
+def test_bad_inputs_fail_alike_in_every_module_before_any_write(base, name, extra, message, check_mode):
     extra = {key: value.format(base=base) if isinstance(value, str) else value for key, value in extra.items()}
     before = sorted(p.name for p in base.iterdir())
     result = run_module(MAINS[name], _args(name, base, **extra), check_mode=check_mode)
