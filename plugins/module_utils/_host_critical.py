@@ -23,7 +23,8 @@ bridge/bond/VLAN/NIC drivers of that network path (``_host_stack``), and
 everything they load first in any installed kernel (``_module_deps``).
 
 Parsers are pure (text in, data out). ``collect_host_critical`` is the one
-entry point for modules; it runs commands (``ip``, ``zpool``) and reads
+entry point for modules, ``host_critical_arg_spec`` and ``check_host_critical_args``
+their one set of inputs; it runs commands (``ip``, ``zpool``) and reads
 SSH_CONNECTION only for the live root, since neither describes a chroot.
 """
 
@@ -376,6 +377,31 @@ def _physical_functions(tree, devices):
                 bucket.append(reason)
         pairs.append((pf, vf))
     return pairs
+
+
+def host_critical_arg_spec():
+    """The options every module that judges host-critical devices takes (doc fragment ``vfio.passthrough.host_critical``).
+
+    A fresh dict each call, as ansible-core's ``get_file_arg_spec``: ``default=[]`` is no list two modules share.
+    """
+    return dict(
+        root=dict(type='path', default='/'),
+        protect_addresses=dict(type='list', elements='str', default=[]),
+    )
+
+
+def check_host_critical_args(module):
+    """Fail, naming the value and why, on the inputs ``host_critical_arg_spec`` declares; before anything is read."""
+    bad = invalid_protect_addresses(module.params['protect_addresses'])
+    if bad:
+        module.fail_json(msg='protect_addresses: %s is neither an IP address nor a host name'
+                             % ', '.join(repr(b) for b in bad))
+    root = module.params['root']
+    if not os.path.isdir(root):
+        module.fail_json(msg='root %s is not a directory' % root)
+    if not os.path.isdir(os.path.join(root, 'sys')):
+        # An empty verdict would protect nothing: refuse rather than judge a tree that is not there.
+        module.fail_json(msg='root %s has no sys/ directory to read' % root)
 
 
 def _resolve_protect(module, values):

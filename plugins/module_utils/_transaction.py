@@ -6,7 +6,11 @@
     with Transaction(module) as tx:          # exclusive host lock from here ...
         before = tx.read(path)               # FileError -> fail_json naming path and reason
         tx.change(path, before, after)       # refuses an unwritable path now, check mode too
-        ran = tx.commit([UPDATE_INITRAMFS])  # ... to the end of the regeneration
+        tx.finish(result, [UPDATE_GRUB])     # ... to the end of the regeneration, then exit_json
+
+``finish`` (``finish_initramfs`` for the files that go into the initramfs) is how
+every writing module ends: it adds the keys every writer reports (changed,
+files_changed, diff, what ran) to the module's own, commits and exits.
 
 ``commit`` resolves every command before the first write (a missing one fails
 with nothing written), saves each file's bytes, mode, owner and symlink, writes,
@@ -31,6 +35,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._files import (
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._ownership import check_claim
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
+from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import UPDATE_INITRAMFS
 
 __all__ = ['LOCK_FILE', 'LOCK_WAIT', 'TRANSACTION_ARGS', 'Transaction', 'utf8_results']
 
@@ -178,6 +183,54 @@ class Transaction:
 
     def diff(self):
         return [file_diff(path, before, after) for path, before, after, _mode in self.changes]
+
+    # -- ending the module run --------------------------------------------
+    def finish(self, result, commands=(), backup=False, warnings=(), ran='command'):
+        """Report, commit and exit: the end of every module that writes (exit_json does not return).
+
+        ``result`` holds the module's own keys. Added here: ``changed`` (true when a
+        file changes, or when ``result`` says so for what the module does besides
+        files), ``files_changed``, ``diff`` in diff mode, what ran as ``ran`` names
+        it: ``'command'`` (the first argv, None when none ran), ``'commands'``
+        (every argv, in order) or None (nothing), and with ``backup`` the first
+        ``backup_file``. ``warnings`` are given only after a successful commit: a
+        failure puts back the files they speak of. Check mode reports the same
+        and commits nothing; a failure fails with commit's keys over ``result``.
+        """
+        self.module.exit_json(**self._close(result, commands, backup, warnings, ran))
+
+    def finish_initramfs(self, result, update):
+        """``finish`` for a module whose files go into the initramfs.
+
+        Runs ``update-initramfs -u -k all`` after a file change when ``update``, and
+        adds ``initramfs_updated`` (whether it ran) and ``reboot_required`` (whether a
+        file changed: neither the running kernel nor the initramfs reflects it yet).
+        """
+        result.update(initramfs_updated=False, reboot_required=bool(self.changes))
+        commands = [UPDATE_INITRAMFS] if self.changes and update else []
+        closed = self._close(result, commands, False, (), 'command')
+        closed['initramfs_updated'] = closed['command'] is not None
+        self.module.exit_json(**closed)
+
+    def _close(self, result, commands, backup, warnings, ran):
+        if ran not in ('command', 'commands', None):
+            raise ValueError('ran must be command, commands or None, not %r' % (ran,))
+        result.update(changed=bool(self.changes) or bool(result.get('changed')), files_changed=self.files_changed)
+        if ran is not None:
+            # Present in a failure's result too, as every writer documents it.
+            result[ran] = None if ran == 'command' else []
+        if self.module._diff:
+            result['diff'] = self.diff()
+        done = self.commit(commands, backup=backup, result=result)
+        if ran == 'command' and done['commands']:
+            result['command'] = done['commands'][0]
+        elif ran == 'commands':
+            result['commands'] = done['commands']
+        if done['backup_files']:
+            result['backup_file'] = next(iter(done['backup_files'].values()))
+        for warning in warnings:
+            self.module.warn(warning)
+        return result
 
     # -- writing and regenerating ----------------------------------------
     def commit(self, commands=(), backup=False, result=None):

@@ -42,6 +42,7 @@ author:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - vfio.passthrough.transaction
+  - vfio.passthrough.host_critical
 options:
   drivers:
     description:
@@ -74,19 +75,6 @@ options:
     description: Blacklist even a driver of a host-critical device (warns). The host may become unreachable.
     type: bool
     default: false
-  protect_addresses:
-    description:
-      - IP addresses (or host names) the controller reaches this host on. The NICs holding
-        them count as host-critical. The role passes its connection address here, since
-        sudo drops SSH_CONNECTION.
-      - Only used when O(root=/); another root is not the running system.
-    type: list
-    elements: str
-    default: []
-  root:
-    description: The root of the system whose C(/sys) and C(/proc) are read.
-    type: path
-    default: /
   modprobe_dir:
     description:
       - Directory scanned for existing blacklists (C(*.conf)).
@@ -178,7 +166,7 @@ import os
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vfio.passthrough.plugins.module_utils._files import read_text
 from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical import (
-    collect_host_verdict, invalid_protect_addresses,
+    check_host_critical_args, collect_host_verdict, host_critical_arg_spec,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._module_deps import (
     Kernel, blacklist_problems, read_kernels,
@@ -187,7 +175,6 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import 
     check_module_names, is_owned, modprobe_keys, outside_block, parse_modprobe, plan_file,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._ownership import managed_lines
-from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import UPDATE_INITRAMFS
 from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import module_usage
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
 from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
@@ -262,9 +249,8 @@ def main():
             hard=dict(type='bool', default=False),
             update_initramfs=dict(type='bool', default=True),
             force=dict(type='bool', default=False),
-            protect_addresses=dict(type='list', elements='str', default=[]),
-            root=dict(type='path', default='/'),
             modprobe_dir=dict(type='path', default='/etc/modprobe.d'),
+            **host_critical_arg_spec(),
             **TRANSACTION_ARGS
         ),
         supports_check_mode=True,
@@ -276,11 +262,7 @@ def main():
         module.fail_json(msg=str(exc))
     if not drivers:
         module.fail_json(msg='drivers is empty: name at least one kernel module')
-    bad = invalid_protect_addresses(params['protect_addresses'])
-    if bad:
-        module.fail_json(msg='protect_addresses: %s is neither an IP address nor a host name'
-                             % ', '.join(repr(b) for b in bad))
-    # From the first read to the end of update-initramfs: another run's edit can neither be lost nor undone.
+    check_host_critical_args(module)
     with Transaction(module) as tx:
         run(module, tx, drivers)
 
@@ -312,23 +294,8 @@ def run(module, tx, drivers):
     if present:
         refuse_critical(module, drivers, in_use)
 
-    changed = tx.change(path, before, after)
-    result = dict(
-        changed=changed,
-        drivers=drivers,
-        in_use=in_use,
-        already_blacklisted=already,
-        files_changed=tx.files_changed,
-        initramfs_updated=False,
-        reboot_required=changed,
-        command=None,
-    )
-    if module._diff:
-        result['diff'] = tx.diff()
-    done = tx.commit([UPDATE_INITRAMFS] if changed and params['update_initramfs'] else [], result=result)
-    if done['commands']:
-        result.update(command=done['commands'][0], initramfs_updated=True)
-    module.exit_json(**result)
+    tx.change(path, before, after)
+    tx.finish_initramfs(dict(drivers=drivers, in_use=in_use, already_blacklisted=already), params['update_initramfs'])
 
 
 if __name__ == '__main__':

@@ -30,24 +30,7 @@ author:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - ansible.builtin.action_common_attributes.facts
-options:
-  root:
-    description:
-      - The directory holding the C(sys/) and C(proc/) to read, for chroots and tests.
-      - Symlinks are resolved inside this directory; nothing outside it is read.
-      - With any value other than C(/), no command runs and the environment is not consulted,
-        since they describe the running system rather than the one under O(root).
-    type: path
-    default: /
-  protect_addresses:
-    description:
-      - IP addresses (or host names) the controller reaches this host on. The NICs holding
-        them are host-critical. Pass C(ansible_host) here when becoming root through sudo,
-        which drops C(SSH_CONNECTION).
-      - Only used when O(root=/).
-    type: list
-    elements: str
-    default: []
+  - vfio.passthrough.host_critical
 attributes:
   check_mode:
     support: full
@@ -62,8 +45,6 @@ attributes:
     platforms: [debian]
     details: Linux with sysfs (Debian 13 / Proxmox VE 9, Debian 12 / Proxmox VE 8). ZFS pools are inspected with C(zpool status -P).
 notes:
-  - On the live root the module runs C(ip -o addr show) when there is an address to protect and
-    C(zpool status -P POOL) when C(/) or C(/boot) is on ZFS. These only read state.
   - Inside a container C(/sys) shows no IOMMU; point O(root) at a copy of a real tree instead.
 seealso:
   - module: vfio.passthrough.kernel_cmdline
@@ -386,13 +367,12 @@ ansible_facts:
           sample: {"crc16": ["crc16: needed by ext4 (filesystem of /) via modules.dep of 6.1.0-27-amd64"]}
 '''
 
-import os
 import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical import (
-    collect_host_verdict, invalid_protect_addresses,
+    check_host_critical_args, collect_host_verdict, host_critical_arg_spec,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._iommu_facts import gather_iommu_facts
 from ansible_collections.vfio.passthrough.plugins.module_utils._module_deps import describe_need
@@ -416,25 +396,14 @@ def _kernel_log(module):
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            root=dict(type='path', default='/'),
-            protect_addresses=dict(type='list', elements='str', default=[]),
-        ),
+        argument_spec=host_critical_arg_spec(),
         supports_check_mode=True,
     )
     # names read from sysfs are bytes: whatever the readers did not show must not make the result invalid UTF-8
     utf8_results(module)
-    root = module.params['root']
-    bad = invalid_protect_addresses(module.params['protect_addresses'])
-    if bad:
-        module.fail_json(msg='protect_addresses: %s is neither an IP address nor a host name'
-                         % ', '.join(repr(b) for b in bad))
-    if not os.path.isdir(root):
-        module.fail_json(msg='root %s is not a directory' % root)
-    if not os.path.isdir(os.path.join(root, 'sys')):
-        module.fail_json(msg='root %s has no sys/ directory to read' % root)
+    check_host_critical_args(module)
 
-    tree = SysfsTree(root)
+    tree = SysfsTree(module.params['root'])
     kernel_log = (lambda: _kernel_log(module)) if tree.live else None
     # PCI devices first: their directories, once listed, tell which path
     # components are links, so the interfaces below them resolve with fewer syscalls.

@@ -606,7 +606,6 @@ def run_module():
     except CmdlineError as exc:
         module.fail_json(msg=str(exc))
 
-    # From the first read to the end of update-grub: another run's edit can neither be lost nor undone.
     with Transaction(module) as tx:
         _run(module, request, tx)
 
@@ -637,23 +636,15 @@ def _run(module, request, tx):
     result = dict(
         changed=changed or bool(stale and commands),
         bootloader=detection['bootloader'], bootloaders=detection['bootloaders'], bootloader_reason=detection['reason'],
-        esps=detection['esps'], managed_by=detection['managed_by'], path=path,
-        files_changed=tx.files_changed, running=running, unmet=unmet,
-        reboot_required=bool(unmet), stale_boot_config=stale, command=None, kernel_lines=measured, **values)
+        esps=detection['esps'], managed_by=detection['managed_by'], path=path, running=running, unmet=unmet,
+        reboot_required=bool(unmet), stale_boot_config=stale, kernel_lines=measured, **values)
     if len(plans) > 1:
         result['edits'] = [dict(path=p_path, **p_values) for p_path, _old, _new, p_values in plans]
-    if module._diff:
-        result['diff'] = tx.diff()
-
-    done = tx.commit(commands, backup=params['backup'], result=result)
-    if done['commands']:
-        result['command'] = done['commands'][0]
-    if done['backup_files']:
-        result['backup_file'] = list(done['backup_files'].values())[0]
+    warnings = []
     if params['apply'] and changed and plan['unrefreshed']:
-        module.warn('%s changed but no proxmox-boot-tool is present to copy it to the ESPs; '
-                    'run your boot loader\'s refresh before rebooting' % path)
-    module.exit_json(**result)
+        warnings.append('%s changed but no proxmox-boot-tool is present to copy it to the ESPs; '
+                        'run your boot loader\'s refresh before rebooting' % path)
+    tx.finish(result, commands, backup=params['backup'], warnings=warnings)
 
 
 def main():

@@ -93,11 +93,7 @@ def run_module():
             attrs = (int(entry['mode'], 8), _owner_id(entry['owner'], pwd.getpwnam, 'pw_uid'),
                      _owner_id(entry['group'], grp.getgrnam, 'gr_gid'))
             tx.change(entry['path'], before, entry_bytes(entry).decode('utf-8', 'surrogateescape'), attrs=attrs)
-        result = dict(changed=bool(tx.changes), files_changed=tx.files_changed)
-        if module._diff:
-            result['diff'] = tx.diff()
-        tx.commit(result=result)
-    module.exit_json(**result)
+        tx.finish({}, ran=None)
 
 
 def main():

@@ -21,7 +21,7 @@ description:
   - Changes the running VFs too (the same script, the same arguments) when that is safe, that is when the PF is not
     host-critical (the verdict of M(vfio.passthrough.iommu_facts)) and none of its VFs is in use (its
     C(/dev/vfio) group file or its C(/dev/vfio/devices) device file open, or named in a guest's C(hostpciN)
-    or a resource mapping in C(/etc/pve)).
+    or a resource mapping in C(/etc/pve), read below O(root)).
     Otherwise the change is deferred to the next boot and RV(reboot_required) says so.
   - A PF with a VF the host runs on (its netdev carries the default route or the address Ansible uses, or is a
     port of the bridge or bond that does, or a disk under /, /boot or the ESP sits behind it) never changes its
@@ -34,6 +34,7 @@ author:
 extends_documentation_fragment:
   - ansible.builtin.action_common_attributes
   - vfio.passthrough.transaction
+  - vfio.passthrough.host_critical
 options:
   pfs:
     description: The physical functions and their VFs. Empty removes the files.
@@ -64,15 +65,6 @@ options:
     description: Change the running VFs when that is safe (never in check mode, never for a O(root) other than C(/)).
     type: bool
     default: true
-  root:
-    description: Root of the sysfs/procfs tree and of C(etc/pve) read for the decision (a fake tree in tests).
-    type: path
-    default: /
-  protect_addresses:
-    description: Addresses whose NIC is host-critical too, as for M(vfio.passthrough.iommu_facts).
-    type: list
-    elements: str
-    default: []
   node:
     description: This host's node name in C(/etc/pve/mapping/pci.cfg); default the short host name.
     type: str
@@ -166,7 +158,7 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical import (
-    collect_host_critical, invalid_protect_addresses,
+    check_host_critical_args, collect_host_critical, host_critical_arg_spec,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices
 from ansible_collections.vfio.passthrough.plugins.module_utils._pve_guests import read_guest_references
@@ -224,11 +216,10 @@ def main():
             )),
             passthrough=dict(type='list', elements='str', default=[], no_log=False),
             apply=dict(type='bool', default=True),
-            root=dict(type='path', default='/'),
-            protect_addresses=dict(type='list', elements='str', default=[]),
             node=dict(type='str'),
             script=dict(type='path', default=SCRIPT),
             rules=dict(type='path', default=RULES),
+            **host_critical_arg_spec(),
             **TRANSACTION_ARGS
         ),
         supports_check_mode=True,
@@ -236,10 +227,7 @@ def main():
     params = module.params
     if params['script'] == params['rules']:
         module.fail_json(msg='script and rules must be two different files, got %s twice' % params['script'])
-    bad = invalid_protect_addresses(params['protect_addresses'])
-    if bad:
-        module.fail_json(msg='protect_addresses: %s is neither an IP address nor a host name'
-                         % ', '.join(repr(b) for b in bad))
+    check_host_critical_args(module)
     tree = SysfsTree(params['root'])
     devices = read_pci_devices(tree)
     entries, errors, notes = check_request(params['pfs'], devices, params['passthrough'], name='pfs')
@@ -269,20 +257,9 @@ def main():
             commands.append(['udevadm', 'control', '--reload'])
         now = [d['pf'] for d in live]
         commands += [script_argv(e, params['script']) for e in entries if e['pf'] in now]
-        result = dict(
-            changed=bool(tx.changes) or bool(live),
-            pfs=entries,
-            files_changed=tx.files_changed,
-            live=live,
-            deferred=deferred,
-            reboot_required=bool(deferred),
-            notes=notes,
-            commands=[],
-        )
-        if module._diff:
-            result['diff'] = tx.diff()
-        result['commands'] = tx.commit(commands, result=result)['commands']
-        module.exit_json(**result)
+        result = dict(changed=bool(live), pfs=entries, live=live, deferred=deferred, reboot_required=bool(deferred),
+                      notes=notes)
+        tx.finish(result, commands, ran='commands')
 
 
 if __name__ == '__main__':

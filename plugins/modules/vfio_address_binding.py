@@ -126,7 +126,6 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.vfio.passthrough.plugins.module_utils._binding import OWNER, check_addresses, render_binding
 from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import check_module_names
-from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import UPDATE_INITRAMFS
 from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
 
 
@@ -158,26 +157,11 @@ def main():
             wanted = render_binding(addresses, drivers, *paths)
         except ValueError as exc:
             module.fail_json(msg=str(exc))
-    # From the first read to the end of update-initramfs: another run's edit can neither be lost nor undone.
     with Transaction(module) as tx:
         for path, text, mode in wanted:
             before = tx.read(path, OWNER if path == params['modprobe_file'] else None)
             tx.change(path, before, text, mode=mode)
-        result = dict(
-            changed=bool(tx.changes),
-            files_changed=tx.files_changed,
-            addresses=addresses,
-            drivers=drivers,
-            initramfs_updated=False,
-            reboot_required=bool(tx.changes),
-            command=None,
-        )
-        if module._diff:
-            result['diff'] = tx.diff()
-        done = tx.commit([UPDATE_INITRAMFS] if tx.changes and params['update_initramfs'] else [], result=result)
-        if done['commands']:
-            result.update(command=done['commands'][0], initramfs_updated=True)
-        module.exit_json(**result)
+        tx.finish_initramfs(dict(addresses=addresses, drivers=drivers), params['update_initramfs'])
 
 
 if __name__ == '__main__':

@@ -227,7 +227,6 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import 
     MODPROBE_DIRS, check_module_names, check_pci_ids, competing_vfio_ids, conf_read_order, dead_module_lines,
     initramfs_modules_keys, is_owned, modprobe_keys, modules_load_keys, outside_block, plan_file,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import UPDATE_INITRAMFS
 from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
 
 OWNER = 'vfio_modules'
@@ -342,7 +341,6 @@ def main():
         supports_check_mode=True,
     )
     modules, ids, softdeps, modprobe_lines = wanted_lines(module)
-    # From the first read to the end of update-initramfs: another run's edit can neither be lost nor undone.
     with Transaction(module) as tx:
         run(module, tx, modules, ids, softdeps, modprobe_lines)
 
@@ -361,23 +359,12 @@ def run(module, tx, modules, ids, softdeps, modprobe_lines):
     initramfs = initramfs_lag(compared, params['initramfs_images'])
 
     result = dict(
-        changed=bool(tx.changes),
         modules=[] if absent else modules,
         ids=[] if absent else ids,
         softdeps=[] if absent else softdeps,
-        files_changed=tx.files_changed,
-        initramfs_updated=False,
-        reboot_required=bool(tx.changes),
-        command=None,
         initramfs=initramfs,
     )
-    if module._diff:
-        result['diff'] = tx.diff()
-    commands = [UPDATE_INITRAMFS] if tx.changes and params['update_initramfs'] else []
-    done = tx.commit(commands, result=result)
-    if done['commands']:
-        result.update(command=done['commands'][0], initramfs_updated=True)
-    module.exit_json(**result)
+    tx.finish_initramfs(result, params['update_initramfs'])
 
 
 if __name__ == '__main__':

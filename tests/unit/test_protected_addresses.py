@@ -23,17 +23,28 @@ FACTS_TASKS = ROLE / 'tasks' / 'iommu_facts.yml'
 RULE = '{{ __pcie_passthrough_protect_addresses }}'
 
 
+def _documentation(path):
+    """The YAML of the ``DOCUMENTATION`` string assigned in ``path`` (at module or class level)."""
+    for node in ast.walk(ast.parse(path.read_text(encoding='utf-8'))):
+        if isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == 'DOCUMENTATION' for t in node.targets):
+            return yaml.safe_load(node.value.value) or {}
+    return {}
+
+
 def _protecting_modules():
-    """Every module that takes ``protect_addresses``, read from its own documentation: a new module
-    that judges host-critical devices is covered the day it documents the option."""
+    """Every module that takes ``protect_addresses``, read from its documentation and this collection's
+    fragments it extends: a new module that judges host-critical devices is covered the day it documents
+    the option."""
     found = []
     for path in sorted((ROOT / 'plugins' / 'modules').glob('*.py')):
-        tree = ast.parse(path.read_text(encoding='utf-8'))
-        for node in tree.body:
-            if isinstance(node, ast.Assign) and any(getattr(t, 'id', None) == 'DOCUMENTATION' for t in node.targets):
-                options = (yaml.safe_load(node.value.value) or {}).get('options') or {}
-                if 'protect_addresses' in options:
-                    found.append('vfio.passthrough.' + path.stem)
+        doc = _documentation(path)
+        options = dict(doc.get('options') or {})
+        for fragment in doc.get('extends_documentation_fragment') or []:
+            if fragment.startswith('vfio.passthrough.'):
+                fragment_file = ROOT / 'plugins' / 'doc_fragments' / (fragment.split('.')[2] + '.py')
+                options.update(_documentation(fragment_file).get('options') or {})
+        if 'protect_addresses' in options:
+            found.append('vfio.passthrough.' + path.stem)
     return tuple(found)
 
 
