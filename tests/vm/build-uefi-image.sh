@@ -455,7 +455,9 @@ if [[ $VARIANT == sdboot ]]; then
     grep -qx "options  $CMDLINE" <<<"$REPORT" || die "loader entry options are not /etc/kernel/cmdline"
 else
     # Debian 13's kernel versions hold a '+' (6.12.117+deb13-amd64): literal in the pattern, not a quantifier.
-    KVER_RE=$(sed 's/[].+*?^$()[{}|\\]/\\&/g' <<<"$KVER")
+    # A Debian kernel release is digits, letters, '.', '+', '-' and '~'; of those only '.' and '+' are special.
+    KVER_RE=${KVER//./\\.}
+    KVER_RE=${KVER_RE//+/\\+}
     grep -qE "^linux\s+/vmlinuz-$KVER_RE root=UUID=$UUID ro +console=ttyS0,115200n8 quiet $FLAVOUR_ARG\$" <<<"$REPORT" \
         || die "grub.cfg on the ESP lacks the drop-in's console and $FLAVOUR_ARG"
     grep -qx './EFI/proxmox/grubx64.efi' <<<"$REPORT" || die "no EFI/proxmox/grubx64.efi on the ESP"

@@ -6,7 +6,8 @@ Debian 12: one systemd-boot guest serves scenario 1 (converge) and then scenario
 the same guest); a GRUB-on-the-ESP guest serves scenario 2 and then scenario 3 (the same ESP given
 systemd-boot too, as a switch between the loaders leaves it). Debian 13: one systemd-boot guest
 serves scenario 5 (converge), 6 (a boot-loader package reinstall: the helper's reinit) and 7
-(restore); a Debian 13 GRUB-on-the-ESP guest serves scenario 8 (converge) and 9 (restore). Every boot costs minutes under TCG, so each class boots one guest and stops it before
+(restore); a Debian 13 GRUB-on-the-ESP guest serves scenario 8 (converge) and 9
+(restore). Every boot costs minutes under TCG, so each class boots one guest and stops it before
 the next class starts. Each check reads the guest directly: the tool's own status, the boot entries
 on the ESP, /proc/cmdline, sha256 of the files, boot ids, sysfs driver links, and the runs of the
 tool and of its kernel hook as the guest's kernel reported them (tests/vm/esp_sync_watch.py).
