@@ -5,7 +5,7 @@
 # Usage: tools/render-report-png.sh [OUTPUT.png] [HOST]
 #   OUTPUT  default docs/report.png
 #   HOST    a canned machine of tests/unit/sysfs_builder.py (default intel_gpu_host,
-#           the GPU of README's pve1) or a capture under tests/fixtures/real (intel-after, ...)
+#           the GPU of README's pve1) or a capture under tests/fixtures/real (bookworm-intel-after, ...)
 # Installs Debian's chromium with apt-get when it is missing (root). The page is
 # opened from a file:// URL with every Chromium network feature off; the page
 # itself loads nothing (its Content-Security-Policy forbids it).

@@ -535,9 +535,12 @@ def intel_gpu_host(root, passthrough=True):
     return host
 
 
-def amd_twin_nic_host(root):
+def amd_twin_nic_host(root, split=False):
     """Proxmox on AMD: two identical i210 NICs share group 3 with their PCI bridge; the
-    management NIC enp7s0 carries the default route itself; ZFS root on NVMe."""
+    management NIC enp7s0 carries the default route itself; ZFS root on NVMe.
+
+    ``split``: the ACS override on its command line split the bridge's ports, so the second NIC
+    is in a group of its own (10); either twin can then go to a VM alone, by address."""
     host = FakeHost(root)
     host.cmdline('initrd=\\EFI\\proxmox\\6.8.12-4-pve\\initrd.img-6.8.12-4-pve root=ZFS=rpool/ROOT/pve-1 '
                  'boot=zfs quiet amd_iommu=on pcie_acs_override=downstream,multifunction')
@@ -549,7 +552,7 @@ def amd_twin_nic_host(root):
     host.add_bridge('0000:00:02.1', group=3, vendor='1022', device='1483')
     host.add_device('0000:05:00.0', '8086', '1533', '020000', driver='igb', group=3,
                     parent_bridge='0000:00:02.1', netdev='enp5s0', sriov_totalvfs=7, sriov_numvfs=0)
-    host.add_device('0000:06:00.0', '8086', '1533', '020000', driver='igb', group=3,
+    host.add_device('0000:06:00.0', '8086', '1533', '020000', driver='igb', group=10 if split else 3,
                     parent_bridge='0000:00:02.1', netdev='enp6s0', sriov_totalvfs=7, sriov_numvfs=0)
     host.add_bridge('0000:00:03.1', group=4, vendor='1022', device='1483')
     host.add_device('0000:07:00.0', '10ec', '8168', '020000', driver='r8169', group=4,
@@ -689,6 +692,8 @@ CANNED_HOSTS = {
     # The same machine before the role ran: no iommu=pt, groups in translated (DMA-FQ) mode.
     'intel_gpu_host_unconfigured': lambda root: intel_gpu_host(root, passthrough=False),
     'amd_twin_nic_host': amd_twin_nic_host,
+    # The same machine with the twins in two groups: one twin by address, SR-IOV on the other.
+    'amd_split_twin_nic_host': lambda root: amd_twin_nic_host(root, split=True),
     'igb_mgmt_host': igb_mgmt_host,
     'iommu_off_host': iommu_off_host,
     'vfio_variant_host': vfio_variant_host,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vfio_testinfra import (
-    BLACKLIST_FILE, BY_ADDRESS_FILES, assert_absent, assert_check_diff_is_real_diff, assert_file_bytes,
+    BLACKLIST_FILE, BY_ADDRESS_FILES, SRIOV_FILES, assert_absent, assert_check_diff_is_real_diff, assert_file_bytes,
     assert_grub_cfg_kernel_args, assert_one_esp_sync, assert_one_initramfs_rebuild, assert_vfio_modules_configured, file_bytes,
 )
 
@@ -11,11 +11,14 @@ ARGS = 'quiet intel_iommu=on iommu=pt'
 
 
 def test_check_run_predicted_the_real_diff(host):
+    # No blacklist, no twin, no SR-IOV: driver_blacklist, vfio_address_binding and sriov_vfs report no diff.
     assert_check_diff_is_real_diff(host, {
-        '/etc/default/grub',
-        '/etc/modules-load.d/vfio-passthrough.conf',
-        '/etc/initramfs-tools/modules',
-        '/etc/modprobe.d/vfio-passthrough.conf',
+        'kernel_cmdline': {'/etc/default/grub'},
+        'vfio_modules': {
+            '/etc/modules-load.d/vfio-passthrough.conf',
+            '/etc/initramfs-tools/modules',
+            '/etc/modprobe.d/vfio-passthrough.conf',
+        },
     })
 
 
@@ -45,8 +48,8 @@ def test_vfio_modules_load_at_boot_and_from_the_initramfs(host):
     assert_vfio_modules_configured(host)
 
 
-def test_nothing_blacklisted_or_bound_by_address(host):
-    assert_absent(host, (BLACKLIST_FILE,) + BY_ADDRESS_FILES)
+def test_nothing_blacklisted_bound_by_address_or_split_into_vfs(host):
+    assert_absent(host, (BLACKLIST_FILE,) + BY_ADDRESS_FILES + SRIOV_FILES)
 
 
 def test_one_initramfs_rebuild_in_two_runs(host):

@@ -108,16 +108,26 @@ def run_diffs(kind: str) -> list[dict]:
     return json.loads(path.read_text(encoding='utf-8'))
 
 
-def assert_check_diff_is_real_diff(host, expected_paths: set[str]) -> None:
-    """The check run predicted exactly the diffs the real run reported, for
-    exactly ``expected_paths``, and each diff's 'after' is what the file holds now."""
+# The role's writers, as record-run.yml names them: each one's diffs are recorded and compared.
+WRITERS = ('kernel_cmdline', 'vfio_modules', 'driver_blacklist', 'vfio_address_binding', 'sriov_vfs')
+
+
+def assert_check_diff_is_real_diff(host, expected: dict[str, set[str]]) -> None:
+    """For each writer, the check run predicted exactly the diffs the real run reported, for
+    exactly the paths ``expected`` gives it (a writer not named there: none), and each diff's
+    'after' is what the file holds now."""
     check, real = run_diffs('check'), run_diffs('converge')
-    assert real, 'the real run reported no diff'
-    assert check == real
-    paths = [d['after_header'] for d in real]
-    assert sorted(paths) == sorted(expected_paths)
-    for diff in real:
-        assert file_bytes(host, diff['after_header']).decode() == diff['after'], diff['after_header']
+    unknown = sorted(set(expected) - set(WRITERS))
+    assert unknown == [], 'not writers of the role: %s' % unknown
+    for kind, recorded in (('check', check), ('converge', real)):
+        assert sorted(recorded) == sorted(WRITERS), 'the %s run recorded %s' % (kind, sorted(recorded))
+    for writer in WRITERS:
+        assert check[writer] == real[writer], '%s: check predicted %s, the real run did %s' % (
+            writer, [d['after_header'] for d in check[writer]], [d['after_header'] for d in real[writer]])
+        paths = sorted(d['after_header'] for d in real[writer])
+        assert paths == sorted(expected.get(writer, ())), (writer, paths)
+        for diff in real[writer]:
+            assert file_bytes(host, diff['after_header']).decode() == diff['after'], diff['after_header']
 
 
 # The base image's fake kernel (tests/containers/build-image.sh).
@@ -131,11 +141,16 @@ BY_ADDRESS_FILES = (
     '/etc/initramfs-tools/hooks/vfio-passthrough',
     '/usr/local/sbin/vfio-passthrough-bind',
 )
+# sriov_vfs' udev rule and the script it runs (the role's vars/main.yml).
+SRIOV_FILES = (
+    '/etc/udev/rules.d/70-vfio-passthrough-sriov.rules',
+    '/usr/local/sbin/vfio-passthrough-sriov',
+)
 ROLE_FILES = (
     '/etc/modprobe.d/vfio-passthrough.conf',
     BLACKLIST_FILE,
     '/etc/modules-load.d/vfio-passthrough.conf',
-) + BY_ADDRESS_FILES
+) + BY_ADDRESS_FILES + SRIOV_FILES
 
 
 def assert_absent(host, paths) -> None:

@@ -1,10 +1,12 @@
-"""Exact state after converge + idempotence: AMD host, systemd-boot kept by proxmox-boot-tool."""
+"""Exact state after converge + idempotence: AMD host, systemd-boot kept by proxmox-boot-tool, one
+of two identical NICs bound by address, SR-IOV VFs on the other."""
 
 from __future__ import annotations
 
 from vfio_testinfra import (
-    KVER, assert_check_diff_is_real_diff, assert_file_bytes, assert_grub_default_is_debians,
-    assert_one_esp_sync, assert_one_initramfs_rebuild, assert_vfio_modules_configured,
+    BLACKLIST_FILE, BY_ADDRESS_FILES, KVER, SRIOV_FILES, assert_absent, assert_check_diff_is_real_diff,
+    assert_file_bytes, assert_grub_default_is_debians, assert_one_esp_sync, assert_one_initramfs_rebuild,
+    assert_vfio_modules_configured, file_bytes,
 )
 
 # AMD-Vi is on by default in the kernel: only iommu=pt is added.
@@ -12,11 +14,12 @@ CMDLINE = 'root=ZFS=rpool/ROOT/pve-1 boot=zfs iommu=pt'
 
 
 def test_check_run_predicted_the_real_diff(host):
+    # Four of the five writers write here; driver_blacklist has no driver to list.
     assert_check_diff_is_real_diff(host, {
-        '/etc/kernel/cmdline',
-        '/etc/modules-load.d/vfio-passthrough.conf',
-        '/etc/initramfs-tools/modules',
-        '/etc/modprobe.d/vfio-passthrough.conf',
+        'kernel_cmdline': {'/etc/kernel/cmdline'},
+        'vfio_modules': {'/etc/modules-load.d/vfio-passthrough.conf', '/etc/initramfs-tools/modules'},
+        'vfio_address_binding': set(BY_ADDRESS_FILES),
+        'sriov_vfs': set(SRIOV_FILES),
     })
 
 
@@ -54,13 +57,37 @@ def test_grub_untouched_and_update_grub_never_ran(host):
     assert not host.file('/boot/grub/grub.cfg').exists
 
 
-def test_vfio_pci_ids_and_softdeps(host):
+def test_no_vfio_pci_ids_and_no_blacklist(host):
+    # The only device requested has a twin the host keeps: no ids=, and no softdep for igb,
+    # whose install rule loads vfio-pci itself.
+    assert_absent(host, ('/etc/modprobe.d/vfio-passthrough.conf', BLACKLIST_FILE))
+
+
+def test_first_twin_bound_by_address(host):
     assert_file_bytes(
-        host, '/etc/modprobe.d/vfio-passthrough.conf',
-        '# Managed by Ansible (vfio.passthrough.vfio_modules): manual edits will be overwritten\n'
-        'options vfio-pci ids=8086:1533\n'
-        'softdep igb pre: vfio-pci\n',
+        host, '/etc/modprobe.d/vfio-passthrough-address.conf',
+        '# Managed by Ansible (vfio.passthrough.vfio_address_binding): manual edits will be overwritten\n'
+        '# vfio.passthrough: bind 0000:05:00.0 to vfio-pci by address\n'
+        '# before these drivers load (their IDs are shared with devices that stay on the host).\n'
+        'install igb /usr/local/sbin/vfio-passthrough-bind; /sbin/modprobe --ignore-install igb $CMDLINE_OPTS\n',
         mode=0o644)
+    for path in ('/usr/local/sbin/vfio-passthrough-bind', '/etc/initramfs-tools/hooks/vfio-passthrough'):
+        assert host.file(path).mode == 0o755, path
+
+
+def test_second_twin_makes_two_vfs_at_every_boot(host):
+    assert_file_bytes(
+        host, '/etc/udev/rules.d/70-vfio-passthrough-sriov.rules',
+        '# Managed by Ansible (vfio.passthrough.sriov_vfs): manual edits will be overwritten\n'
+        '# vfio.passthrough: SR-IOV virtual functions, made once each physical function\'s driver has bound'
+        ' (a udev "bind" event; "add" covers the PFs bound before udev started).\n'
+        '# 0000:06:00.0: 2 VFs, vfio-pci: 0\n'
+        'ACTION=="add|bind", SUBSYSTEM=="pci", KERNEL=="0000:06:00.0", DRIVER=="?*",'
+        ' RUN+="/bin/sh /usr/local/sbin/vfio-passthrough-sriov 0000:06:00.0 2 0"\n',
+        mode=0o644)
+    assert host.file('/usr/local/sbin/vfio-passthrough-sriov').mode == 0o755
+    # The fake root is not the running system: the VFs wait for the next boot.
+    assert file_bytes(host, '/opt/fake-root/sys/bus/pci/devices/0000:06:00.0/sriov_numvfs') == b'0\n'
 
 
 def test_vfio_modules_load_at_boot_and_from_the_initramfs(host):

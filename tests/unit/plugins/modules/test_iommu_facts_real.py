@@ -1,20 +1,20 @@
-"""iommu_facts on sysfs trees captured from real Debian 12 kernels (tests/vm, VFIO_CAPTURE=1),
-checked against lspci -Dnnk captured from the same boot."""
+"""iommu_facts on sysfs trees captured from real Debian 12 and 13 kernels (tests/vm, VFIO_CAPTURE=1),
+checked against lspci -Dnnk captured from the same boot. The captures and what their names say:
+tests/unit/real_captures.py."""
 
 from __future__ import annotations
 
 import re
 import tarfile
-from pathlib import Path
 
 import pytest
 
 from ansible_collections.vfio.passthrough.plugins.modules import iommu_facts
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._iommu_verdict import judge_remapping_and_mode
 from module_runner import run_module
+from real_captures import REAL, SUITE_KERNELS, captures, expected_release_prefix, parse, read
 
-REAL = Path(__file__).resolve().parents[3] / 'fixtures' / 'real'
-CAPTURES = sorted(p.name for p in REAL.iterdir() if (p / 'sysfs.tar.gz').exists()) if REAL.is_dir() else []
+CAPTURES = captures()
 _DEVICE = re.compile(r'^(?P<addr>[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]) .*?\[(?P<cls>[0-9a-f]{4})\]: '
                      r'.*\[(?P<vendor>[0-9a-f]{4}):(?P<device>[0-9a-f]{4})\]')
 
@@ -43,8 +43,18 @@ def capture(request, tmp_path):
 
 
 def test_real_captures_exist():
-    # The VM scenarios produce them; losing them would silently drop this whole check.
-    assert {'intel-before', 'intel-after', 'amd-after'} <= set(CAPTURES), CAPTURES
+    # The VM scenarios produce them; losing them would silently drop this whole check. Not a list
+    # of names (a refresh may rename or add captures): each release, before and after the role.
+    found = {(parse(name)['suite'], parse(name)['phase']) for name in CAPTURES}
+    assert {(suite, phase) for suite in SUITE_KERNELS for phase in ('before', 'after')} <= found, CAPTURES
+
+
+@pytest.mark.parametrize('name', CAPTURES)
+def test_capture_is_named_for_its_boot(name):
+    info = parse(name)
+    release = read(name, 'proc/sys/kernel/osrelease').strip()
+    assert release.startswith(expected_release_prefix(info)), (name, release)
+    assert release.endswith('-amd64'), (name, release)
 
 
 def test_devices_match_lspci(capture):
@@ -59,10 +69,9 @@ def test_devices_match_lspci(capture):
 
 def test_iommu_state_matches_the_boot(capture):
     name, facts, lspci = capture
-    flavour, phase = name.split('-', 1)
+    flavour, phase = parse(name)['flavour'], parse(name)['phase']
     e1000e = [a for a, d in lspci.items() if d['id'] == '8086:10d3']
-    if flavour in ('intel', 'amd'):
-        assert facts['vendor'] == flavour and facts['firmware_support'] is True
+    assert facts['vendor'] == flavour and facts['firmware_support'] is True
     if phase == 'before':
         assert facts['enabled'] is False and facts['groups'] == {} and facts['vfio_bound'] == []
     else:
