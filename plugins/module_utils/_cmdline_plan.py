@@ -288,7 +288,10 @@ def mem_total_kb(meminfo, path, asked):
 
 
 def check_memory(edits, total_kb, nodes, reserve_mib):
-    """Refuse a line whose hugepages leave the host less than ``reserve_mib`` MiB of ``total_kb`` (MemTotal)."""
+    """Refuse a line whose hugepages leave the host less than ``reserve_mib`` MiB of ``total_kb``.
+
+    ``reserve_mib`` None keeps the default share (``memory_guard``).
+    """
     for edit in edits:
         line = edit.boot_line or ''
         try:

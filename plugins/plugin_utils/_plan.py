@@ -227,8 +227,9 @@ def _check_acs(request):
 
 def _present_devices(devices, known):
     """The requested devices this host has; each other one is refused."""
+    missing = [a for a in devices if a not in known]
     return [a for a in devices if a in known], Findings(errors=[
-        'pcie_passthrough_devices: %s does not exist on this host (see lspci -D)' % a for a in devices if a not in known])
+        'pcie_passthrough_devices: %s does not exist on this host (see lspci -D)' % a for a in missing])
 
 
 def _with_same_card_functions(facts, known, requested):
