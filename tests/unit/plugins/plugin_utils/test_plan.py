@@ -290,7 +290,7 @@ def test_sriov_request_is_checked_in_the_plan(tmp_path):
     assert any("'05:00' names the whole device 0000:05:00, not one function" in e for e in refused['errors'])
     assert any('vfs 9 is not a count from 0 to 7' in e for e in refused['errors'])
     assert plan_of(facts, devices=['0000:05:00.0'],
-                            sriov=[{'pf': '0000:05:00.0', 'vfs': 2}])['errors'][-1].endswith(
+                   sriov=[{'pf': '0000:05:00.0', 'vfs': 2}])['errors'][-1].endswith(
         'Pass through its VFs (vfio) or the PF, not both')
 
 
