@@ -8,7 +8,7 @@ from __future__ import annotations
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._plan import (
-    plan_passthrough, reboot_reasons, verify_passthrough,
+    PassthroughRequest, plan_passthrough, reboot_reasons, verify_passthrough,
 )
 
 
@@ -19,7 +19,7 @@ def _facts(value):
 
 
 def passthrough_plan(facts, **options):
-    return plan_passthrough(_facts(facts), **options)
+    return plan_passthrough(_facts(facts), PassthroughRequest(**options)).as_dict()
 
 
 def passthrough_reboot_reasons(facts, plan, cmdline_unmet=(), sriov_deferred=()):

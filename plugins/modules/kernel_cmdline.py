@@ -338,26 +338,19 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._bootloader import BootloaderError, detect_bootloader
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import (
-    DEFAULT_MERGE, CmdlineError, check_balanced_quotes, cmdline_vfio_ids, edit_args, kernel_tokens,
-    proxmox_cmdline_problem, remaining_absent, same_name, strip_boot_args, unmet_args, validate_request,
+    DEFAULT_MERGE, CmdlineError, unmet_args, validate_request,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline_limit import (
-    HEADER_BYTES, CmdlineTooLong, check_length, grub_boot_line, kernel_version, parse_cmdline_size,
-    systemd_boot_line,
+from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline_limit import HEADER_BYTES
+from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline_plan import (
+    CmdlineOptions, PlanRefused, plan_cmdline,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._files import FileError, modified_after, read_text
-from ansible_collections.vfio.passthrough.plugins.module_utils._grub_default import (
-    GrubError, check_evaluable, edit_grub_default, judge_evaluation,
-)
 from ansible_collections.vfio.passthrough.plugins.module_utils._grub_shell import (
     ENV, SH, build_eval_script, parse_eval_output,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
 from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import regeneration
 from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
-from ansible_collections.vfio.passthrough.plugins.module_utils._tuning import (
-    HUGEPAGE_ARGS, TuningError, hugepage_reservations, memory_guard, parse_cpulist, parse_meminfo,
-)
 
 
 def _detect(module):
@@ -378,192 +371,58 @@ def _detect(module):
         module.fail_json(msg='cannot detect the boot loader: %s' % exc)
 
 
-def _sh_evaluate(module, default_file, label):
-    """What /bin/sh computes from ``default_file`` (standing for ``label``) and the drop-ins."""
-    script = build_eval_script(default_file, module.params['grub_file'] + '.d', label)
-    env = module.get_bin_path('env', required=True)
-    rc, out, err = module.run_command([env, '-i'] + list(ENV) + [SH, '-c', script])
-    return parse_eval_output(out), '%s (sh exit status %d)' % ((err or '').strip().replace(default_file, label), rc)
+class _HostReads:
+    """What the planner reads of this host: files through the transaction, the shell, the kernels' headers."""
 
+    def __init__(self, module, tx):
+        self.module = module
+        self.tx = tx
 
-def _candidate_copy(module, text):
-    # The candidate is judged from a copy in the module's own temporary directory:
-    # the real file is written only once the shell has accepted it.
-    path = os.path.join(module.tmpdir, 'grub.candidate')
-    with open(path, 'wb') as handle:
-        handle.write(text.encode('utf-8', 'surrogateescape'))
-    return path
+    def read(self, path):
+        return self.tx.read(path)
 
+    def dropins(self, grub_file):
+        return [(dropin, self.tx.read(dropin) or '') for dropin in sorted(glob.glob(grub_file + '.d/*.cfg'))]
 
-def _plan_grub(module, request, read):
-    params = module.params
-    path = params['grub_file']
-    old = read(path)
-    if old is None:
-        module.fail_json(msg='%s does not exist; is GRUB installed?' % path)
-    dropins = []
-    for dropin in sorted(glob.glob(path + '.d/*.cfg')):
-        dropins.append((dropin, read(dropin) or ''))
-    try:
-        # The drop-ins are judged by /bin/sh below, which sees their if/unset/&& forms.
-        result = edit_grub_default(old, request, params['grub_variable'], path)
-        before, errors_before = _sh_evaluate(module, path, path)
-        if result['text'] == old:
-            after, errors_after = before, errors_before
-        else:
-            after, errors_after = _sh_evaluate(module, _candidate_copy(module, result['text']), path)
-        effective = judge_evaluation(request, before, after, path, result['text'], result['line'],
-                                     params['grub_variable'], dropins, errors_before, errors_after)
-        # /bin/sh computed the line once, in a clean environment: a value it got from a command or from
-        # a variable the files do not set may differ when update-grub runs, an absent argument with it.
-        check_evaluable([(path, result['text'])] + dropins, request)
-    except GrubError as exc:
-        module.fail_json(msg=str(exc), path=path)
-    final = after['files'][-1][1:] if after['files'] else ('', '')
-    return path, old, result['text'], {
-        'before': result['before'], 'after': result['after'], 'effective': effective,
-        'evaluated': dict(zip(('GRUB_CMDLINE_LINUX', 'GRUB_CMDLINE_LINUX_DEFAULT'), final))}
+    def evaluate_grub(self, path, candidate=None):
+        """What /bin/sh computes from ``path`` (or the ``candidate`` text in its place) and the drop-ins."""
+        default_file = path if candidate is None else self._candidate_copy(candidate)
+        script = build_eval_script(default_file, path + '.d', path)
+        env = self.module.get_bin_path('env', required=True)
+        rc, out, err = self.module.run_command([env, '-i'] + list(ENV) + [SH, '-c', script])
+        return parse_eval_output(out), '%s (sh exit status %d)' % ((err or '').strip().replace(default_file, path), rc)
 
+    def _candidate_copy(self, text):
+        # The candidate is judged from a copy in the module's own temporary directory:
+        # the real file is written only once the shell has accepted it.
+        path = os.path.join(self.module.tmpdir, 'grub.candidate')
+        with open(path, 'wb') as handle:
+            handle.write(text.encode('utf-8', 'surrogateescape'))
+        return path
 
-def _plan_systemd_boot(module, request, running, read):
-    path = module.params['cmdline_file']
-    old = read(path)
-    if old is None:
-        if running is None:
-            module.fail_json(msg='%s is missing and %s is unreadable to seed it' % (path, module.params['proc_cmdline']))
-        line, rest, before = strip_boot_args(running), '', None
-    else:
-        line, _newline, rest = old.partition('\n')
-        before = line
-    try:
-        check_balanced_quotes(line, '%s line 1' % path)
-    except CmdlineError as exc:
-        module.fail_json(msg=str(exc), path=path)
-    try:
-        after = edit_args(line, request)
-    except CmdlineError as exc:
-        module.fail_json(msg='%s line 1: %s' % (path, exc), path=path)
-    if old is not None and after == line:
-        problem = proxmox_cmdline_problem(old, path)
-        if problem:
-            # Nothing to write: say it, the file is the administrator's to fix, and a read-only run must not fail.
-            module.warn(problem)
-        return path, old, old, {'before': before, 'after': after}
-    new = after + '\n' + rest
-    # The file as it is, then as it would be: a first line the boot hook rejects or misreads is never edited
-    # as if it could boot, and no edit may leave one behind.
-    for text in ((old, new) if old is not None else (new,)):
-        problem = proxmox_cmdline_problem(text, path)
-        if problem:
-            module.fail_json(msg='%s%s; nothing was written' % ('' if text is old else 'after the edit: ', problem),
-                             path=path)
-    return path, old, new, {'before': before, 'after': after}
+    @staticmethod
+    def kernel_headers(boot_dir):
+        headers = []
+        for image in sorted(glob.glob(os.path.join(boot_dir, 'vmlinuz-*'))):
+            try:
+                with open(image, 'rb') as handle:
+                    headers.append((image, handle.read(HEADER_BYTES)))
+            except OSError:
+                continue  # a dangling link is no kernel anyone boots
+        return headers
+
+    @staticmethod
+    def read_text(path):
+        return read_text(path)
+
+    def warn(self, msg):
+        self.module.warn(msg)
 
 
 def _grub_config_stale(params, managed_by):
     if managed_by or not os.path.exists(params['grub_cfg']):
         return False
     return modified_after(params['grub_file'], os.stat(params['grub_cfg']).st_mtime_ns)
-
-
-def _kernel_limits(boot_dir):
-    """(image, version, cmdline_size or None) of every installed kernel: a host boots the newest but keeps others."""
-    limits = []
-    for image in sorted(glob.glob(os.path.join(boot_dir, 'vmlinuz-*'))):
-        try:
-            with open(image, 'rb') as handle:
-                header = handle.read(HEADER_BYTES)
-        except OSError:
-            continue  # a dangling link is no kernel anyone boots
-        limits.append((image, kernel_version(image), parse_cmdline_size(header)))
-    return limits
-
-
-def _check_lengths(module, loaders, plans, running):
-    """Refuse a line longer than any installed kernel takes; return what was measured."""
-    measured = []
-    limits = _kernel_limits(module.params['boot_dir'])
-    for loader, (path, _old, _new, values) in zip(loaders, plans):
-        for image, version, limit in limits:
-            if loader == 'grub':
-                line = grub_boot_line(version, values['evaluated']['GRUB_CMDLINE_LINUX'],
-                                      values['evaluated']['GRUB_CMDLINE_LINUX_DEFAULT'], running)
-            else:
-                line = systemd_boot_line(version, values['after'])
-            try:
-                length = check_length(line, limit, image, path)
-            except CmdlineTooLong as exc:
-                module.fail_json(msg=str(exc), path=path)
-            measured.append({'image': image, 'bootloader': loader, 'length': length, 'cmdline_size': limit})
-    return measured
-
-
-def _check_absent_gone(module, request, plans):
-    """The last word before any write: no line the boot loader will use keeps an argument asked absent.
-
-    Each planner already refuses what it cannot edit; this holds whatever a planner missed.
-    """
-    for path, _old, _new, values in plans:
-        line = values.get('effective', values['after']) or ''
-        remaining = remaining_absent(line, request)
-        if remaining:
-            module.fail_json(msg='%s: the kernel line would still have %s, asked absent: "%s"; nothing was written'
-                                 % (path, ' '.join(remaining), line), path=path)
-
-
-def _check_vfio_ids(module, request, plans, running):
-    """vfio-pci.ids= on the kernel line competes with the modprobe ids= this collection writes."""
-    wanted = sorted({pci_id.lower() for pci_id in module.params['vfio_ids']})
-    places = [(path, values.get('effective', values['after'])) for path, _old, _new, values in plans]
-    if not any(same_name(arg.split('=', 1)[0], 'vfio_pci.ids') for arg in request.absent):
-        places.append((module.params['proc_cmdline'] + ' (the running kernel)', running))
-    for where, line in places:
-        ids = cmdline_vfio_ids(line)
-        if ids is not None and sorted(set(ids)) != wanted:
-            module.fail_json(
-                msg='%s: the kernel command line has vfio-pci.ids=%s, which competes with the vfio-pci ids=%s this '
-                    'run writes to modprobe.d (the last ids= wins): remove it (absent: [vfio-pci.ids]) or list '
-                    'exactly those IDs' % (where, ','.join(ids), ','.join(wanted) or '(none)'))
-
-
-def _check_memory(module, request, plans):
-    """Refuse a request for hugepages whose resulting line leaves the host too little RAM."""
-    asked = [arg for arg in request.present + request.group if any(same_name(arg, name) for name in HUGEPAGE_ARGS)]
-    if not asked:
-        return
-    try:
-        meminfo = read_text(module.params['meminfo'])
-    except FileError as exc:
-        module.fail_json(msg='cannot read %s for the hugepage memory guard: %s' % (module.params['meminfo'], exc))
-    mem_total = parse_meminfo(meminfo).get('MemTotal')
-    if mem_total is None:
-        module.fail_json(msg='%s has no MemTotal, so the hugepage memory guard cannot judge %s'
-                             % (module.params['meminfo'], ' '.join(asked)))
-    nodes = _numa_nodes(module)
-    for path, _old, _new, values in plans:
-        line = values.get('effective', values['after']) or ''
-        try:
-            refusal = memory_guard(hugepage_reservations(kernel_tokens(line), nodes), mem_total,
-                                   module.params['hugepages_host_reserve_mib'])
-        except TuningError as exc:
-            refusal = 'the resulting kernel line "%s" holds a hugepage argument the kernel cannot read: %s' % (line, exc)
-        if refusal:
-            module.fail_json(msg='%s: %s' % (path, refusal), path=path)
-
-
-def _numa_nodes(module):
-    """The online NUMA nodes (a list), or None when the file is missing and nodes cannot be judged."""
-    path = module.params['numa_nodes']
-    try:
-        text = read_text(path)
-    except FileError as exc:
-        module.fail_json(msg='cannot read %s for the hugepage memory guard: %s' % (path, exc))
-    if text is None:
-        return None
-    try:
-        return parse_cpulist(text.strip(), path)
-    except TuningError as exc:
-        module.fail_json(msg='%s, read for the hugepage memory guard: %s' % (path, exc))
 
 
 def _running(path):
@@ -617,17 +476,16 @@ def _run(module, request, tx):
 
     # A host whose ESPs hold both GRUB and systemd-boot gets both files edited:
     # whichever the firmware starts then finds the arguments.
-    plans = [_plan_grub(module, request, tx.read) if loader == 'grub'
-             else _plan_systemd_boot(module, request, running, tx.read)
-             for loader in detection['bootloaders']]
-    path, _old, _new, values = plans[0]
-    _check_absent_gone(module, request, plans)
-    measured = _check_lengths(module, detection['bootloaders'], plans, running)
-    if params['vfio_ids']:
-        _check_vfio_ids(module, request, plans, running)
-    _check_memory(module, request, plans)
-    for p_path, p_old, p_new, _values in plans:
-        tx.change(p_path, p_old, p_new)
+    try:
+        planned = plan_cmdline(CmdlineOptions.from_params(params, detection['bootloaders']), request, running,
+                               _HostReads(module, tx))
+    except PlanRefused as exc:
+        module.fail_json(msg=str(exc), **exc.result_keys)
+    edits = planned.edits
+    path, values = edits[0].path, edits[0].returned()
+    measured = [line._asdict() for line in planned.kernel_lines]
+    for edit in edits:
+        tx.change(edit.path, edit.old, edit.new)
     changed = bool(tx.changes)
     stale = 'grub' in detection['bootloaders'] and not changed and _grub_config_stale(params, detection['managed_by'])
     unmet = unmet_args(running, request) if running is not None else ['running command line unknown']
@@ -638,8 +496,8 @@ def _run(module, request, tx):
         bootloader=detection['bootloader'], bootloaders=detection['bootloaders'], bootloader_reason=detection['reason'],
         esps=detection['esps'], managed_by=detection['managed_by'], path=path, running=running, unmet=unmet,
         reboot_required=bool(unmet), stale_boot_config=stale, kernel_lines=measured, **values)
-    if len(plans) > 1:
-        result['edits'] = [dict(path=p_path, **p_values) for p_path, _old, _new, p_values in plans]
+    if len(edits) > 1:
+        result['edits'] = [dict(path=edit.path, **edit.returned()) for edit in edits]
     warnings = []
     if params['apply'] and changed and plan['unrefreshed']:
         warnings.append('%s changed but no proxmox-boot-tool is present to copy it to the ESPs; '

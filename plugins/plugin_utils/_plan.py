@@ -3,12 +3,17 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """What the pcie_passthrough role will do on one host, decided before it writes anything.
 
-Pure functions over the ``iommu_facts`` dict and the role's variables. Every
-refusal is collected, not raised one at a time, so an administrator sees all
-that is wrong with a request in one run.
+Pure functions over the ``iommu_facts`` dict and the role's variables, which the
+passthrough_plan filter hands over as one ``PassthroughRequest``. ``plan_passthrough``
+runs named steps, each returning what it decided and its own ``Findings``, and
+returns one ``PassthroughPlan``. Every refusal is collected, not raised one at a
+time, so an administrator sees all that is wrong with a request in one run.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Optional, Sequence
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import effective_items, last_value
 from ansible_collections.vfio.passthrough.plugins.module_utils._iomem import framebuffer_hint
@@ -21,7 +26,8 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_verify imp
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._iommu_verdict import judge_remapping_and_mode
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._tuning_plan import plan_tuning, verify_tuning
 
-__all__ = ['plan_passthrough', 'reboot_reasons', 'verify_passthrough', 'TROUBLESHOOTING']
+__all__ = ['PassthroughRequest', 'PassthroughPlan', 'plan_passthrough', 'reboot_reasons', 'verify_passthrough',
+           'TROUBLESHOOTING']
 
 
 # Rows of the guide's Troubleshooting table, quoted in the role's messages so an
@@ -74,26 +80,267 @@ def _kernel_args(vendor, iommu_pt, acs_override, extra_present, extra_absent):
     return present, absent
 
 
-def _expand_devices(typed, known, errors, notes):
+@dataclass(frozen=True)
+class PassthroughRequest:
+    """What the role asks of one host: its pcie_passthrough_* variables, named as the passthrough_plan filter's options.
+
+    ``tuning`` is ansible_facts.host_tuning, needed when ``hugepages`` or ``isolated_cpus`` is not None.
+    """
+
+    devices: Sequence[str] = ()
+    vfio_ids: Sequence[str] = ()
+    softdep_drivers: Sequence[str] = ()
+    vendor: str = 'auto'
+    iommu_pt: bool = True
+    acs_override: str = ''
+    acs_accept_risk: bool = False
+    force_host_critical: bool = False
+    kernel_args: Sequence[str] = ()
+    kernel_args_absent: Sequence[str] = ()
+    tuning: Optional[dict] = None
+    hugepages: Optional[dict] = None
+    isolated_cpus: Optional[str] = None
+    isolated_nohz: bool = False
+    force_cpu0: bool = False
+    sriov: Sequence[dict] = ()
+
+
+@dataclass
+class PassthroughPlan:
+    """Everything decided for one host; ``errors`` non-empty means refuse. ``as_dict()`` is what the role keeps."""
+
+    errors: list
+    warnings: list
+    notes: list
+    vendor: Optional[str]
+    kernel_present: list
+    kernel_absent: list
+    kernel_group: list
+    tuning: dict
+    bind: list
+    vfio_ids: list
+    by_address: list
+    override_drivers: list
+    softdeps: list
+    acs_override: str
+    iommu_pt: bool
+    normalised: dict
+    sriov: list
+
+    def as_dict(self):
+        # Shallow, in field order: the role keeps the very lists and dicts the steps made.
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
+
+@dataclass
+class Findings:
+    """What one step has to tell: refusals, warnings and notes, each in the order found."""
+
+    errors: list = field(default_factory=list)
+    warnings: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
+
+
+def plan_passthrough(facts, request):
+    """Decide everything for one host from its ``iommu_facts`` and a PassthroughRequest; returns a PassthroughPlan.
+
+    Every refusal is collected, not raised: each step tells its own, and the plan lists them in step order.
+    """
+    known = facts.get('devices') or {}
+    vfio_ids = [i.lower() for i in request.vfio_ids]
+    (devices, normalised), found_devices = _select_devices(request.devices, known)
+    vendor, found_vendor = _choose_vendor(facts, request.vendor)
+    requested, found_missing = _present_devices(devices, known)
+    bind, found_peers = _with_same_card_functions(facts, known, requested)
+    found_isolation = _check_isolation(facts, known, requested, bind)
+    (by_id, by_address), found_binding = _split_by_id_and_address(known, bind, vfio_ids)
+    # Bound by address or by ID: an ID also takes every other device that has it.
+    caught = sorted(set(bind) | {a for a, d in known.items() if _pci_id(d) in vfio_ids})
+    override_drivers, softdeps = _drivers(known, by_address, caught, request.softdep_drivers)
+    tuned = plan_tuning(request.tuning, request.hugepages, request.isolated_cpus, request.isolated_nohz,
+                        request.force_cpu0, request.kernel_args, request.kernel_args_absent)
+    sriov, sriov_errors, sriov_notes = check_sriov(list(request.sriov), known, bind)
+    acs_override = request.acs_override if request.acs_accept_risk else ''
+    present, absent = _kernel_args(vendor, request.iommu_pt, acs_override,
+                                   list(request.kernel_args) + tuned['present'],
+                                   list(request.kernel_args_absent) + tuned['absent'])
+    # The order an administrator reads them in: the request's own mistakes first, then the host's objections.
+    findings = [
+        found_devices, _check_vfio_ids(vfio_ids), found_vendor, _check_acs(request), found_missing, found_peers,
+        found_isolation, found_binding, _check_host_critical(known, caught, request.force_host_critical),
+        _check_vfio_pci(known, caught), _framebuffer_hints(facts, known, requested), Findings(errors=tuned['errors']),
+        Findings(errors=sriov_errors, notes=sriov_notes),
+    ]
+    return PassthroughPlan(
+        errors=[e for f in findings for e in f.errors], warnings=[w for f in findings for w in f.warnings],
+        notes=[n for f in findings for n in f.notes],
+        vendor=vendor, kernel_present=present, kernel_absent=absent, kernel_group=tuned['group'],
+        tuning={key: tuned[key] for key in ('hugepages', 'isolated_cpus', 'nohz')},
+        bind=sorted(bind), vfio_ids=by_id, by_address=sorted(by_address),
+        override_drivers=override_drivers, softdeps=softdeps, acs_override=acs_override,
+        iommu_pt=bool(request.iommu_pt), normalised=normalised, sriov=sriov)
+
+
+def _select_devices(typed, known):
     """The canonical addresses of the devices as typed, and {typed: [addresses]} for those rewritten."""
+    found = Findings()
     devices, normalised = [], {}
     for value in typed:
         try:
             addresses, note = normalise_address(value, known)
         except ValueError as exc:
-            errors.append('pcie_passthrough_devices: %s' % exc)
+            found.errors.append('pcie_passthrough_devices: %s' % exc)
             continue
         if note:
             normalised[str(value)] = addresses
-            notes.append('pcie_passthrough_devices: %s' % note)
+            found.notes.append('pcie_passthrough_devices: %s' % note)
         devices.extend(a for a in addresses if a not in devices)
-    return devices, normalised
+    return (devices, normalised), found
 
 
-def _validate_inputs(vfio_ids, errors):
+def _check_vfio_ids(vfio_ids):
+    return Findings(errors=['pcie_passthrough_vfio_ids: %r is not a vendor:device ID like 8086:10d3' % pci_id
+                            for pci_id in vfio_ids if not PCI_ID.match(pci_id)])
+
+
+def _choose_vendor(facts, vendor):
+    """The IOMMU vendor asked for, or with ``auto`` the one the facts show, which must be there to see."""
+    found = Findings()
+    if vendor == 'auto':
+        vendor = facts.get('vendor')
+        if not facts.get('firmware_support'):
+            found.errors.append(
+                'No DMAR or IVRS ACPI table, so the IOMMU is switched off in firmware: enable VT-d / AMD-Vi '
+                '(and disable CSM if needed) in firmware (BIOS/UEFI setup), or set '
+                'pcie_passthrough_iommu_vendor to intel or amd to continue anyway. %s' % TROUBLESHOOTING['iommu_off'])
+        if vendor not in ('intel', 'amd'):
+            found.errors.append('Cannot tell the IOMMU vendor (no ACPI table, CPU vendor %r); set '
+                                'pcie_passthrough_iommu_vendor' % facts.get('cpu_vendor'))
+    return vendor, found
+
+
+def _check_acs(request):
+    if request.acs_override and not request.acs_accept_risk:
+        return Findings(errors=['pcie_passthrough_acs_override=%s refused: %s' % (request.acs_override, ACS_RISK)])
+    return Findings()
+
+
+def _present_devices(devices, known):
+    """The requested devices this host has; each other one is refused."""
+    missing = [a for a in devices if a not in known]
+    return [a for a in devices if a in known], Findings(errors=[
+        'pcie_passthrough_devices: %s does not exist on this host (see lspci -D)' % a for a in missing])
+
+
+def _with_same_card_functions(facts, known, requested):
+    """The devices to bind: the requested ones and the other functions of the same card in their groups.
+
+    A GPU's HDMI audio must leave its host driver too, or the group cannot be given to a VM.
+    """
+    found = Findings()
+    bind = list(requested)
+    for address in requested:
+        for peer in _group_members(facts, address):
+            if peer not in bind and group_relation(address, peer, known) == SAME_CARD:
+                bind.append(peer)
+                found.notes.append('%s joins %s: another function of the same device in IOMMU group %s'
+                                   % (_describe(peer, known[peer]), address, known[address]['iommu_group']))
+    return bind, found
+
+
+def _check_isolation(facts, known, requested, bind):
+    """A VM can only receive a whole IOMMU group: refuse a requested device whose group holds others."""
+    found = Findings()
+    if requested and not facts.get('enabled'):
+        found.warnings.append('The IOMMU is off in the running kernel, so IOMMU groups cannot be checked before the '
+                              'reboot; they are checked again after it.')
+    for address in requested:
+        device = known[address]
+        if device.get('iommu_group') is None:
+            continue
+        outsiders = [p for p in _group_members(facts, address)
+                     if p not in bind and group_relation(address, p, known) != BRIDGE]
+        if outsiders:
+            found.errors.append(
+                '%s shares IOMMU group %s with %s, which %s not requested: a VM can only receive a whole '
+                'group. Request them too, move the card to another slot, enable ACS in firmware, or (lab '
+                'only) pcie_passthrough_acs_override. %s'
+                % (address, device['iommu_group'], ', '.join(_describe(p, known[p]) for p in outsiders),
+                   'is' if len(outsiders) == 1 else 'are', TROUBLESHOOTING['not_isolated']))
+    return found
+
+
+def _split_by_id_and_address(known, bind, vfio_ids):
+    """The vfio-pci IDs, and the devices bound by address because another device has the same ID."""
+    found = Findings()
+    by_id, by_address = [], []
+    for address in bind:
+        pci_id = _pci_id(known[address])
+        twins = [a for a, d in known.items() if a not in bind and _pci_id(d) == pci_id]
+        if twins:
+            by_address.append(address)
+            found.notes.append('%s is bound by address: %s has the same ID %s and stays with its driver'
+                               % (address, ', '.join(twins), pci_id))
+        elif pci_id not in by_id:
+            by_id.append(pci_id)
     for pci_id in vfio_ids:
-        if not PCI_ID.match(pci_id):
-            errors.append('pcie_passthrough_vfio_ids: %r is not a vendor:device ID like 8086:10d3' % pci_id)
+        if pci_id not in by_id:
+            by_id.append(pci_id)
+    return (by_id, by_address), found
+
+
+def _check_host_critical(known, caught, force):
+    found = Findings()
+    for address in caught:
+        reasons = known[address].get('host_critical') or []
+        if not reasons:
+            continue
+        why = '%s is host-critical: %s' % (_describe(address, known[address]), '; '.join(reasons))
+        if force:
+            found.warnings.append(why + ' (passed through anyway: pcie_passthrough_force_host_critical is true)')
+        else:
+            found.errors.append(why + '. Passing it through would cut the host off; set '
+                                'pcie_passthrough_force_host_critical: true only if another path reaches the host.')
+    return found
+
+
+def _check_vfio_pci(known, caught):
+    """Refuse what vfio-pci cannot take; say where its config header could not be read."""
+    found = Findings()
+    for address in caught:
+        refusal = vfio_pci_refusal(address, known[address])
+        if refusal:
+            found.errors.append('%s, so it cannot be passed through; nothing was written.' % refusal)
+        elif known[address].get('header_type') is None:
+            found.notes.append('%s: config header type unknown (its sysfs config could not be read), so whether '
+                               'vfio-pci takes it shows only when it binds' % address)
+    return found
+
+
+def _framebuffer_hints(facts, known, requested):
+    found = Findings()
+    for address in requested:
+        hint = framebuffer_hint(address, known[address], facts.get('iomem'))
+        if hint:
+            (found.warnings if hint[0] == 'warning' else found.notes).append(hint[1])
+    return found
+
+
+def _drivers(known, by_address, caught, softdep_drivers):
+    """The drivers hooked for binding by address, and those that get a softdep on vfio-pci."""
+    override_drivers = []
+    for address in by_address:
+        driver = _native_driver(known[address])
+        if driver and driver not in override_drivers:
+            override_drivers.append(driver)
+    softdeps = []
+    for driver in [_native_driver(known[a]) for a in caught] + [normalise_module(d) for d in softdep_drivers]:
+        # libkmod ignores a module's install command when the module also has a
+        # softdep, so drivers hooked for binding by address get no softdep: their
+        # install script loads vfio-pci itself.
+        if driver and driver not in override_drivers and driver not in softdeps:
+            softdeps.append(driver)
+    return override_drivers, softdeps
 
 
 def _group_members(facts, address):
@@ -102,139 +349,6 @@ def _group_members(facts, address):
     if group is None:
         return []
     return [a for a in facts['groups'].get(str(group), {}).get('devices', []) if a != address]
-
-
-def plan_passthrough(facts, devices=(), vfio_ids=(), softdep_drivers=(), vendor='auto', iommu_pt=True,
-                     acs_override='', acs_accept_risk=False, force_host_critical=False,
-                     kernel_args=(), kernel_args_absent=(), tuning=None, hugepages=None, isolated_cpus=None,
-                     isolated_nohz=False, force_cpu0=False, sriov=()):
-    """Decide everything for one host. Returns a dict; ``errors`` non-empty means refuse.
-
-    ``tuning`` is ansible_facts.host_tuning, needed when ``hugepages`` or ``isolated_cpus`` is not None.
-    """
-    errors, warnings, notes = [], [], []
-    known = facts.get('devices') or {}
-    devices, normalised = _expand_devices(devices, known, errors, notes)
-    vfio_ids = [i.lower() for i in vfio_ids]
-    _validate_inputs(vfio_ids, errors)
-
-    if vendor == 'auto':
-        vendor = facts.get('vendor')
-        if not facts.get('firmware_support'):
-            errors.append('No DMAR or IVRS ACPI table, so the IOMMU is switched off in firmware: enable VT-d / AMD-Vi '
-                          '(and disable CSM if needed) in firmware (BIOS/UEFI setup), or set '
-                          'pcie_passthrough_iommu_vendor to intel or amd to continue anyway. %s' % TROUBLESHOOTING['iommu_off'])
-        if vendor not in ('intel', 'amd'):
-            errors.append('Cannot tell the IOMMU vendor (no ACPI table, CPU vendor %r); set '
-                          'pcie_passthrough_iommu_vendor' % facts.get('cpu_vendor'))
-
-    if acs_override and not acs_accept_risk:
-        errors.append('pcie_passthrough_acs_override=%s refused: %s' % (acs_override, ACS_RISK))
-
-    missing = [a for a in devices if a not in known]
-    for address in missing:
-        errors.append('pcie_passthrough_devices: %s does not exist on this host (see lspci -D)' % address)
-
-    requested = [a for a in devices if a in known]
-    bind = list(requested)
-    # Other functions of a requested device in its group (a GPU's HDMI audio)
-    # must leave their host driver too, or the group cannot be given to a VM.
-    for address in requested:
-        for peer in _group_members(facts, address):
-            if peer not in bind and group_relation(address, peer, known) == SAME_CARD:
-                bind.append(peer)
-                notes.append('%s joins %s: another function of the same device in IOMMU group %s'
-                             % (_describe(peer, known[peer]), address, known[address]['iommu_group']))
-
-    if requested and not facts.get('enabled'):
-        warnings.append('The IOMMU is off in the running kernel, so IOMMU groups cannot be checked before the '
-                        'reboot; they are checked again after it.')
-    for address in requested:
-        device = known[address]
-        if device.get('iommu_group') is None:
-            continue
-        outsiders = [p for p in _group_members(facts, address)
-                     if p not in bind and group_relation(address, p, known) != BRIDGE]
-        if outsiders:
-            errors.append('%s shares IOMMU group %s with %s, which %s not requested: a VM can only receive a whole '
-                          'group. Request them too, move the card to another slot, enable ACS in firmware, or (lab '
-                          'only) pcie_passthrough_acs_override. %s'
-                          % (address, device['iommu_group'], ', '.join(_describe(p, known[p]) for p in outsiders),
-                             'is' if len(outsiders) == 1 else 'are', TROUBLESHOOTING['not_isolated']))
-
-    by_id, by_address = [], []
-    for address in bind:
-        pci_id = _pci_id(known[address])
-        twins = [a for a, d in known.items() if a not in bind and _pci_id(d) == pci_id]
-        if twins:
-            by_address.append(address)
-            notes.append('%s is bound by address: %s has the same ID %s and stays with its driver'
-                         % (address, ', '.join(twins), pci_id))
-        elif pci_id not in by_id:
-            by_id.append(pci_id)
-    for pci_id in vfio_ids:
-        if pci_id not in by_id:
-            by_id.append(pci_id)
-
-    caught = sorted(set(bind) | {a for a, d in known.items() if _pci_id(d) in vfio_ids})
-    for address in caught:
-        reasons = known[address].get('host_critical') or []
-        if not reasons:
-            continue
-        why = '%s is host-critical: %s' % (_describe(address, known[address]), '; '.join(reasons))
-        if force_host_critical:
-            warnings.append(why + ' (passed through anyway: pcie_passthrough_force_host_critical is true)')
-        else:
-            errors.append(why + '. Passing it through would cut the host off; set '
-                          'pcie_passthrough_force_host_critical: true only if another path reaches the host.')
-
-    for address in caught:
-        refusal = vfio_pci_refusal(address, known[address])
-        if refusal:
-            errors.append('%s, so it cannot be passed through; nothing was written.' % refusal)
-        elif known[address].get('header_type') is None:
-            notes.append('%s: config header type unknown (its sysfs config could not be read), so whether vfio-pci '
-                         'takes it shows only when it binds' % address)
-
-    for address in requested:
-        hint = framebuffer_hint(address, known[address], facts.get('iomem'))
-        if hint:
-            (warnings if hint[0] == 'warning' else notes).append(hint[1])
-
-    override_drivers = []
-    for address in by_address:
-        driver = _native_driver(known[address])
-        if driver and driver not in override_drivers:
-            override_drivers.append(driver)
-    bound_drivers = [_native_driver(known[a]) for a in caught]
-    softdeps = []
-    for driver in bound_drivers + [normalise_module(d) for d in softdep_drivers]:
-        # libkmod ignores a module's install command when the module also has a
-        # softdep, so drivers hooked for binding by address get no softdep: their
-        # install script loads vfio-pci itself.
-        if driver and driver not in override_drivers and driver not in softdeps:
-            softdeps.append(driver)
-
-    tuned = plan_tuning(tuning, hugepages, isolated_cpus, isolated_nohz, force_cpu0, kernel_args, kernel_args_absent)
-    errors.extend(tuned['errors'])
-
-    sriov, sriov_errors, sriov_notes = check_sriov(list(sriov), known, bind)
-    errors.extend(sriov_errors)
-    notes.extend(sriov_notes)
-
-    present, absent = _kernel_args(vendor, iommu_pt, acs_override if acs_accept_risk else '',
-                                   list(kernel_args) + tuned['present'], list(kernel_args_absent) + tuned['absent'])
-    return {
-        'errors': errors, 'warnings': warnings, 'notes': notes,
-        'vendor': vendor, 'kernel_present': present, 'kernel_absent': absent, 'kernel_group': tuned['group'],
-        'tuning': {key: tuned[key] for key in ('hugepages', 'isolated_cpus', 'nohz')},
-        'bind': sorted(bind), 'vfio_ids': by_id, 'by_address': sorted(by_address),
-        'override_drivers': override_drivers, 'softdeps': softdeps,
-        'acs_override': acs_override if acs_accept_risk else '',
-        'iommu_pt': bool(iommu_pt),
-        'normalised': normalised,
-        'sriov': sriov,
-    }
 
 
 _STATE_ARGS = ('intel_iommu', 'amd_iommu', 'iommu', 'pcie_acs_override')

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.vfio.passthrough.plugins.module_utils import _cmdline_plan
 from ansible_collections.vfio.passthrough.plugins.modules import kernel_cmdline
 from module_runner import run_module
 from tree_snapshot import tree_snapshot
@@ -548,11 +549,11 @@ def test_a_kernel_cmdline_that_needs_no_edit_is_only_warned_about(host):
 @pytest.mark.parametrize('bootloader', ['grub', 'systemd-boot'])
 def test_success_is_never_reported_while_an_absent_argument_remains(host, monkeypatch, bootloader):
     # Break the editor so that it keeps every argument: the last check before any write must still refuse.
-    monkeypatch.setattr(kernel_cmdline, 'edit_args', lambda text, request: text)
-    monkeypatch.setattr(kernel_cmdline, 'judge_evaluation', lambda request, before, after, *a, **k: ' '.join(after['files'][-1][1:]))
+    monkeypatch.setattr(_cmdline_plan, 'edit_args', lambda text, request: text)
+    monkeypatch.setattr(_cmdline_plan, 'judge_evaluation', lambda request, before, after, *a, **k: ' '.join(after['files'][-1][1:]))
     if bootloader == 'grub':
         host.grub.write_text('GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=off"\n')
-        monkeypatch.setattr(kernel_cmdline, 'edit_grub_default', lambda text, request, *a, **k: {
+        monkeypatch.setattr(_cmdline_plan, 'edit_grub_default', lambda text, request, *a, **k: {
             'text': text, 'before': 'quiet intel_iommu=off', 'after': 'quiet intel_iommu=off', 'line': 1})
     else:
         host.proxmox_boot_tool(UEFI_STATUS)

@@ -6,13 +6,18 @@ import pytest
 
 from ansible_collections.vfio.passthrough.plugins.modules import host_tuning_facts, iommu_facts
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._plan import (
-    plan_passthrough, reboot_reasons, verify_passthrough,
+    PassthroughRequest, plan_passthrough, reboot_reasons, verify_passthrough,
 )
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._tuning_plan import plan_tuning, verify_tuning
 from module_runner import run_module
 import sysfs_builder
 
 GROUP_2M = ['default_hugepagesz=2M', 'hugepagesz=2M', 'hugepages=128']
+
+
+def plan_of(facts, **options):
+    """The plan as the role keeps it: what the passthrough_plan filter returns for these options."""
+    return plan_passthrough(facts, PassthroughRequest(**options)).as_dict()
 
 
 def _tuning(host):
@@ -144,7 +149,7 @@ def test_null_variables_leave_hand_set_arguments_to_kernel_args():
 def test_the_role_plan_carries_the_group_and_the_reboot_compares_proc_cmdline(tmp_path):
     host = sysfs_builder.intel_gpu_host(tmp_path).tuning(possible='0-1', mem_kb=1536 * 1024)
     facts = run_module(iommu_facts.main, {'root': str(host.root)})['ansible_facts']['iommu']
-    plan = plan_passthrough(facts, tuning=_tuning(host), hugepages={'size': '2M', 'count': 128}, isolated_cpus='1')
+    plan = plan_of(facts, tuning=_tuning(host), hugepages={'size': '2M', 'count': 128}, isolated_cpus='1')
     assert plan['errors'] == []
     assert plan['kernel_group'] == GROUP_2M and 'isolcpus=1' in plan['kernel_present']
     assert plan['tuning'] == {'hugepages': {'size': '2M', 'count': 128}, 'isolated_cpus': '1', 'nohz': False}
@@ -158,7 +163,7 @@ def test_the_role_plan_carries_the_group_and_the_reboot_compares_proc_cmdline(tm
 def test_the_role_plan_refuses_tuning_without_cpus(tmp_path):
     host = sysfs_builder.intel_gpu_host(tmp_path).tuning(possible='0-1')
     facts = run_module(iommu_facts.main, {'root': str(host.root)})['ansible_facts']['iommu']
-    plan = plan_passthrough(facts, tuning=_tuning(host), isolated_cpus='0-1', force_cpu0=True)
+    plan = plan_of(facts, tuning=_tuning(host), isolated_cpus='0-1', force_cpu0=True)
     assert plan['errors'] == ['pcie_passthrough_isolated_cpus: isolcpus=0-1 isolates every present and online CPU of '
                               'this host (present: 0-1, online: 0-1): at least one housekeeping CPU must stay for the '
                               'host, its interrupts and its timers']
@@ -195,7 +200,7 @@ def test_verify_checks_nohz_full_when_asked(tmp_path):
 def test_verify_passthrough_includes_the_tuning_verdict(tmp_path):
     host = sysfs_builder.intel_gpu_host(tmp_path).tuning(possible='0-1', isolated='')
     facts = run_module(iommu_facts.main, {'root': str(host.root)})['ansible_facts']['iommu']
-    plan = plan_passthrough(facts, tuning=_tuning(host), isolated_cpus='1')
+    plan = plan_of(facts, tuning=_tuning(host), isolated_cpus='1')
     verdict = verify_passthrough(facts, plan, _tuning(host))
     assert verdict['errors'] == ['/sys/devices/system/cpu/isolated is "", not "1" (pcie_passthrough_isolated_cpus)']
-    assert verify_passthrough(facts, plan_passthrough(facts), None)['errors'] == []
+    assert verify_passthrough(facts, plan_of(facts), None)['errors'] == []
