@@ -43,7 +43,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import as_
 __all__ = [
     'OWNER', 'SCRIPT', 'RULES', 'NONE', 'LIVE', 'DEFERRED', 'REFUSED', 'check_request', 'vf_address',
     'read_guest_configs', 'read_guest_references', 'vfs_in_use', 'host_vfs', 'vf_removal',
-    'managed_pfs', 'dropped_host_vfs', 'decide', 'render', 'script_argv', 'verify',
+    'managed_pfs', 'dropped_host_vfs', 'decide', 'render', 'script_argv', 'verify', 'dry_run_due',
 ]
 
 OWNER = 'sriov_vfs'
@@ -480,3 +480,22 @@ def verify(entries, devices):
                 errors.append('SR-IOV: PF %s: VF %d (%s) is kept for the host but is on driver %s'
                               % (pf, index, vf, driver))
     return errors
+
+
+_DRY_RUN_KEYS = ('files_changed', 'live', 'deferred')
+
+
+def dry_run_due(result):
+    """What sriov_vfs' dry run (check mode) says the real call owes, from its result alone.
+
+    ``write``: the real call has something to do (a file to write or remove, running VFs to change
+    now or at the next boot); when false it would find the host as the dry run did and change
+    nothing, so the role does not make it (one remote call less on every converged host).
+    ``reboot``: a VF change may end in a reboot (a live change can still be deferred if a user
+    opens a VF in between); a file-only change never reboots.
+    """
+    if not isinstance(result, dict) or not all(isinstance(result.get(key), list) for key in _DRY_RUN_KEYS):
+        raise ValueError('expects the result of a sriov_vfs dry run with the lists %s, got %r'
+                         % (', '.join(_DRY_RUN_KEYS), sorted(result) if isinstance(result, dict) else result))
+    reboot = bool(result['live'] or result['deferred'])
+    return {'write': reboot or bool(result['files_changed']), 'reboot': reboot}
