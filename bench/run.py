@@ -86,8 +86,8 @@ def main(argv=None):
         load = ' '.join('%.2f' % x for x in os.getloadavg())
         entry = {'started': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), 'load_at_start': load,
                  'quick': args.quick}
-        say('%s: load average at the start %s%s' % (part, load, '' if os.getloadavg()[0] < 1 else
-                                                     ' (not a quiet machine: figures of record want it below 1)'))
+        quiet = '' if os.getloadavg()[0] < 1 else ' (not a quiet machine: figures of record want it below 1)'
+        say('%s: load average at the start %s%s' % (part, load, quiet))
         rc = subprocess.run(argv_part, cwd=ROOT, check=False).returncode
         seconds = time.monotonic() - part_started
         record_part(part, dict(entry, rc=rc, seconds=round(seconds)))
