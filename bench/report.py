@@ -66,7 +66,7 @@ def load(name):
     return data, stamp.strftime('%Y-%m-%d %H:%M UTC')
 
 
-def load_record():
+def read_record():
     """The results of record (a results.json of an earlier day), or {} when there is none."""
     try:
         return json.loads(RECORD_JSON.read_text())
@@ -152,7 +152,8 @@ def versions(vm, containers):
         from ansible.release import __version__ as ansible_core
     except ImportError:
         ansible_core = None
-    qemu = (vm or {}).get('qemu') or _command('qemu-system-x86_64', '--version')
+    # The VM part's own label (the QEMU its guests ran on); the system's QEMU may be another one.
+    qemu = (vm or {}).get('qemu')
     podman = (containers or {}).get('podman') or _command('podman', '--version')
     return {'python': platform.python_version(), 'ansible-core': ansible_core, 'qemu': qemu, 'podman': podman}
 
@@ -584,7 +585,7 @@ def main():
     results.update({'reboots_role': None, 'reboots_guide': None, 'reboots_handlers': None,
                     'noop_seconds_role': None, 'noop_seconds_guide': None, 'noop_tasks_role': None,
                     'noop_tasks_guide': None, 'facts_ms': {}, 'fleet_seconds': {}})
-    record = load_record()
+    record = read_record()
     loads = part_loads()
     results['loads'] = dict(loads, **{'vm %s' % k: v for k, v in ((vm or {}).get('loads') or {}).items()})
     results['record'] = RECORD_JSON.name if record else None
@@ -607,7 +608,7 @@ def main():
             '- Machine: %s, %s cores, %s GiB RAM, kernel %s%s' % (m['cpu'], m['cores'], m['ram_gib'], m['kernel'],
                                                                   ', %s' % m['os'] if m['os'] else ''),
             '- Versions: Python %s, ansible-core %s, %s (every VM guest, role and guides alike), %s'
-            % (v['python'], v['ansible-core'], v['qemu'] or 'qemu -', v['podman'] or 'podman -'),
+            % (v['python'], v['ansible-core'], v['qemu'] or 'QEMU - (VM part not run)', v['podman'] or 'podman -'),
             '- Load average (1, 5, 15 min) at the start of each part: %s'
             % ('; '.join('%s %s' % (part, loads[part]) for part in ('facts', 'containers', 'vm') if loads.get(part))
                or 'not recorded (run through bench/run.py)'),

@@ -79,3 +79,11 @@ def test_every_feature_first_run_needs_one_reboot_and_every_feature_live(vm, ver
 def test_every_feature_part_not_run_says_why():
     assert 'Not measured (error: guest did not boot).' in report.all_section(
         {'errors': {'all': 'guest did not boot'}}, 'today', {'goals': {}})
+
+
+def test_facts_section_still_compares_with_the_facts_record():
+    # report.py's own record reader must not shadow facts_record.load_record (it once did: a traceback).
+    facts = {'runs': 3, 'sizes': {'0': {'wall_ms': [90, 92, 94], 'peak_rss_kb': [30000]},
+                                  '1000': {'wall_ms': [200, 210, 220], 'peak_rss_kb': [36000]}}}
+    text = '\n'.join(report.facts_section(facts, 'today', {'goals': {}}))
+    assert 'Against the record of ' in text and '1000 devices: 118 ms' in text, text
