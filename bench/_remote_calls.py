@@ -42,7 +42,8 @@ def kind(program, command):
         return 'chmod'
     if 'rm -f -r' in command:
         return 'cleanup'
-    return 'command: %s' % ' '.join(command.split())[:70]
+    inner = re.match(r"^/bin/sh -c '(.*?)(?: && sleep 0)?'$", command.strip(), re.S)
+    return 'command: %s' % ' '.join((inner.group(1) if inner else command).split())[:70]
 
 
 def parse(text):

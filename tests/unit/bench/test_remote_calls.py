@@ -28,6 +28,8 @@ PIPELINED = "/bin/sh -c '/usr/bin/python3 && sleep 0'"
     ('ssh', "/bin/sh -c 'rm -f -r /root/.ansible/tmp/ansible-tmp-1/ > /dev/null 2>&1 && sleep 0'", 'cleanup'),
     ('sftp', '[127.0.0.1]', 'transfer (sftp)'),
     ('ssh', 'uname -a', 'command: uname -a'),
+    # ansible.builtin.reboot's boot id probe, unwrapped
+    ('ssh', "/bin/sh -c 'cat /proc/sys/kernel/random/boot_id && sleep 0'", 'command: cat /proc/sys/kernel/random/boot_id'),
 ])
 def test_kind(program, command, expected):
     assert _remote_calls.kind(program, command) == expected
