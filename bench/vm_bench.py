@@ -406,6 +406,14 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     started = time.monotonic()
     vmctl.ensure_image(build=True)
+    # profile_tasks (per-task seconds) is ansible.posix's: vendored as the containers part does it, so
+    # `--parts vm` alone has it too; without it the runs still count, with no per-task seconds (said below).
+    vendored = subprocess.run([str(ROOT / 'tests' / 'containers' / 'vendor-collections.sh')], capture_output=True,
+                              text=True, check=False)
+    if vendored.returncode != 0:
+        data['notes'].append('no per-task seconds: tests/containers/vendor-collections.sh exited %d (%s)'
+                             % (vendored.returncode, vendored.stderr.strip().splitlines()[-1:]))
+        say(data['notes'][-1])
     data['qemu'] = versions()
     say('QEMU for every guest: %s; load at the start %s' % (data['qemu'], load_at_start))
     if 'like' in parts:
