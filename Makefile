@@ -43,7 +43,7 @@ endif
 
 help:
 	@echo 'make demo       boot a local Debian 13 VM with an emulated Intel IOMMU and run the role against it (DEMO_SUITE=bookworm: Debian 12)'
-	@echo 'make bench      benchmark against the guide'"'"'s playbooks -> bench/results.md (root, ~35 min; BENCH_ARGS=--quick)'
+	@echo 'make bench      benchmark against the guide'"'"'s playbooks -> bench/results.md (root, ~50 min quiet; BENCH_ARGS=--quick)'
 	@echo 'make test       test-fast + test-controller + test-molecule + test-vm: the set CI runs (within 70 min on a fresh clone)'
 	@echo 'make test-full  the same with test-vm-full: every VM scenario, Debian 12 guests and slow proofs included'
 	@echo 'make test-fast  units + playbook tests + ansible-test sanity + ansible-lint + ansible-doc of every module + package'

@@ -5,7 +5,8 @@
 Parts run in the order facts, containers, vm (the VM part is the longest and
 boots QEMU guests, so the shorter ones report first). Each part writes
 bench/out/<part>.json; a selected part's old JSON is removed first, so the
-report never shows figures from an earlier run as this one's. A part whose
+report never shows figures from an earlier run as this one's. The load average
+at the start of each part, its start time and exit go to bench/out/run.json. A part whose
 prerequisites are absent is skipped with the reason printed; a part that fails
 stops nothing else, and the exit status says so.
 """
@@ -13,6 +14,7 @@ stops nothing else, and the exit status says so.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -44,6 +46,19 @@ def missing_prerequisite(part):
     return None
 
 
+def record_part(part, entry):
+    """Merge one part's start load, time and exit into bench/out/run.json (parts not run keep theirs)."""
+    path = OUT / 'run.json'
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        data = {}
+    data[part] = entry
+    tmp = path.with_suffix('.tmp')
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + '\n')
+    tmp.replace(path)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--parts', default=','.join(PARTS), help='comma-separated subset of %s' % ','.join(PARTS))
@@ -68,8 +83,14 @@ def main(argv=None):
         argv_part = [sys.executable, str(HERE / SCRIPTS[part])] + (['--quick'] if args.quick else [])
         say('%s: %s' % (part, ' '.join(argv_part[1:])))
         part_started = time.monotonic()
+        load = ' '.join('%.2f' % x for x in os.getloadavg())
+        entry = {'started': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()), 'load_at_start': load,
+                 'quick': args.quick}
+        quiet = '' if os.getloadavg()[0] < 1 else ' (not a quiet machine: figures of record want it below 1)'
+        say('%s: load average at the start %s%s' % (part, load, quiet))
         rc = subprocess.run(argv_part, cwd=ROOT, check=False).returncode
         seconds = time.monotonic() - part_started
+        record_part(part, dict(entry, rc=rc, seconds=round(seconds)))
         say('%s: exit %d after %.0f s' % (part, rc, seconds))
         summary.append('%s %s in %.0f s' % (part, 'ok' if rc == 0 else 'FAILED (exit %d)' % rc, seconds))
         if rc != 0:

@@ -33,7 +33,7 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_boot impor
 from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_state import host_vfs, running_vfs, vf_address
 
 __all__ = ['NONE', 'LIVE', 'DEFERRED', 'REFUSED', 'vf_removal', 'dropped_host_vfs', 'vfs_in_use', 'decide',
-           'now_and_at_boot']
+           'now_and_at_boot', 'dry_run_due']
 
 NONE, LIVE, DEFERRED, REFUSED = 'none', 'live', 'deferred', 'refused'
 
@@ -168,3 +168,22 @@ def now_and_at_boot(decisions, held_back=None):
                  % (d['why'], held_back)}
                 for d in decisions if d['action'] == DEFERRED or (d['action'] == LIVE and held_back)]
     return live, deferred
+
+
+_DRY_RUN_KEYS = ('files_changed', 'live', 'deferred')
+
+
+def dry_run_due(result):
+    """What sriov_vfs' dry run (check mode) says the real call owes, from its result alone.
+
+    ``write``: the real call has something to do (a file to write or remove, running VFs to change
+    now or at the next boot); when false it would find the host as the dry run did and change
+    nothing, so the role does not make it (one remote call less on every converged host).
+    ``reboot``: a VF change may end in a reboot (a live change can still be deferred if a user
+    opens a VF in between); a file-only change never reboots.
+    """
+    if not isinstance(result, dict) or not all(isinstance(result.get(key), list) for key in _DRY_RUN_KEYS):
+        raise ValueError('expects the result of a sriov_vfs dry run with the lists %s, got %r'
+                         % (', '.join(_DRY_RUN_KEYS), sorted(result) if isinstance(result, dict) else result))
+    reboot = bool(result['live'] or result['deferred'])
+    return {'write': reboot or bool(result['files_changed']), 'reboot': reboot}
