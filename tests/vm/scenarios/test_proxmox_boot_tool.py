@@ -129,6 +129,29 @@ class PbtGuest(Guest):
                                  % (result.returncode, command, result.stdout, result.stderr))
         return result.stdout
 
+    def packages_with_helper_920(self, *installed, absent=()):
+        """dpkg's {package: 'version status'}, asserted to hold proxmox-kernel-helper 9.2.0 and installed, and
+        none of absent installed."""
+        names = ('proxmox-kernel-helper',) + installed + tuple(absent)
+        packages = dict(line.split(None, 1) for line in self.sh(
+            "dpkg-query -W -f '${Package} ${Version} ${db:Status-Status}\\n' %s 2>/dev/null || true"
+            % ' '.join(names)).strip().splitlines())
+        assert packages['proxmox-kernel-helper'] == '9.2.0 installed', packages
+        for name in installed:
+            assert packages.get(name, '').endswith(' installed'), (name, packages)
+        for name in absent:
+            assert not packages.get(name, '').endswith(' installed'), (name, packages)
+        return packages
+
+    def only_grub_file_changed(self, hashes_before):
+        """The sha256 of GRUB's file, its installer drop-in and /etc/kernel/cmdline now, asserted: GRUB's file
+        changed, the drop-in and /etc/kernel/cmdline (which GRUB does not read) did not."""
+        hashes_after = self.file_hashes((GRUB, GRUB_DROPIN, KERNEL_CMDLINE))
+        assert hashes_after[GRUB] != hashes_before[GRUB]
+        assert hashes_after[KERNEL_CMDLINE] == hashes_before[KERNEL_CMDLINE], 'GRUB does not read /etc/kernel/cmdline'
+        assert hashes_after[GRUB_DROPIN] == hashes_before[GRUB_DROPIN]
+        return hashes_after
+
     def status(self):
         return self.sh('proxmox-boot-tool status 2>&1')
 
@@ -307,6 +330,31 @@ def run_ansible(collections_path, guest, playbook, name, variables, extra_args=(
     run = PlaybookRun(result.returncode, output, time.monotonic() - started, log)
     say('%s: rc=%d changed=%s failed=%s in %.1f s' % (name, run.rc, run.changed, run.failed, run.seconds))
     return run
+
+
+def converge_once(collections_path, guest, name, nic, boot, boots):
+    """passthrough.yml for nic (backups to BACKUPS) with -v, so every module's result is in the output and a check
+    on what the modules returned is not a check on task banners. Asserts rc 0, exactly one reboot and exactly one
+    ESP refresh, the kernel hook's, counted in the guest: (run, variables, boot id after, the ESP runs)."""
+    shutil.rmtree(BACKUPS, ignore_errors=True)
+    variables = {'pcie_passthrough_devices': [nic], 'pcie_passthrough_backup_dir': str(BACKUPS)}
+    mark = guest.esp_mark()
+    run = run_ansible(collections_path, guest, 'passthrough.yml', name, variables, ['-v'])
+    assert run.rc == 0, run.tail()
+    boot_after = guest.boot_id()
+    assert boot_after != boot and guest.boots() == boots + 1, (boot, boot_after)
+    return run, variables, boot_after, guest.one_hook_refresh(mark, (boot, boot_after))
+
+
+def restore_once(collections_path, state, name, converged_by):
+    """restore.yml on the guest a scenario converged; asserts rc 0 and REBOOT REQUIRED: (guest, run, ESP mark)."""
+    if not state.get('converged'):
+        pytest.fail('%s did not converge this guest, so there is nothing to restore' % converged_by)
+    guest = state['guest']
+    mark = guest.esp_mark()
+    run = run_ansible(collections_path, guest, 'restore.yml', name, {'pcie_passthrough_backup_dir': str(BACKUPS)})
+    assert run.rc == 0 and 'REBOOT REQUIRED' in run.output, run.tail()
+    return guest, run, mark
 
 
 def boot_uefi(variant, suite='bookworm'):
@@ -488,10 +536,7 @@ class TestBookwormGrubOnTheEsp:
         run = run_ansible(collections_path, guest, 'passthrough.yml', 'bookworm-uefi-grub-converge', variables)
         assert run.rc == 0, run.tail()
 
-        hashes_after = guest.file_hashes(paths)
-        assert hashes_after[GRUB] != hashes_before[GRUB]
-        assert hashes_after[KERNEL_CMDLINE] == hashes_before[KERNEL_CMDLINE], 'GRUB does not read /etc/kernel/cmdline'
-        assert hashes_after[GRUB_DROPIN] == hashes_before[GRUB_DROPIN]
+        hashes_after = guest.only_grub_file_changed(hashes_before)
         cmdline = guest.sh('cat /proc/cmdline').strip()
         boot_after = guest.boot_id()
         assert boot_after != boot and guest.boots() == boots + 1, (boot, boot_after)
@@ -615,14 +660,9 @@ class TestTrixieSystemdBoot:
         guest = state['guest']
         started = time.monotonic()
         guest.enable_boot_count()
-        packages = dict(line.split(None, 1) for line in guest.sh(
-            "dpkg-query -W -f '${Package} ${Version} ${db:Status-Status}\\n' proxmox-kernel-helper systemd-boot-efi "
-            "systemd-boot-tools memtest86+ systemd-boot 2>/dev/null || true").strip().splitlines())
-        assert packages['proxmox-kernel-helper'] == '9.2.0 installed', packages
-        for name in ('systemd-boot-efi', 'systemd-boot-tools', 'memtest86+'):
-            assert packages.get(name, '').endswith(' installed'), (name, packages)
         # As on a Proxmox VE 9 host: no systemd-boot package (and with it none of Debian's own sd-boot hooks).
-        assert not packages.get('systemd-boot', '').endswith(' installed'), packages
+        packages = guest.packages_with_helper_920('systemd-boot-efi', 'systemd-boot-tools', 'memtest86+',
+                                                  absent=('systemd-boot',))
         kver = guest.sh('uname -r').strip()
         status, uuid = guest.configured_only('uefi')
         assert '%s is configured with: uefi (versions: %s)' % (uuid, kver) in status, status
@@ -652,17 +692,8 @@ class TestTrixieSystemdBoot:
         state.update(cmdline_before=cmdline_before, options_before=options_before, hashes_before=hashes_before,
                      kver=kver, uuid=uuid, memtest_hash=memtest_hash, entries_before=entries_before)
 
-        shutil.rmtree(BACKUPS, ignore_errors=True)
-        variables = {'pcie_passthrough_devices': [nic], 'pcie_passthrough_backup_dir': str(BACKUPS)}
-        mark = guest.esp_mark()
-        # -v: every module's result is in the output, so "nothing of the collection read the memtest entry or
-        # image" is a check on what the modules returned, not on task banners.
-        run = run_ansible(collections_path, guest, 'passthrough.yml', 'trixie-uefi-sdboot-converge', variables, ['-v'])
-        assert run.rc == 0, run.tail()
-
-        boot_after = guest.boot_id()
-        assert boot_after != boot and guest.boots() == boots + 1, (boot, boot_after)
-        esp_runs = guest.one_hook_refresh(mark, (boot, boot_after))
+        run, variables, boot_after, esp_runs = converge_once(collections_path, guest, 'trixie-uefi-sdboot-converge',
+                                                             nic, boot, boots)
         # 9.0.2: the helper mounts the ESP with umask=0077 (seen in the hook's own mount namespace).
         mounts = esp_runs.mounts({run_['pid'] for run_ in esp_runs.syncs})
         assert mounts and all('fmask=0077' in o.split(',') and 'dmask=0077' in o.split(',') for o in mounts), mounts
@@ -763,14 +794,8 @@ class TestTrixieSystemdBoot:
         """Scenario 7: restore.yml puts the files back with one ESP refresh; after a reboot /proc/cmdline is the
         original again and the memtest entry is still there."""
         state = trixie_sdboot_guest
-        if not state.get('converged'):
-            pytest.fail('scenario 5 did not converge this guest, so there is nothing to restore')
-        guest = state['guest']
         started = time.monotonic()
-        mark = guest.esp_mark()
-        run = run_ansible(collections_path, guest, 'restore.yml', 'trixie-uefi-sdboot-restore',
-                          {'pcie_passthrough_backup_dir': str(BACKUPS)})
-        assert run.rc == 0 and 'REBOOT REQUIRED' in run.output, run.tail()
+        guest, run, mark = restore_once(collections_path, state, 'trixie-uefi-sdboot-restore', 'scenario 5')
         hashes = guest.file_hashes()
         assert hashes == state['hashes_before'], (hashes, state['hashes_before'])
         assert guest.loader_options() == state['options_before']
@@ -802,12 +827,7 @@ class TestTrixieGrubOnTheEsp:
         guest = state['guest']
         started = time.monotonic()
         guest.enable_boot_count()
-        packages = dict(line.split(None, 1) for line in guest.sh(
-            "dpkg-query -W -f '${Package} ${Version} ${db:Status-Status}\\n' proxmox-kernel-helper "
-            "grub-efi-amd64-bin memtest86+ 2>/dev/null || true").strip().splitlines())
-        assert packages['proxmox-kernel-helper'] == '9.2.0 installed', packages
-        for name in ('grub-efi-amd64-bin', 'memtest86+'):
-            assert packages.get(name, '').endswith(' installed'), (name, packages)
+        packages = guest.packages_with_helper_920('grub-efi-amd64-bin', 'memtest86+')
         kver = guest.sh('uname -r').strip()
         status, uuid = guest.configured_only('grub')
         assert '%s is configured with: grub (versions: %s)' % (uuid, kver) in status, status
@@ -835,19 +855,9 @@ class TestTrixieGrubOnTheEsp:
         hashes_before = guest.file_hashes(paths)
         state.update(cmdline_before=cmdline_before, hashes_before=hashes_before, kver=kver, uuid=uuid)
 
-        shutil.rmtree(BACKUPS, ignore_errors=True)
-        variables = {'pcie_passthrough_devices': [nic], 'pcie_passthrough_backup_dir': str(BACKUPS)}
-        mark = guest.esp_mark()
-        run = run_ansible(collections_path, guest, 'passthrough.yml', 'trixie-uefi-grub-converge', variables, ['-v'])
-        assert run.rc == 0, run.tail()
-
-        boot_after = guest.boot_id()
-        assert boot_after != boot and guest.boots() == boots + 1, (boot, boot_after)
-        esp_runs = guest.one_hook_refresh(mark, (boot, boot_after))
-        hashes_after = guest.file_hashes(paths)
-        assert hashes_after[GRUB] != hashes_before[GRUB]
-        assert hashes_after[KERNEL_CMDLINE] == hashes_before[KERNEL_CMDLINE], 'GRUB does not read /etc/kernel/cmdline'
-        assert hashes_after[GRUB_DROPIN] == hashes_before[GRUB_DROPIN]
+        run, variables, boot_after, esp_runs = converge_once(collections_path, guest, 'trixie-uefi-grub-converge',
+                                                             nic, boot, boots)
+        hashes_after = guest.only_grub_file_changed(hashes_before)
         cmdline = guest.sh('cat /proc/cmdline').strip()
         args = cmdline.split()
         assert 'iommu=pt' in args and 'console=ttyS0,115200n8' in args, cmdline
@@ -897,14 +907,8 @@ class TestTrixieGrubOnTheEsp:
         """Scenario 9: restore.yml puts /etc/default/grub back with one ESP refresh; after a reboot /proc/cmdline
         is the original again."""
         state = trixie_grub_esp_guest
-        if not state.get('converged'):
-            pytest.fail('scenario 8 did not converge this guest, so there is nothing to restore')
-        guest = state['guest']
         started = time.monotonic()
-        mark = guest.esp_mark()
-        run = run_ansible(collections_path, guest, 'restore.yml', 'trixie-uefi-grub-restore',
-                          {'pcie_passthrough_backup_dir': str(BACKUPS)})
-        assert run.rc == 0 and 'REBOOT REQUIRED' in run.output, run.tail()
+        guest, run, mark = restore_once(collections_path, state, 'trixie-uefi-grub-restore', 'scenario 8')
         hashes = guest.file_hashes((GRUB, GRUB_DROPIN, KERNEL_CMDLINE))
         assert hashes == state['hashes_before'], (hashes, state['hashes_before'])
         linux = guest.esp_grub_linux_lines()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -101,10 +100,9 @@ def test_decide(devices, entry, critical, busy, action, why):
 
 def test_in_use_from_open_groups_and_pve_files(tmp_path):
     host = sriov_host(tmp_path)
-    os.makedirs(tmp_path / 'proc/42/fd')
-    os.symlink('/dev/vfio/6', tmp_path / 'proc/42/fd/7')
-    os.symlink('/dev/null', tmp_path / 'proc/42/fd/0')
-    os.makedirs(tmp_path / 'proc/self')
+    host.open_file(42, 7, '/dev/vfio/6')
+    host.open_file(42, 0, '/dev/null')
+    host.mkdir('proc/self')
     host.write('etc/pve/qemu-server/101.conf', 'boot: order=scsi0\nhostpci0: 0000:01:10.0,pcie=1\n')
     host.write('etc/pve/qemu-server/102.conf', 'hostpci1: mapping=vf1\n')
     # pci.cfg as PVE::Mapping::PCI writes it: the bare mapping ID as the section header

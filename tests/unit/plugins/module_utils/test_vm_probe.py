@@ -75,11 +75,9 @@ def test_a_pci_stub_member_stays_on_the_host_with_a_note(devices):
 
 def test_open_group_and_device_files_are_refusals(tmp_path):
     host = _host(tmp_path)
-    os.makedirs(tmp_path / 'proc/4242/fd')
-    os.symlink('/dev/vfio/3', tmp_path / 'proc/4242/fd/17')
-    os.symlink('/dev/null', tmp_path / 'proc/4242/fd/0')
-    os.makedirs(tmp_path / 'proc/77/fd')
-    os.symlink('/dev/vfio/devices/vfio0', tmp_path / 'proc/77/fd/5')
+    host.open_file(4242, 17, '/dev/vfio/3')
+    host.open_file(4242, 0, '/dev/null')
+    host.open_file(77, 5, '/dev/vfio/devices/vfio0')
     host.mkdir(host.device_dir(GPU) + '/vfio-dev/vfio0')
     devices = read_pci_devices(str(tmp_path))
     # The readers every "in use" check shares (module_utils/_vfio_open.py), as plugins/modules/vm_probe.py calls them.
