@@ -112,7 +112,7 @@ def _isolated(address, peers, devices):
     """In an IOMMU group, and no member of it belongs to another card."""
     if not address or devices[address]['iommu_group'] is None:
         return False
-    return all(group_relation(address, peer, devices) != OTHER_CARD for peer in peers)
+    return not peers or all(group_relation(address, peer, devices) != OTHER_CARD for peer in peers)
 
 
 def _passthrough_mode(groups, cmdline_args, enabled, log):
@@ -262,7 +262,8 @@ def gather_iommu_facts(root, kernel_log=None, interfaces=None, node=None):
         raw = devices[address]
         group = raw['iommu_group']
         peers = [a for a in members.get(group, []) if a != address] if group is not None else []
-        entry = {k: v for k, v in raw.items() if k != 'path'}
+        entry = dict(raw)
+        del entry['path']
         if off_host(raw):
             if aliases is None:
                 aliases = parse_pci_aliases(tree.read('lib/modules/%s/modules.alias' % kernel) if kernel else None)

@@ -50,6 +50,9 @@ def encode_name(name):
 
 def show_name(name):
     """``name`` as valid, printable UTF-8 text, losslessly (see the module docstring)."""
+    # Nearly every name shows as itself: a surrogate (an undecodable byte) is never printable.
+    if name.isprintable() and '\\' not in name:
+        return name
     out = []
     for char in name:
         if char == '\\':

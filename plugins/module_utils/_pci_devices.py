@@ -34,6 +34,8 @@ def _hex_id(text):
 
 
 def _int_or_none(text):
+    if text is None:  # most devices lack the attribute: no TypeError raised and caught for each
+        return None
     try:
         return int(text)
     except (TypeError, ValueError):
@@ -111,8 +113,8 @@ def read_pci_devices(root):
         modalias = attr('modalias')
         match = _MODALIAS.match(modalias) if modalias else None
         if match:
-            vendor, device, sub_vendor, sub_device = (g.lower() for g in match.group(1, 2, 3, 4))
-            class_ = ''.join(match.group(5, 6, 7)).lower()
+            ids = ''.join(match.groups()).lower()
+            vendor, device, sub_vendor, sub_device, class_ = ids[:4], ids[4:8], ids[8:12], ids[12:16], ids[16:]
         else:
             vendor, device = _hex_id(attr('vendor')), _hex_id(attr('device'))
             sub_vendor, sub_device = _hex_id(attr('subsystem_vendor')), _hex_id(attr('subsystem_device'))

@@ -59,10 +59,8 @@ class SysfsTree:
 
     def entries(self, rel):
         """Names in the physical directory ``rel``, listed once; empty when absent."""
-        try:
+        if rel in self._entries:
             return self._entries[rel]
-        except KeyError:
-            pass
         names, links = [], []
         try:
             # scandir tells links from the rest without a syscall per name (d_type),
@@ -71,7 +69,11 @@ class SysfsTree:
                 for entry in listing:
                     name = decode_name(entry.name)
                     names.append(name)
-                    if _maybe_link(entry):
+                    # unknown (is_symlink failed) counts as a link: readlink() asks the kernel
+                    try:
+                        if entry.is_symlink():
+                            links.append(name)
+                    except OSError:
                         links.append(name)
         except OSError:
             # unlisted: readlink() keeps asking the kernel about each name here
@@ -84,10 +86,10 @@ class SysfsTree:
 
     def readlink(self, rel):
         """The target text of the symlink ``rel`` (its directory part must be physical), or None."""
-        try:
+        # (here, in entries and in resolve) a membership test, not try/except KeyError:
+        # most first lookups miss, and a raised exception costs more than the test
+        if rel in self._links:
             return self._links[rel]
-        except KeyError:
-            pass
         head, _sep, tail = rel.rpartition('/')
         links = self._symlinks.get(head)
         if links is None and head in self._plain:
@@ -114,14 +116,16 @@ class SysfsTree:
         so the caller's later read of it fails normally. Results are cached:
         thousands of devices share the same few parent directories.
         """
-        try:
+        if rel in self._resolved:
             return self._resolved[rel]
-        except KeyError:
-            pass
         head, _sep, tail = rel.strip('/').rpartition('/')
         base = self.resolve(head) if head else ''
         result = None if base is None else self._step(base, tail, [0])
         self._resolved[rel] = result
+        if result is not None:
+            # A physical path resolves to itself: a later lookup below it (a NIC's
+            # device/driver, reached from sys/class/net) starts from here.
+            self._resolved[result] = result
         return result
 
     def _step(self, base, name, hops):
@@ -198,11 +202,15 @@ class SysfsTree:
                 return None
             rel = head + '/' + tail if head else tail
         try:
-            fd = os.open(self.os_path(rel), _O_READ)
+            fd = os.open((self._prefix + '/' + rel).encode('utf-8', 'surrogateescape'), _O_READ)
         except OSError:
             return None
         try:
-            return _read_fd(fd, size)
+            if size is None:
+                # sysfs attributes fit one page and arrive in one read; proc files may not
+                data = os.read(fd, 8192)
+                return data if len(data) < 8192 else _read_rest(fd, data)
+            return _read_size(fd, size)
         except OSError:
             return None
         finally:
@@ -221,14 +229,16 @@ class SysfsTree:
         return resolved is not None and os.path.lexists(self.os_path(resolved))
 
 
-def _read_fd(fd, size):
-    """Up to ``size`` bytes of ``fd`` (None: all of them)."""
-    if size is None:
-        # sysfs attributes fit one page and arrive in one read; proc files may not
-        chunks = [os.read(fd, 8192)]
-        while len(chunks[-1]) == 8192 or (len(chunks) > 1 and chunks[-1]):
-            chunks.append(os.read(fd, 65536))
-        return b''.join(chunks)
+def _read_rest(fd, first):
+    """``first`` and the rest of ``fd`` up to its end."""
+    chunks = [first]
+    while len(chunks[-1]) == 8192 or (len(chunks) > 1 and chunks[-1]):
+        chunks.append(os.read(fd, 65536))
+    return b''.join(chunks)
+
+
+def _read_size(fd, size):
+    """Up to ``size`` bytes of ``fd``."""
     chunks = []
     while size > 0:
         chunk = os.read(fd, size)
@@ -237,14 +247,6 @@ def _read_fd(fd, size):
         chunks.append(chunk)
         size -= len(chunk)
     return b''.join(chunks)
-
-
-def _maybe_link(entry):
-    """False only when the directory entry is known not to be a symlink."""
-    try:
-        return entry.is_symlink()
-    except OSError:
-        return True
 
 
 def as_tree(root):
