@@ -7,6 +7,10 @@ is the child's own ru_maxrss (os.wait4), so nothing of this process leaks in.
 The empty tree (the same generated host without devices) measures the per-run
 overhead; report.py subtracts its median from each size's median.
 
+The child's CPU time (user + system, from the same rusage) is kept beside the
+wall time and gathering is printed by both: on a loaded machine the wall
+figure counts the time the child waited for a core, the CPU figure does not.
+
 Sizes are interleaved run by run, so machine drift hits every size alike.
 """
 
@@ -34,27 +38,31 @@ from facts_record import compare_all, gathering_ms, load_record  # noqa: E402
 SIZES = (0, 100, 1000, 5000)
 MODULE = 'ansible_collections.vfio.passthrough.plugins.modules.iommu_facts'
 # Where a run's time goes, measured in a child too: reading the tree, then what
-# AnsibleModule.exit_json does with any result (remove_values over all of it, the
-# module JSON encoder). The second part grows with the documented result's size.
+# the module does with the result on its way out (utf8_result's check, then
+# AnsibleModule.exit_json's JSON encoder; its remove_values copy is skipped, as
+# _exit.exit_uncopied skips it when nothing is no_log). The second part grows
+# with the documented result's size. Wall (perf_counter) and CPU (process_time).
 BREAKDOWN = '''
 import json, sys, time
-from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.common import json as module_json
+from ansible_collections.vfio.passthrough.plugins.module_utils._files import utf8_result
 from ansible_collections.vfio.passthrough.plugins.module_utils._iommu_facts import gather_iommu_facts
 from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import read_net_interfaces
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
 encoder = module_json.get_module_encoder('legacy', module_json.Direction.MODULE_TO_CONTROLLER)
-best = [float('inf')] * 2
+best = {'read_ms': float('inf'), 'result_ms': float('inf'), 'read_cpu_ms': float('inf'), 'result_cpu_ms': float('inf')}
 for _ in range(3):
-    started = time.perf_counter()
+    started, started_cpu = time.perf_counter(), time.process_time()
     tree = SysfsTree(sys.argv[1])
     facts = gather_iommu_facts(tree)
     read_net_interfaces(tree)
-    read = time.perf_counter()
-    json.dumps(remove_values({'changed': False, 'ansible_facts': {'iommu': facts}}, []), cls=encoder)
-    done = time.perf_counter()
-    best = [min(best[0], read - started), min(best[1], done - read)]
-print(json.dumps({'read_ms': round(best[0] * 1000, 1), 'result_ms': round(best[1] * 1000, 1)}))
+    read, read_cpu = time.perf_counter(), time.process_time()
+    json.dumps(utf8_result({'changed': False, 'ansible_facts': {'iommu': facts}}), cls=encoder)
+    done, done_cpu = time.perf_counter(), time.process_time()
+    for key, value in (('read_ms', read - started), ('result_ms', done - read),
+                       ('read_cpu_ms', read_cpu - started_cpu), ('result_cpu_ms', done_cpu - read_cpu)):
+        best[key] = min(best[key], value)
+print(json.dumps({key: round(value * 1000, 1) for key, value in best.items()}))
 '''
 
 
@@ -92,6 +100,8 @@ def main(argv=None):
     runs = 3 if args.quick else args.runs
 
     pythonpath = collection_link_parent()
+    load = os.getloadavg()
+    print('[facts] load average at the start: %.2f %.2f %.2f (%d CPUs)' % (load + (os.cpu_count() or 0,)), flush=True)
     work = Path(tempfile.mkdtemp(prefix='vfio-facts-bench-'))
     try:
         trees = {}
@@ -121,19 +131,22 @@ def main(argv=None):
             child = subprocess.run([sys.executable, '-c', BREAKDOWN, str(trees[size])], capture_output=True, text=True,
                                    env=dict(os.environ, PYTHONPATH=pythonpath), check=True)
             breakdown[str(size)] = json.loads(child.stdout)
-        split = '  '.join('%s: read %.0f + result %.0f ms' % (s, b['read_ms'], b['result_ms'])
-                          for s, b in breakdown.items())
-        print('[facts] best of 3 in-process: %s' % split, flush=True)
+        for key, label in (('', 'wall'), ('_cpu', 'CPU')):
+            split = '  '.join('%s: read %.0f + result %.0f ms' % (s, b['read%s_ms' % key], b['result%s_ms' % key])
+                              for s, b in breakdown.items())
+            print('[facts] best of 3 in-process, %s: %s' % (label, split), flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     # Read before report.py replaces the record with this run's figures.
     date, record = load_record()
-    print('[facts] against the record of %s (bench/results.json):' % (date or 'no date'), flush=True)
-    for line in compare_all(gathering_ms(sizes), record):
-        print('[facts]   %s' % line, flush=True)
+    print('[facts] gathering (median of a size - median of the empty tree), against the record of %s '
+          '(bench/results.json, wall time on a quiet machine):' % (date or 'no date'), flush=True)
+    for key, label in (('wall_ms', 'wall'), ('cpu_ms', 'CPU')):
+        for line in compare_all(gathering_ms(sizes, key), record):
+            print('[facts]   %s %s' % (label, line), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({'runs': runs, 'python': sys.version.split()[0], 'sizes': sizes,
-                                    'breakdown': breakdown}, indent=1) + '\n')
+    args.out.write_text(json.dumps({'runs': runs, 'python': sys.version.split()[0], 'load_at_start': load,
+                                    'sizes': sizes, 'breakdown': breakdown}, indent=1) + '\n')
     print('[facts] wrote %s' % args.out, flush=True)
     return 0
 

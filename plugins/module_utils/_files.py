@@ -15,7 +15,7 @@ import json
 import os
 
 __all__ = [
-    'FileError', 'read_bytes', 'read_text', 'write_problem', 'display', 'utf8_result',
+    'FileError', 'read_bytes', 'read_text', 'write_problem', 'display', 'utf8_result', 'utf8_results',
     'file_diff', 'modified_after', 'initramfs_lag', 'MTIME_MARGIN_NS',
 ]
 
@@ -121,6 +121,20 @@ def utf8_result(value):
     except (TypeError, ValueError, UnicodeEncodeError, RecursionError):
         return _utf8_walk(value)
     return value
+
+
+def utf8_results(module):
+    """Make every result ``module`` reports valid UTF-8 (file bytes shown as ``\\xNN``).
+
+    Wraps exit_json and fail_json once, so no message that quotes a line of
+    a Latin-1 file can make the controller reject the result after a write.
+    """
+    if getattr(module, '_vfio_utf8', False):
+        return
+    exit_json, fail_json = module.exit_json, module.fail_json
+    module.exit_json = lambda **kwargs: exit_json(**utf8_result(kwargs))
+    module.fail_json = lambda msg, **kwargs: fail_json(msg=display(msg), **utf8_result(kwargs))
+    module._vfio_utf8 = True
 
 
 def _utf8_walk(value):

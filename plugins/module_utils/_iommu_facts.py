@@ -25,8 +25,6 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import (
     modules_for_modalias, parse_pci_aliases, read_pci_devices,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._pve_config import guest_pci_settings
-from ansible_collections.vfio.passthrough.plugins.module_utils._pve_guests import read_guest_configs
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import as_tree
 from ansible_collections.vfio.passthrough.plugins.module_utils._unsafe_interrupts import read_unsafe_interrupts
 
@@ -182,6 +180,10 @@ def _variant_driver_guests(tree, devices, node):
     variants = [a for a in sorted(devices) if devices[a]['vfio_driver'] not in (None, VFIO_PCI)]
     if not variants:
         return {}
+    # Imported here: the guest configuration readers are needed on few hosts, and every
+    # run of the module would otherwise pay their import (compiled anew in each AnsiballZ run).
+    from ansible_collections.vfio.passthrough.plugins.module_utils._pve_config import guest_pci_settings
+    from ansible_collections.vfio.passthrough.plugins.module_utils._pve_guests import read_guest_configs
     configs, mapping_text = read_guest_configs(tree, node)
     settings = guest_pci_settings(configs, mapping_text, list(devices), node)
     return {address: [{'where': item['where'], 'driver': item['options'].get('driver')}

@@ -31,7 +31,7 @@ import tempfile
 import time
 
 from ansible_collections.vfio.passthrough.plugins.module_utils._files import (
-    FileError, display, file_diff, read_text, utf8_result, write_problem,
+    FileError, file_diff, read_text, utf8_results, write_problem,
 )
 from ansible_collections.vfio.passthrough.plugins.module_utils._ownership import check_claim
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
@@ -47,20 +47,6 @@ TRANSACTION_ARGS = {'lock_file': {'type': 'path', 'default': LOCK_FILE}}
 
 class _WriteFailed(Exception):
     """module.atomic_move called fail_json; raised instead so the transaction can undo first."""
-
-
-def utf8_results(module):
-    """Make every result ``module`` reports valid UTF-8 (file bytes shown as ``\\xNN``).
-
-    Wraps exit_json and fail_json once, so no message that quotes a line of
-    a Latin-1 file can make the controller reject the result after a write.
-    """
-    if getattr(module, '_vfio_utf8', False):
-        return
-    exit_json, fail_json = module.exit_json, module.fail_json
-    module.exit_json = lambda **kwargs: exit_json(**utf8_result(kwargs))
-    module.fail_json = lambda msg, **kwargs: fail_json(msg=display(msg), **utf8_result(kwargs))
-    module._vfio_utf8 = True
 
 
 def _chown(path, uid, gid):

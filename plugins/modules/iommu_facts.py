@@ -371,6 +371,7 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.vfio.passthrough.plugins.module_utils._files import utf8_results
 from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical import (
     check_host_critical_args, collect_host_verdict, host_critical_arg_spec,
 )
@@ -379,7 +380,6 @@ from ansible_collections.vfio.passthrough.plugins.module_utils._module_deps impo
 from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import read_net_interfaces
 from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
 from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
-from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import utf8_results
 
 
 def _kernel_log(module):

@@ -42,3 +42,11 @@ def test_no_record_file(tmp_path):
     assert load_record(tmp_path / 'missing.json') == (None, {})
     (tmp_path / 'r.json').write_text(json.dumps({'date': 'd', 'facts_ms': {'1000': 1}}))
     assert load_record(tmp_path / 'r.json') == ('d', {'1000': 1})
+
+
+def test_gathering_by_cpu_time():
+    """Under load the CPU figure is the one to trust: the same subtraction, on the child's own CPU time."""
+    sizes = {'0': {'wall_ms': [100, 400, 120], 'cpu_ms': [90, 95, 92]},
+             '1000': {'wall_ms': [300, 900, 310], 'cpu_ms': [180, 185, 190]}}
+    assert gathering_ms(sizes, 'cpu_ms') == {'1000': 93.0}
+    assert gathering_ms(sizes) == {'1000': 190.0}

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -203,3 +204,15 @@ def test_devices_on_vfio_pci_variant_drivers_count_as_held_for_a_vm(tmp_path, no
     assert {a: d['kernel_modules'] for a, d in devices.items()} == {
         '0000:41:00.1': ['mlx5_core'], '0000:42:00.0': ['xe'], '0000:43:00.0': ['acme'],
         '0000:44:00.0': ['fake_vfio_pci'], '0000:45:00.0': ['e1000e'], '0000:46:00.0': ['nouveau']}
+
+
+def test_start_up_imports_only_what_every_run_needs():
+    """AnsiballZ compiles each imported module_util anew on every run: the guest configuration readers
+    (needed only beside a vfio-pci variant driver) and the write transaction are not imported up front."""
+    code = ('import sys, ansible_collections.vfio.passthrough.plugins.modules.iommu_facts; '
+            'print(" ".join(sorted(m.rsplit(".", 1)[1] for m in sys.modules if ".module_utils._" in m)))')
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    loaded = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=env, check=True)
+    names = set(loaded.stdout.split())
+    assert {'_iommu_facts', '_sysfs', '_files'} <= names, loaded.stdout
+    assert not names & {'_pve_config', '_pve_guests', '_sriov', '_transaction'}, loaded.stdout
