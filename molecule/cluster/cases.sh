@@ -51,14 +51,19 @@ form() {  # form plain|qdevice NODE...: every other node's corosync off; the NOD
     wait_votes "$1" "$expected"
 }
 
-watch() {  # watch OUT: every member's view, twice a second, until killed
-    local n s t q
+watch() {  # watch OUT: every member's view (votes, quorum, the members it sees), twice a second, until killed
+    local n s t q m
     while :; do
         for n in "${members[@]}"; do
             s=$(qt "$n")
             t=$(awk -F: '/^Total votes/ {gsub(/ /, "", $2); print $2}' <<<"$s")
             q=$(awk -F: '/^Quorate/ {gsub(/ /, "", $2); print $2}' <<<"$s")
-            if [[ -n $t ]]; then echo "$(date -u +%T.%3N) $n total=$t quorate=$q"; else echo "$(date -u +%T.%3N) $n down"; fi
+            # The membership block: "Nodeid Votes Name" rows; a node that left is missing from the others' rows
+            # even when its own restart is quicker than one round of samples.
+            m=$(awk '/^Membership information/ {on = 1} on && $1 ~ /^[0-9]+$/ && $2 ~ /^[0-9]+$/ {print $3}' <<<"$s" \
+                | paste -sd, -)
+            if [[ -n $t ]]; then echo "$(date -u +%T.%3N) $n total=$t quorate=$q members=$m"
+            else echo "$(date -u +%T.%3N) $n down"; fi
         done >> "$1"
         sleep 0.5
     done

@@ -1,8 +1,8 @@
 """The cases of issue 22 as cases.sh recorded them against real corosync clusters of containers.
 
 Every case leaves, in tests/output/molecule-cluster/: NAME.before.txt (corosync-quorumtool -s before),
-NAME.watch.log (every member's view twice a second: "HH:MM:SS.mmm pveN total=T quorate=Yes|No" or
-"... pveN down"), NAME.play.log and NAME.rc (the playbook), NAME.boots-before/after.pveN (each node's
+NAME.watch.log (every member's view twice a second: "HH:MM:SS.mmm pveN total=T quorate=Yes|No
+members=pve1,pve2,..." or "... pveN down"), NAME.play.log and NAME.rc (the playbook), NAME.boots-before/after.pveN (each node's
 /var/log/container-boots) and NAME.pve4-grub.
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ PREFIX = os.environ.get('VFIO_MOLECULE_PREFIX', 'vfio') + '-cluster-'
 # cases.sh writes the cases it ran (CLUSTER_CASES, or its default for make test / make test-full).
 CHOSEN = ((CASES / 'CHOSEN').read_text() if (CASES / 'CHOSEN').is_file()
           else os.environ.get('CLUSTER_CASES', '1 2 3 4 5')).split()
-SAMPLE = re.compile(r'^(\S+) (pve\d) (?:down|total=(\d+) quorate=(\w+))$')
+SAMPLE = re.compile(r'^(\S+) (pve\d) (?:down|total=(\d+) quorate=(\w+) members=([\w,]*))$')
 
 # case: (number, members, the floor of total votes every quorate view keeps, the nodes rebooted in order)
 EXPECTED = {
@@ -59,15 +59,17 @@ def _case(name):
     return int((CASES / (name + '.rc')).read_text()), log
 
 
-def judge(lines, floor):
+def judge(lines, floor, members):
     """Samples that break the floor or show lost quorum, the lowest total among quorate views, and the
-    nodes seen down. A node that was down sees only itself until it rejoins: its own view while starting
-    is not the cluster's."""
+    nodes seen down: by their own view (no answer) or by the cluster's (a quorate view of another member
+    that lacks them: a restart quicker than one round of samples is still a departure the others saw).
+    A node that was down sees only itself until it rejoins: its own view while starting is not the
+    cluster's."""
     starting, bad, low, seen_down = set(), [], None, set()
     for line in lines:
         m = SAMPLE.match(line)
         assert m, 'unreadable watcher sample %r' % line
-        _when, node, total, quorate = m.groups()
+        _when, node, total, quorate, seen = m.groups()
         if total is None:
             starting.add(node)
             seen_down.add(node)
@@ -79,6 +81,7 @@ def judge(lines, floor):
             bad.append(line)
         else:
             low = int(total) if low is None else min(low, int(total))
+            seen_down |= set(members) - set(seen.split(','))
     return bad, low, seen_down
 
 
@@ -107,7 +110,7 @@ def test_case_says_its_decision(case):
 def test_quorum_never_dropped(case):
     _case(case)
     _number, members, floor, rebooted = EXPECTED[case]
-    bad, low, seen_down = judge((CASES / (case + '.watch.log')).read_text().splitlines(), floor)
+    bad, low, seen_down = judge((CASES / (case + '.watch.log')).read_text().splitlines(), floor, members)
     assert not bad, '%s: views below %d votes or not quorate: %s' % (case, floor, bad[:10])
     assert low is not None, '%s: the watcher saw no quorate view' % case
     if rebooted:
