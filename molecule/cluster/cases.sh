@@ -58,9 +58,10 @@ watch() {  # watch OUT: every member's view (votes, quorum, the members it sees)
             s=$(qt "$n")
             t=$(awk -F: '/^Total votes/ {gsub(/ /, "", $2); print $2}' <<<"$s")
             q=$(awk -F: '/^Quorate/ {gsub(/ /, "", $2); print $2}' <<<"$s")
-            # The membership block: "Nodeid Votes Name" rows; a node that left is missing from the others' rows
-            # even when its own restart is quicker than one round of samples.
-            m=$(awk '/^Membership information/ {on = 1} on && $1 ~ /^[0-9]+$/ && $2 ~ /^[0-9]+$/ {print $3}' <<<"$s" \
+            # The membership block: "Nodeid Votes [Qdevice-flags] Name [(local)]" rows, node 0 the QDevice's; a
+            # node that left is missing from the others' rows even when its restart is quicker than one round.
+            m=$(awk '/^Membership information/ {on = 1}
+                     on && $1 ~ /^[1-9][0-9]*$/ && $2 ~ /^[0-9]+$/ {print ($NF == "(local)") ? $(NF - 1) : $NF}' <<<"$s" \
                 | paste -sd, -)
             if [[ -n $t ]]; then echo "$(date -u +%T.%3N) $n total=$t quorate=$q members=$m"
             else echo "$(date -u +%T.%3N) $n down"; fi

@@ -18,7 +18,7 @@ PREFIX = os.environ.get('VFIO_MOLECULE_PREFIX', 'vfio') + '-cluster-'
 # cases.sh writes the cases it ran (CLUSTER_CASES, or its default for make test / make test-full).
 CHOSEN = ((CASES / 'CHOSEN').read_text() if (CASES / 'CHOSEN').is_file()
           else os.environ.get('CLUSTER_CASES', '1 2 3 4 5')).split()
-SAMPLE = re.compile(r'^(\S+) (pve\d) (?:down|total=(\d+) quorate=(\w+) members=([\w,]*))$')
+SAMPLE = re.compile(r'^(\S+) (pve\d) (?:down|total=(\d+) quorate=(\w+) members=(pve\d(?:,pve\d)*))$')
 
 # case: (number, members, the floor of total votes every quorate view keeps, the nodes rebooted in order)
 EXPECTED = {
