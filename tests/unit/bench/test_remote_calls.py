@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -72,7 +73,11 @@ def test_the_callback_marks_every_task_in_order(tmp_path):
                                        '    - name: Second   task\n      ansible.builtin.set_fact: {x: 1}\n')
     env = dict(os.environ, **_remote_calls.env(log), ANSIBLE_CALLBACKS_ENABLED=_remote_calls.MARKS,
                ANSIBLE_HOME=str(tmp_path / 'home'), ANSIBLE_LOCAL_TEMP=str(tmp_path / 'tmp'))
-    done = subprocess.run([str(Path(sys.executable).with_name('ansible-playbook')), '-i', 'localhost,', '-c', 'local',
+    # The venv's own, else the one on PATH (Debian 13's apt-installed ansible-core lives in /usr/bin).
+    beside = Path(sys.executable).with_name('ansible-playbook')
+    playbook = str(beside) if beside.exists() else shutil.which('ansible-playbook')
+    assert playbook, 'no ansible-playbook beside %s or on PATH' % sys.executable
+    done = subprocess.run([playbook, '-i', 'localhost,', '-c', 'local',
                            str(tmp_path / 'play.yml')], env=env, capture_output=True, text=True, check=False,
                           timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
