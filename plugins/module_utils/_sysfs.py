@@ -202,7 +202,7 @@ class SysfsTree:
                 return None
             rel = head + '/' + tail if head else tail
         try:
-            fd = os.open((self._prefix + '/' + rel).encode('utf-8', 'surrogateescape'), _O_READ)
+            fd = os.open(self.os_path(rel), _O_READ)
         except OSError:
             return None
         try:
