@@ -110,7 +110,7 @@ def _isolated(address, peers, devices):
     """In an IOMMU group, and no member of it belongs to another card."""
     if not address or devices[address]['iommu_group'] is None:
         return False
-    return not peers or all(group_relation(address, peer, devices) != OTHER_CARD for peer in peers)
+    return all(group_relation(address, peer, devices) != OTHER_CARD for peer in peers)
 
 
 def _passthrough_mode(groups, cmdline_args, enabled, log):
