@@ -140,7 +140,7 @@ def main(argv=None):
     # Read before report.py replaces the record with this run's figures.
     date, record = load_record()
     print('[facts] gathering (median of a size - median of the empty tree), against the record of %s '
-          '(bench/results.json, wall time on a quiet machine):' % (date or 'no date'), flush=True)
+          '(bench/results.json as committed, wall time on a quiet machine):' % (date or 'no date'), flush=True)
     for key, label in (('wall_ms', 'wall'), ('cpu_ms', 'CPU')):
         for line in compare_all(gathering_ms(sizes, key), record):
             print('[facts]   %s %s' % (label, line), flush=True)

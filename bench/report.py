@@ -4,9 +4,8 @@
 
 A part whose JSON is missing is reported as not measured; nothing here
 measures anything, so the report can be rebuilt from the same outputs. The
-previous results of record (bench/record-2026-11-25.json, the results.json of
-that day, kept) are shown beside this run's figures, in the tables and in
-bench/record.png.
+previous results of record (bench/results.json as committed, facts_record.read_record)
+are shown beside this run's figures, in the tables and in bench/record.png.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from facts_record import compare_all, load_record
+from facts_record import RECORD, compare_all, load_record, read_record
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -32,7 +31,7 @@ FLEET_PNG = HERE / 'fleet.png'
 RECORD_PNG = HERE / 'record.png'
 # The results of record this report is compared with: bench/results.json as 2026-11-25's `make bench`
 # left it (QEMU 7.2, Debian 12 guests), kept under its date before this report overwrites results.json.
-RECORD_JSON = HERE / 'record-2026-11-25.json'
+RECORD_NAME = '%s as committed' % RECORD.relative_to(ROOT)
 RECORD_FIRST_RUN = {'role': 178, 'guide_literal': 405, 'guide_handlers': 168}
 
 # role / guide_handlers wall time of a converged run: issue 26 asks 0.35x of the VM (the guide's feature
@@ -64,14 +63,6 @@ def load(name):
         return data, data['measured']
     stamp = datetime.datetime.fromtimestamp(path.stat().st_mtime, datetime.timezone.utc)
     return data, stamp.strftime('%Y-%m-%d %H:%M UTC')
-
-
-def read_record():
-    """The results of record (a results.json of an earlier day), or {} when there is none."""
-    try:
-        return json.loads(RECORD_JSON.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 def part_loads():
@@ -416,10 +407,9 @@ def facts_section(facts, stamp, results):
                   '(gather_iommu_facts, read_net_interfaces), then what AnsibleModule.exit_json does with the result '
                   '(remove_values over all of it and the module JSON encoder), which grows with the result\'s size.']
     results['facts_ms'] = gathering
-    # results.json is still the previous record here: main() writes this run's after the sections.
     record_date, record = load_record()
-    lines += ['', 'Against the record of %s (bench/results.json): %s.'
-              % (record_date or 'no date', '; '.join(compare_all(gathering, record)))]
+    lines += ['', 'Against the record of %s (%s): %s.'
+              % (record_date or 'no date', RECORD_NAME, '; '.join(compare_all(gathering, record)))]
     if FACTS_GOAL_SIZE in gathering:
         ok = gathering[FACTS_GOAL_SIZE] <= FACTS_GOAL_MS
         results['goals']['facts'] = ok
@@ -517,7 +507,7 @@ def record_rows(results, record):
 def record_section(results, record):
     lines = ['## Against the results of record', '']
     if not record:
-        return lines + ['No record (%s missing).' % RECORD_JSON.relative_to(ROOT), '']
+        return lines + ['No record (%s missing).' % RECORD_NAME, '']
     mv, rv = record.get('machine') or {}, record.get('versions') or {}
     lines += ['The record: %s, %s %s cores, Python %s, ansible-core %s, %s (VM guests Debian 12, kernel 6.1). '
               'Figures differ in more than the code: this run\'s VM guests are Debian 13 on QEMU 10 (see the '
@@ -588,7 +578,7 @@ def main():
     record = read_record()
     loads = part_loads()
     results['loads'] = dict(loads, **{'vm %s' % k: v for k, v in ((vm or {}).get('loads') or {}).items()})
-    results['record'] = RECORD_JSON.name if record else None
+    results['record'] = RECORD_NAME if record else None
     body = []
     body += reboots_section(vm, vm_stamp, results, record)
     body += noop_section(vm, vm_stamp, containers, c_stamp, results, record)
@@ -612,7 +602,7 @@ def main():
             '- Load average (1, 5, 15 min) at the start of each part: %s'
             % ('; '.join('%s %s' % (part, loads[part]) for part in ('facts', 'containers', 'vm') if loads.get(part))
                or 'not recorded (run through bench/run.py)'),
-            '- Record compared with: %s (%s)' % (RECORD_JSON.relative_to(ROOT) if record else 'none',
+            '- Record compared with: %s (%s)' % (RECORD_NAME if record else 'none',
                                                  record.get('date', '-') if record else '-'), '']
     goals = results['goals']
     if goals:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / 'bench'))
 
-from facts_record import compare, compare_all, gathering_ms, load_record  # noqa: E402
+from facts_record import compare, compare_all, gathering_ms, load_record, read_record  # noqa: E402
 
 
 @pytest.mark.parametrize('now, record, expected', [
@@ -50,3 +51,23 @@ def test_gathering_by_cpu_time():
              '1000': {'wall_ms': [300, 900, 310], 'cpu_ms': [180, 185, 190]}}
     assert gathering_ms(sizes, 'cpu_ms') == {'1000': 93.0}
     assert gathering_ms(sizes) == {'1000': 190.0}
+
+
+def test_the_record_is_the_committed_file_not_a_runs_rewrite(tmp_path):
+    """A bench run rewrites results.json; a later part (or rerun) must still compare with the commit."""
+    record = tmp_path / 'results.json'
+    record.write_text(json.dumps({'date': 'committed', 'facts_ms': {'1000': 143}}))
+    for argv in (['init', '-q'], ['add', 'results.json'],
+                 ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-q', '-m', 'record']):
+        subprocess.run(['git', '-C', str(tmp_path)] + argv, check=True)
+    record.write_text(json.dumps({'date': 'this run', 'facts_ms': {'1000': 141}}))
+    assert read_record(record)['date'] == 'committed'
+    record.unlink()
+    assert read_record(record)['date'] == 'committed'
+
+
+def test_outside_a_checkout_the_file_is_the_record(tmp_path):
+    record = tmp_path / 'results.json'
+    assert read_record(record) == {}
+    record.write_text(json.dumps({'date': 'file'}))
+    assert read_record(record) == {'date': 'file'}
