@@ -45,10 +45,10 @@ MODULE = 'ansible_collections.vfio.passthrough.plugins.modules.iommu_facts'
 BREAKDOWN = '''
 import json, sys, time
 from ansible.module_utils.common import json as module_json
-from ansible_collections.vfio.passthrough.plugins.module_utils._files import utf8_result
-from ansible_collections.vfio.passthrough.plugins.module_utils._iommu_facts import gather_iommu_facts
-from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import read_net_interfaces
-from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
+from ansible_collections.vfio.passthrough.plugins.module_utils.files._files import utf8_result
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._iommu_facts import gather_iommu_facts
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._net_interfaces import read_net_interfaces
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._sysfs import SysfsTree
 encoder = module_json.get_module_encoder('legacy', module_json.Direction.MODULE_TO_CONTROLLER)
 best = {'read_ms': float('inf'), 'result_ms': float('inf'), 'read_cpu_ms': float('inf'), 'result_cpu_ms': float('inf')}
 for _ in range(3):

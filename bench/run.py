@@ -46,6 +46,18 @@ def missing_prerequisite(part):
     return None
 
 
+def settle(limit_s=300, quiet=1.0, poll_s=10):
+    """Wait until the one-minute load is below ``quiet`` (at most ``limit_s``): the parts are figures of
+    record, and each one would otherwise start in the load the previous part left behind (the container
+    fleet leaves it near 6). Returns the seconds waited; a machine loaded by something else stays loaded,
+    and the part's recorded load says so."""
+    waited = 0
+    while os.getloadavg()[0] >= quiet and waited < limit_s:
+        time.sleep(poll_s)
+        waited += poll_s
+    return waited
+
+
 def record_part(part, entry):
     """Merge one part's start load, time and exit into bench/out/run.json (parts not run keep theirs)."""
     path = OUT / 'run.json'
@@ -80,6 +92,9 @@ def main(argv=None):
             say('%s: SKIPPED: %s' % (part, reason))
             summary.append('%s skipped' % part)
             continue
+        if summary and not args.quick:
+            waited = settle()
+            say('%s: waited %d s for the load the previous part left to settle' % (part, waited))
         argv_part = [sys.executable, str(HERE / SCRIPTS[part])] + (['--quick'] if args.quick else [])
         say('%s: %s' % (part, ' '.join(argv_part[1:])))
         part_started = time.monotonic()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # The inputs of the host-critical verdict (plugins/module_utils/_host_critical.py: host_critical_arg_spec),
+    # The inputs of the host-critical verdict (plugins/module_utils/host_safety/_host_critical.py: host_critical_arg_spec),
     # shared by every module that judges which devices and modules the host cannot lose.
     DOCUMENTATION = r'''
 options:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 
 class ModuleDocFragment:
-    # The options and guarantees of plugins/module_utils/_transaction.py, shared by every module that writes.
+    # The options and guarantees of plugins/module_utils/files/_transaction.py, shared by every module that writes.
     DOCUMENTATION = r'''
 options:
   lock_file:

@@ -1,13 +1,13 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to vfio.passthrough
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The filter through which the role and restore.yml ask module_utils/_regeneration.py what to run."""
+"""The filter through which the role and restore.yml ask module_utils/boot/_regeneration.py what to run."""
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import regeneration as _regeneration
+from ansible_collections.vfio.passthrough.plugins.module_utils.boot._regeneration import regeneration as _regeneration
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._flags import flag
 
 

@@ -146,14 +146,14 @@ ceph:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vfio.passthrough.plugins.module_utils._cluster_leave import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.proxmox._cluster_leave import (
     ceph_clean_verdict, ceph_stop_verdict, combine, ha_verdict, quorum_verdict, rejoin_verdict,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._votequorum import QuorumtoolError, parse_quorumtool
-from ansible_collections.vfio.passthrough.plugins.module_utils._ha_status import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.proxmox._votequorum import QuorumtoolError, parse_quorumtool
+from ansible_collections.vfio.passthrough.plugins.module_utils.proxmox._ha_status import (
     HaStatusError, parse_ha_status_text, parse_lrm_status, parse_manager_status,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._ceph_status import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.proxmox._ceph_status import (
     CephStatusError, parse_ceph_status, parse_ok_to_stop, parse_osd_ids,
 )
 

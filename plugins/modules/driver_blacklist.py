@@ -164,20 +164,20 @@ import glob
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vfio.passthrough.plugins.module_utils._files import read_text
-from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.files._files import read_text
+from ansible_collections.vfio.passthrough.plugins.module_utils.host_safety._host_critical import (
     check_host_critical_args, collect_host_verdict, host_critical_arg_spec,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._module_deps import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.host_safety._module_deps import (
     Kernel, blacklist_problems, read_kernels,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.modprobe._modprobe import (
     check_module_names, is_owned, modprobe_keys, outside_block, parse_modprobe, plan_file,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._ownership import managed_lines
-from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import module_usage
-from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
-from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
+from ansible_collections.vfio.passthrough.plugins.module_utils.files._ownership import managed_lines
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._net_interfaces import module_usage
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._sysfs import SysfsTree
+from ansible_collections.vfio.passthrough.plugins.module_utils.files._transaction import TRANSACTION_ARGS, Transaction
 
 OWNER = 'driver_blacklist'
 

@@ -143,7 +143,7 @@ ansible_facts:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._tuning_facts import gather_tuning_facts
+from ansible_collections.vfio.passthrough.plugins.module_utils.tuning._tuning_facts import gather_tuning_facts
 
 
 def main():

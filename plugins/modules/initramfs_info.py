@@ -86,7 +86,7 @@ present:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vfio.passthrough.plugins.module_utils._files import initramfs_lag
+from ansible_collections.vfio.passthrough.plugins.module_utils.files._files import initramfs_lag
 
 
 def main():

@@ -371,15 +371,15 @@ import socket
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._files import utf8_results
-from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.files._files import utf8_results
+from ansible_collections.vfio.passthrough.plugins.module_utils.host_safety._host_critical import (
     check_host_critical_args, collect_host_verdict, host_critical_arg_spec,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._iommu_facts import gather_iommu_facts
-from ansible_collections.vfio.passthrough.plugins.module_utils._module_deps import describe_need
-from ansible_collections.vfio.passthrough.plugins.module_utils._net_interfaces import read_net_interfaces
-from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
-from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._iommu_facts import gather_iommu_facts
+from ansible_collections.vfio.passthrough.plugins.module_utils.host_safety._module_deps import describe_need
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._net_interfaces import read_net_interfaces
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._pci import C_LOCALE
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._sysfs import SysfsTree
 
 
 def _kernel_log(module):

@@ -336,21 +336,21 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._bootloader import BootloaderError, detect_bootloader
-from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.boot._bootloader import BootloaderError, detect_bootloader
+from ansible_collections.vfio.passthrough.plugins.module_utils.boot._cmdline import (
     DEFAULT_MERGE, CmdlineError, unmet_args, validate_request,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline_limit import HEADER_BYTES
-from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline_plan import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.boot._cmdline_limit import HEADER_BYTES
+from ansible_collections.vfio.passthrough.plugins.module_utils.boot._cmdline_plan import (
     CmdlineOptions, PlanRefused, plan_cmdline,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._files import FileError, modified_after, read_text
-from ansible_collections.vfio.passthrough.plugins.module_utils._grub_shell import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.files._files import FileError, modified_after, read_text
+from ansible_collections.vfio.passthrough.plugins.module_utils.boot._grub_shell import (
     ENV, SH, build_eval_script, parse_eval_output,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._pci import C_LOCALE
-from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import regeneration
-from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._pci import C_LOCALE
+from ansible_collections.vfio.passthrough.plugins.module_utils.boot._regeneration import regeneration
+from ansible_collections.vfio.passthrough.plugins.module_utils.files._transaction import TRANSACTION_ARGS, Transaction
 
 
 def _detect(module):

@@ -64,8 +64,8 @@ import pwd
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._restore import entry_bytes, restore_problems
-from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
+from ansible_collections.vfio.passthrough.plugins.module_utils.files._restore import entry_bytes, restore_problems
+from ansible_collections.vfio.passthrough.plugins.module_utils.files._transaction import TRANSACTION_ARGS, Transaction
 
 
 def _owner_id(value, lookup, attribute):

@@ -157,21 +157,21 @@ diff:
 import socket
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.host_safety._host_critical import (
     check_host_critical_args, collect_host_critical, host_critical_arg_spec,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices
-from ansible_collections.vfio.passthrough.plugins.module_utils._pve_guests import read_guest_references
-from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_boot import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._pci_devices import read_pci_devices
+from ansible_collections.vfio.passthrough.plugins.module_utils.proxmox._pve_guests import read_guest_references
+from ansible_collections.vfio.passthrough.plugins.module_utils.sriov._sriov_boot import (
     OWNER, RULES, SCRIPT, managed_pfs, render, script_argv,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_change import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.sriov._sriov_change import (
     NONE, decide, dropped_host_vfs, now_and_at_boot, vfs_in_use,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_request import check_request
-from ansible_collections.vfio.passthrough.plugins.module_utils._vfio_open import vfio_users
-from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
-from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
+from ansible_collections.vfio.passthrough.plugins.module_utils.sriov._sriov_request import check_request
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._vfio_open import vfio_users
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._sysfs import SysfsTree
+from ansible_collections.vfio.passthrough.plugins.module_utils.files._transaction import TRANSACTION_ARGS, Transaction
 
 
 def _host_verdict(module, tree, devices):

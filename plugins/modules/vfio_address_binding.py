@@ -124,9 +124,9 @@ diff:
 '''
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vfio.passthrough.plugins.module_utils._binding import OWNER, check_addresses, render_binding
-from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import check_module_names
-from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
+from ansible_collections.vfio.passthrough.plugins.module_utils.modprobe._binding import OWNER, check_addresses, render_binding
+from ansible_collections.vfio.passthrough.plugins.module_utils.modprobe._modprobe import check_module_names
+from ansible_collections.vfio.passthrough.plugins.module_utils.files._transaction import TRANSACTION_ARGS, Transaction
 
 
 def main():

@@ -222,12 +222,12 @@ diff:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vfio.passthrough.plugins.module_utils._files import initramfs_lag, read_text
-from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.files._files import initramfs_lag, read_text
+from ansible_collections.vfio.passthrough.plugins.module_utils.modprobe._modprobe import (
     MODPROBE_DIRS, check_module_names, check_pci_ids, competing_vfio_ids, conf_read_order, dead_module_lines,
     initramfs_modules_keys, is_owned, modprobe_keys, modules_load_keys, outside_block, plan_file,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._transaction import TRANSACTION_ARGS, Transaction
+from ansible_collections.vfio.passthrough.plugins.module_utils.files._transaction import TRANSACTION_ARGS, Transaction
 
 OWNER = 'vfio_modules'
 BASE_MODULES = ['vfio', 'vfio_iommu_type1', 'vfio_pci']

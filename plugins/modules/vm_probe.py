@@ -223,17 +223,17 @@ import tempfile
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vfio.passthrough.plugins.module_utils._pci import normalise_address
-from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices
-from ansible_collections.vfio.passthrough.plugins.module_utils._pve_guests import read_guest_configs
-from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
-from ansible_collections.vfio.passthrough.plugins.module_utils._vfio_open import read_vfio_openers, vfio_device_files
-from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._pci import normalise_address
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._pci_devices import read_pci_devices
+from ansible_collections.vfio.passthrough.plugins.module_utils.proxmox._pve_guests import read_guest_configs
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._sysfs import SysfsTree
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._vfio_open import read_vfio_openers, vfio_device_files
+from ansible_collections.vfio.passthrough.plugins.module_utils.vm_probe._vm_probe import (
     RESERVATIONS, active_reservations, boot_references, choose_accel, device_kernel_lines, failure, kernel_messages,
     parse_reservations, plan_device, qemu_argv, summary, vendor_device_of, vfio_fd_entry,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe_guest import parse_console
-from ansible_collections.vfio.passthrough.plugins.module_utils._vm_probe_host import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.vm_probe._vm_probe_guest import parse_console
+from ansible_collections.vfio.passthrough.plugins.module_utils.vm_probe._vm_probe_host import (
     KernelLog, find_busybox, find_qemu, guest_modules, kvm_error, read_kernel, run_guest, write_initramfs,
 )
 

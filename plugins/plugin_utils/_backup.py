@@ -8,7 +8,7 @@ absolute path (``<id>/etc/default/grub``), and ``manifest.yml``, written last, d
 them. ``<host>/latest`` is a symlink to the newest bundle. The role builds the manifest with
 :func:`build_manifest`; playbooks/restore.yml opens a bundle with :func:`open_bundle`, which
 refuses, before anything is restored, every bundle it cannot trust; :func:`restore_regeneration`
-turns what restore changed into commands through module_utils/_regeneration.py.
+turns what restore changed into commands through module_utils/boot/_regeneration.py.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ import stat
 
 import yaml
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._regeneration import regeneration
-from ansible_collections.vfio.passthrough.plugins.module_utils._restore import MODE, path_problem
+from ansible_collections.vfio.passthrough.plugins.module_utils.boot._regeneration import regeneration
+from ansible_collections.vfio.passthrough.plugins.module_utils.files._restore import MODE, path_problem
 
 # The manifest's schema, defined here only. Bump SCHEMA_VERSION when a field changes meaning;
 # restore refuses a manifest of a newer schema instead of guessing.
@@ -430,7 +430,7 @@ def restore_regeneration(changed, detection, initramfs_stale):
 
     ``detection``: kernel_cmdline's check-mode result (bootloader, managed_by, stale_boot_config);
     ``initramfs_stale``: initramfs_info found the images older than an input. Returns
-    module_utils/_regeneration.py's plan, plus ``changed`` (the paths) and ``names`` (each
+    module_utils/boot/_regeneration.py's plan, plus ``changed`` (the paths) and ``names`` (each
     command as one string, for messages).
     """
     boot = bool(detection.get('stale_boot_config')) or any(e['rebuild'] == 'boot' for e in changed)

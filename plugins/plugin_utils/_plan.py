@@ -15,14 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Optional, Sequence
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import effective_items, last_value
-from ansible_collections.vfio.passthrough.plugins.module_utils._iomem import framebuffer_hint
-from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.boot._cmdline import effective_items, last_value
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._iomem import framebuffer_hint
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._pci import (
     BRIDGE, PCI_ID, SAME_CARD, VFIO_HOLDER_MODULES, group_relation, normalise_address, normalise_module, off_host,
     vfio_driver, vfio_pci_refusal,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_request import check_request as check_sriov
-from ansible_collections.vfio.passthrough.plugins.module_utils._sriov_verify import verify as verify_sriov
+from ansible_collections.vfio.passthrough.plugins.module_utils.sriov._sriov_request import check_request as check_sriov
+from ansible_collections.vfio.passthrough.plugins.module_utils.sriov._sriov_verify import verify as verify_sriov
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._iommu_verdict import judge_remapping_and_mode
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._tuning_plan import plan_tuning, verify_tuning
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._pci import PCI_STUB, VFIO_PCI, vfio_driver
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._pci import PCI_STUB, VFIO_PCI, vfio_driver
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_verdicts import KEYS, LABEL, report_summary
 
 __all__ = [

@@ -9,9 +9,9 @@ renderers (_report_markdown, _report_html, _report_index) only format them.
 
 from __future__ import annotations
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._iomem import framebuffer_hint
-from ansible_collections.vfio.passthrough.plugins.module_utils._pve_config import variant_driver_note
-from ansible_collections.vfio.passthrough.plugins.module_utils._pci import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._iomem import framebuffer_hint
+from ansible_collections.vfio.passthrough.plugins.module_utils.proxmox._pve_config import variant_driver_note
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._pci import (
     BRIDGE, OTHER_CARD, SAME_CARD, VFIO_PCI, group_relation, off_host, vfio_driver, vfio_pci_refusal,
 )
 

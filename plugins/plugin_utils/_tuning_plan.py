@@ -5,14 +5,14 @@
 
 Null leaves whatever an administrator set by hand alone, empty removes exactly
 these arguments, a value replaces them. The memory guard needs the resulting
-kernel line and so runs in kernel_cmdline (module_utils/_tuning.memory_guard).
+kernel line and so runs in kernel_cmdline (module_utils/tuning/_tuning.memory_guard).
 """
 
 from __future__ import annotations
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import arg_name
-from ansible_collections.vfio.passthrough.plugins.module_utils._pci import normalise_module
-from ansible_collections.vfio.passthrough.plugins.module_utils._tuning import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.boot._cmdline import arg_name
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._pci import normalise_module
+from ansible_collections.vfio.passthrough.plugins.module_utils.tuning._tuning import (
     HUGEPAGE_ARGS, ISOLATION_ARGS, PAGE_SIZES, TuningError, cpu_guard, format_cpulist, hugepage_group, page_size_guard,
     page_size_name, parse_cpulist,
 )

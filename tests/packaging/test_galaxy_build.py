@@ -112,7 +112,7 @@ def test_every_tracked_file_is_in_the_tarball(tarball):
 
 @pytest.mark.parametrize('pattern', [
     'plugins/modules/*.py',
-    'plugins/module_utils/*.py',
+    'plugins/module_utils/*/*.py',
     'plugins/filter/*',
     'roles/pcie_passthrough/*/*',
     'playbooks/*.yml',

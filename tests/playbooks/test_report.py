@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._tuning_facts import gather_tuning_facts
+from ansible_collections.vfio.passthrough.plugins.module_utils.tuning._tuning_facts import gather_tuning_facts
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_html import render_html
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_index import render_index_html, render_index_markdown
 from ansible_collections.vfio.passthrough.plugins.plugin_utils._report_markdown import render_markdown

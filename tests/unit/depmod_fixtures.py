@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._module_deps import Kernel
+from ansible_collections.vfio.passthrough.plugins.module_utils.host_safety._module_deps import Kernel
 
 __all__ = ['MODULES', 'DEB12', 'DEB13', 'DEB13_BPO', 'kernel', 'install_kernels']
 

@@ -5,9 +5,9 @@ Import with ``from sriov_hosts import ...`` after putting ``tests/unit`` on ``sy
 
 from __future__ import annotations
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._host_critical import host_critical
-from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices
-from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
+from ansible_collections.vfio.passthrough.plugins.module_utils.host_safety._host_critical import host_critical
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._pci_devices import read_pci_devices
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._sysfs import SysfsTree
 from sysfs_builder import FakeHost
 
 PF0, PF1 = '0000:01:00.0', '0000:02:00.0'

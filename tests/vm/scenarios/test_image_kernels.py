@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-UNIT_TEST = ROOT / 'tests' / 'unit' / 'plugins' / 'module_utils' / 'test_cmdline_limit.py'
+UNIT_TEST = ROOT / 'tests' / 'unit' / 'plugins' / 'module_utils' / 'boot' / 'test_cmdline_limit.py'
 
 
 def image_dir(suite):

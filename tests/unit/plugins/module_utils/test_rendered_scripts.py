@@ -15,13 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.vfio.passthrough.plugins.module_utils import _binding, _sriov_boot, _vm_probe_guest
+from ansible_collections.vfio.passthrough.plugins.module_utils.modprobe import _binding
+from ansible_collections.vfio.passthrough.plugins.module_utils.sriov import _sriov_boot
+from ansible_collections.vfio.passthrough.plugins.module_utils.vm_probe import _vm_probe_guest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from sysfs_builder import FakeHost  # noqa: E402
 from tree_snapshot import tree_snapshot  # noqa: E402
 
-MODULE_UTILS = Path(_binding.__file__).resolve().parent
+MODULE_UTILS = Path(_binding.__file__).resolve().parents[1]
 ONE, TWO, BOUND, GONE = '0000:02:00.0', '0000:02:00.1', '0000:03:00.0', '0000:09:00.0'
 # Each module that renders a script, and what it renders: one address or several, with or without drivers.
 RENDERERS = {
@@ -45,7 +47,7 @@ def _scripts():
 
 
 def test_every_module_rendering_a_script_is_checked_here():
-    rendering = sorted(p.stem for p in MODULE_UTILS.glob('*.py') if re.search(r'["\']#!/bin/', p.read_text()))
+    rendering = sorted(p.stem for p in MODULE_UTILS.rglob('*.py') if re.search(r'["\']#!/bin/', p.read_text()))
     assert rendering == sorted(RENDERERS)
 
 

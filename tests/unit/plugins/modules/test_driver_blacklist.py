@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.vfio.passthrough.plugins.modules import driver_blacklist
-from ansible_collections.vfio.passthrough.plugins.module_utils._modprobe import block_markers
+from ansible_collections.vfio.passthrough.plugins.module_utils.modprobe._modprobe import block_markers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from module_runner import run_module  # noqa: E402

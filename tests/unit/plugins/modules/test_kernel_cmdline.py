@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.vfio.passthrough.plugins.module_utils import _cmdline_plan
+from ansible_collections.vfio.passthrough.plugins.module_utils.boot import _cmdline_plan
 from ansible_collections.vfio.passthrough.plugins.modules import kernel_cmdline
 from module_runner import run_module
 from tree_snapshot import tree_snapshot

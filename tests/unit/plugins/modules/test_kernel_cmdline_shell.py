@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ansible_collections.vfio.passthrough.plugins.module_utils._cmdline import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.boot._cmdline import (
     untouched_args, unmet_args, validate_request,
 )
-from ansible_collections.vfio.passthrough.plugins.module_utils._grub_shell import (
+from ansible_collections.vfio.passthrough.plugins.module_utils.boot._grub_shell import (
     ENV, SH, build_eval_script, parse_eval_output,
 )
 from ansible_collections.vfio.passthrough.plugins.modules import kernel_cmdline

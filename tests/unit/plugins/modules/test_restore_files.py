@@ -12,7 +12,7 @@ import pytest
 from ansible_collections.vfio.passthrough.plugins.modules import restore_files
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'plugins' / 'module_utils'))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / 'plugins' / 'module_utils' / 'files'))
 from module_runner import run_module  # noqa: E402
 from test_restore import absent, saved  # noqa: E402
 

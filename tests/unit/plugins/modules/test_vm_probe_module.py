@@ -16,14 +16,15 @@ from pathlib import Path
 import pytest
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.vfio.passthrough.plugins.module_utils import _vm_probe_host
-from ansible_collections.vfio.passthrough.plugins.module_utils._pci_devices import read_pci_devices
-from ansible_collections.vfio.passthrough.plugins.module_utils._sysfs import SysfsTree
+from ansible_collections.vfio.passthrough.plugins.module_utils.vm_probe import _vm_probe_host
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._pci_devices import read_pci_devices
+from ansible_collections.vfio.passthrough.plugins.module_utils.pci._sysfs import SysfsTree
 from ansible_collections.vfio.passthrough.plugins.modules import vm_probe
 
 UNIT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(UNIT))
-sys.path.insert(0, str(UNIT / 'plugins' / 'module_utils'))
+sys.path.insert(0, str(UNIT / 'plugins' / 'module_utils' / 'boot'))
+sys.path.insert(0, str(UNIT / 'plugins' / 'module_utils' / 'vm_probe'))
 from module_runner import run_module  # noqa: E402
 from sysfs_builder import FakeHost  # noqa: E402
 from test_newc_cpio import read_newc  # noqa: E402
