@@ -125,12 +125,38 @@ def skip_reasons(junit_xml):
     return sorted(set(reasons)) if total and reasons else None
 
 
+def failure_reasons(junit_xml, width=300):
+    """One line per failed or errored test: its name and the first line of its message.
+
+    A failing guest prints its serial console last, and CI keeps only the tail of the log: the
+    summary repeats why each test failed, so the reason survives the cut.
+    """
+    try:
+        cases = list(ET.parse(junit_xml).getroot().iter('testcase'))
+    except (OSError, ET.ParseError):
+        return []
+    reasons = []
+    for case in cases:
+        for outcome in ('failure', 'error'):
+            found = case.find(outcome)
+            if found is None:
+                continue
+            message = (found.get('message') or found.text or '').strip()
+            first = message.splitlines()[0] if message else '(no message)'
+            if len(first) > width:
+                first = first[:width - 3] + '...'
+            reasons.append('%s: %s' % (case.get('name', '?'), first))
+    return reasons
+
+
 def verdict_of(returncode, junit_xml):
-    """PASS, SKIPPED (with its reasons) or FAIL: a skip as a whole passes, any other non-zero exit fails."""
+    """PASS, SKIPPED or FAIL, with the reasons: a skip as a whole passes, any other non-zero exit fails."""
     reasons = skip_reasons(junit_xml) if returncode in (0, 5) else None
     if reasons:
         return 'SKIPPED', reasons
-    return ('PASS', []) if returncode == 0 else ('FAIL', [])
+    if returncode == 0:
+        return 'PASS', []
+    return 'FAIL', failure_reasons(junit_xml) or ['pytest exited %d with no failed test in its report' % returncode]
 
 
 def run_lane(lane, queue, pytest_args, results):
@@ -195,9 +221,13 @@ def main(argv=None):
     for lane, label, verdict, seconds, _reasons in sorted(results):
         print('  lane %d  %-40s %-7s  %6.0f s' % (lane, label, verdict, seconds))
     skipped = [(label, reasons) for _lane, label, verdict, _seconds, reasons in sorted(results) if verdict == 'SKIPPED']
-    failed = [label for _lane, label, verdict, _seconds, _reasons in sorted(results) if verdict == 'FAIL']
+    failures = [(label, reasons) for _lane, label, verdict, _seconds, reasons in sorted(results) if verdict == 'FAIL']
+    failed = [label for label, _reasons in failures]
     for label, reasons in skipped:
         print('[lanes] SKIPPED %s: %s' % (label, '; '.join(reasons)))
+    for label, reasons in failures:
+        for reason in reasons:
+            print('[lanes] FAILED %s %s' % (label, reason))
     print('[lanes] %d passed, %d skipped, %d failed%s' % (
         sum(result[2] == 'PASS' for result in results), len(skipped), len(failed),
         (': ' + ', '.join(failed)) if failed else ''))

@@ -40,8 +40,9 @@ def run_pytest(tmp_path, source, *args):
     pytest.param(SKIPS_ITSELF, [], 'SKIPPED', ['no guest today'], id='test-skips-itself'),
     pytest.param(PASSES, [], 'PASS', [], id='passes'),
     pytest.param(HALF_SKIPPED, [], 'PASS', [], id='some-skipped-some-passed'),
-    pytest.param(FAILS, [], 'FAIL', [], id='fails'),
-    pytest.param(PASSES, ['-k', 'NoSuchClass'], 'FAIL', [], id='k-selects-nothing-exits-5'),
+    pytest.param(FAILS, [], 'FAIL', ['test_boot: assert False'], id='fails-with-its-reason'),
+    pytest.param(PASSES, ['-k', 'NoSuchClass'], 'FAIL', ['pytest exited 5 with no failed test in its report'],
+                 id='k-selects-nothing-exits-5'),
 ])
 def test_verdict_from_a_real_pytest_run(tmp_path, source, args, verdict, reasons):
     returncode, junit = run_pytest(tmp_path, source, *args)
@@ -49,8 +50,16 @@ def test_verdict_from_a_real_pytest_run(tmp_path, source, args, verdict, reasons
 
 
 def test_a_crash_without_a_report_fails(tmp_path):
-    assert lanes.verdict_of(2, tmp_path / 'missing.xml') == ('FAIL', [])
-    assert lanes.verdict_of(5, tmp_path / 'missing.xml') == ('FAIL', [])
+    for returncode in (2, 5):
+        assert lanes.verdict_of(returncode, tmp_path / 'missing.xml') == (
+            'FAIL', ['pytest exited %d with no failed test in its report' % returncode])
+
+
+def test_a_long_failure_message_is_cut_to_one_short_line(tmp_path):
+    returncode, junit = run_pytest(tmp_path, 'def test_boot():\n    raise RuntimeError("x" * 400 + "\\nserial tail")\n')
+    verdict, [reason] = lanes.verdict_of(returncode, junit)
+    assert verdict == 'FAIL' and reason.startswith('test_boot: RuntimeError: xxx') and reason.endswith('...')
+    assert len(reason) == len('test_boot: ') + 300 and 'serial tail' not in reason
 
 
 def test_make_test_set_is_the_primary_target_and_full_holds_everything():
