@@ -45,7 +45,7 @@ while (($#)); do
         --prune) PRUNE=1 ;;
         --fresh) FRESH=1 FORCE=1 ;;
         --print-dir) PRINT_DIR=1 ;;
-        -h|--help) sed -n '2,25p' "$SELF"; exit 0 ;;
+        -h|--help) sed -n '2,24p' "$SELF"; exit 0 ;;
         *) usage_error "unknown argument: $1" ;;
     esac
     shift

@@ -141,6 +141,7 @@ image_apt() { # APT-GET ARGUMENTS...: in the image (chroot_mounted), logged to $
     cp -L /etc/resolv.conf "$MNT/etc/resolv.conf"
     in_chroot apt-get "$@" >>"$WORK/apt.log" 2>&1 || rc=$?
     cp "$WORK/resolv.conf.image" "$MNT/etc/resolv.conf"
+    rm -f "$WORK/resolv.conf.image"
     return "$rc"
 }
 
