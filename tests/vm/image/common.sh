@@ -25,7 +25,9 @@ die() { printf '[%s %4ds] ERROR: %s\n' "$LOG_TAG" "$SECONDS" "$*" >&2; exit 1; }
 no_udev_noise() { "$@" 2> >(grep -v 'udevadm: not found' >&2); }
 in_chroot() { LC_ALL=C DEBIAN_FRONTEND=noninteractive chroot "$MNT" "$@"; }
 fail_with_log() { # LOG LINES MESSAGE
-    tail -n "$2" "$WORK/$1.log" >&2
+    # Under set -e a missing log (QEMU that never started has no serial.log) would end the
+    # script here, and the message saying what failed would never be printed.
+    tail -n "$2" "$WORK/$1.log" >&2 || true
     die "$3"
 }
 
