@@ -115,7 +115,11 @@ unpack_rootfs() { # the suite's debootstrap result on $MNT, from the cached tarb
     local t0=$SECONDS debs=$CACHE/debs/$SUITE
     # Every variant of a suite starts from this tarball: one debootstrap at a time makes it.
     exec 7>"$ROOTFS_TAR.lock"
-    flock 7
+    if ! flock -n 7; then
+        # Held only while a debootstrap runs: minutes, which should not pass in silence.
+        log "another build holds $ROOTFS_TAR.lock (debootstrap of $SUITE); waiting"
+        flock 7
+    fi
     if [[ $FRESH -eq 0 && -f $ROOTFS_TAR && -n $(find "$ROOTFS_TAR" -mtime -"$ROOTFS_MAX_AGE_DAYS") ]]; then
         exec 7>&-
         log "unpacking cached debootstrap result $ROOTFS_TAR"
