@@ -56,12 +56,12 @@ step() {
 # proxmox-boot-tool format and init, minutes of CPU that overlap the molecule stage.
 step tests/vm/build-image.sh --suite trixie
 step tests/vm/qemu10.sh
-step tests/vm/build-uefi-image.sh --suite trixie --variant sdboot
+step tests/vm/build-image.sh --boot uefi-sdboot --suite trixie
 if [[ $set_name == full ]]; then
-    step tests/vm/build-uefi-image.sh --suite trixie --variant grub
+    step tests/vm/build-image.sh --boot uefi-grub --suite trixie
     step tests/vm/build-image.sh --suite bookworm
-    step tests/vm/build-uefi-image.sh --suite bookworm --variant sdboot
-    step tests/vm/build-uefi-image.sh --suite bookworm --variant grub
+    step tests/vm/build-image.sh --boot uefi-sdboot --suite bookworm
+    step tests/vm/build-image.sh --boot uefi-grub --suite bookworm
     step tests/vm/build-image.sh --suite trixie --kernel "$(sed -n "s/^LINE = '\(.*\)'$/\1/p" tests/vm/scenarios/test_backports_kernel.py)"
 fi
 echo "[prefetch] done in $((SECONDS - t0)) s"

@@ -2,7 +2,7 @@
 
 CLI (also importable: ``start()``, ``get()``, ``VM.ssh()``, ``VM.reboot()``, ``VM.stop()``)::
 
-    vmctl.py build [--suite trixie|bookworm] [--kernel LINE]   # build/verify the cached base images
+    vmctl.py build [--suite trixie|bookworm] [--boot bios|uefi-sdboot|uefi-grub] [--kernel LINE]   # build/verify an image
     vmctl.py start --flavour intel|amd [--suite trixie|bookworm] [--boot bios|uefi-sdboot|uefi-grub] [--nics N]
                    [--igb N] [--kernel LINE] [--name NAME] [--timeout S]
     vmctl.py wait-ssh NAME [--timeout S]
@@ -27,34 +27,21 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import string
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+# The image and the QEMU machine have modules of their own; their names used by callers stay vmctl's.
+from vmimages import BOOTS, BUILD_SCRIPT, DEFAULT_SUITE, KERNELS, SUITES, VMError, build_argv, disk_image, ensure_image, log
+from vmqemu import OVMF_VARS, choose_accel, ensure_ovmf, free_port, qemu10, qemu_argv
+
 HERE = Path(__file__).resolve().parent
-BUILD_SCRIPT = HERE / "build-image.sh"
-UEFI_BUILD_SCRIPT = HERE / "build-uefi-image.sh"
-QEMU10_SCRIPT = HERE / "qemu10.sh"
 INVENTORY_TEMPLATE = HERE / "inventory.ini.tmpl"
 CACHE = Path(os.environ.get("VFIO_VM_CACHE", "/var/cache/vfio-passthrough-vm"))
 RUNS = CACHE / "runs"
 FLAVOURS = ("intel", "amd")
-# Debian 13 is Proxmox VE 9's base and the default; Debian 12 is VE 8's.
-SUITES = ("trixie", "bookworm")
-DEFAULT_SUITE = SUITES[0]
-# bios: the BIOS images (GRUB from /boot). uefi-sdboot / uefi-grub: OVMF, systemd-boot or GRUB
-# from an ESP that the real proxmox-boot-tool manages (AMD only): Debian 12 with Proxmox VE 8's
-# proxmox-kernel-helper 8.1.0, Debian 13 with Proxmox VE 9.2's 9.2.0 (build-uefi-image.sh).
-BOOTS = ("bios", "uefi-sdboot", "uefi-grub")
-# trixie-backports kernel lines the BIOS image can add beside Debian 13's 6.12 (build-image.sh --kernel).
-KERNELS = ("7.0", "7.3")
-OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
-OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
-MEMORY_MB = 1536
-SMP = 2
 # Under TCG on 2 shared cores a Debian 12 boot takes 30-40 s, a Debian 13 one about 1.5x that,
 # and 3-5x both on a loaded machine (224-253 s measured): leave room.
 DEFAULT_BOOT_TIMEOUT = 600
@@ -72,106 +59,8 @@ SSH_OPTS = [
 ]
 
 
-class VMError(RuntimeError):
-    """A VM could not be started, reached or stopped."""
-
-
 class SSHTimeout(VMError):
     """A running guest's SSH did not answer in time (QEMU itself is up)."""
-
-
-def log(msg: str) -> None:
-    print(f"[vmctl] {msg}", file=sys.stderr, flush=True)
-
-
-# --- image -----------------------------------------------------------------------------------
-
-def check_suite(suite: str) -> str:
-    if suite not in SUITES:
-        raise VMError(f"suite must be one of {SUITES}, not {suite!r}")
-    return suite
-
-
-def _print_dir(argv: list[str]) -> Path:
-    """The image dir a build script version would produce (`--print-dir`; its key hashes the script)."""
-    out = subprocess.run([*argv, "--print-dir"], capture_output=True, text=True, check=False)
-    if out.returncode != 0:
-        raise VMError(f"{' '.join(argv)} --print-dir exited {out.returncode}: {out.stderr.strip()}")
-    return Path(out.stdout.strip())
-
-
-def _ensure_built(argv: list[str], build: bool, what: str, cost: str) -> Path:
-    """Return the image dir argv builds, building it first if missing (a no-op when up to date)."""
-    d = _print_dir(argv)
-    if not d.is_dir():
-        if not build:
-            raise VMError(f"no {what} at {d}: run {' '.join(argv)}")
-        log(f"{what} missing, building it with {' '.join(argv)} ({cost} cold)")
-        subprocess.run(argv, check=True)
-        if not d.is_dir():
-            raise VMError(f"{' '.join(argv)} succeeded but {d} does not exist")
-    return d
-
-
-def _build_argv(suite: str, kernel: str | None) -> list[str]:
-    if kernel is not None and kernel not in KERNELS:
-        raise VMError(f"kernel must be one of {KERNELS}, not {kernel!r}")
-    return [str(BUILD_SCRIPT), "--suite", check_suite(suite), *(["--kernel", kernel] if kernel else [])]
-
-
-def image_dir(suite: str = DEFAULT_SUITE, kernel: str | None = None) -> Path:
-    """The BIOS image dir the current build script produces for a suite (and backports kernel line)."""
-    return _print_dir(_build_argv(suite, kernel))
-
-
-def ensure_image(build: bool = True, suite: str = DEFAULT_SUITE, kernel: str | None = None) -> Path:
-    """Return the suite's BIOS image dir, building it first if missing."""
-    return _ensure_built(_build_argv(suite, kernel), build,
-                         f"{suite}{' linux ' + kernel if kernel else ''} base image", "3-6 min")
-
-
-def _uefi_argv(variant: str, suite: str) -> list[str]:
-    return [str(UEFI_BUILD_SCRIPT), "--suite", check_suite(suite), "--variant", variant]
-
-
-def uefi_image_dir(variant: str = "sdboot", suite: str = "bookworm") -> Path:
-    """The UEFI image dir the current UEFI build script produces (exit 3: no vendored tool)."""
-    return _print_dir(_uefi_argv(variant, suite))
-
-
-def ensure_uefi_image(build: bool = True, variant: str = "sdboot", suite: str = "bookworm") -> Path:
-    """Return a UEFI image dir, building it first if missing (one OVMF boot; trixie also builds the helper's .deb)."""
-    return _ensure_built(_uefi_argv(variant, suite), build, f"{suite} UEFI image", "4-10 min")
-
-
-# --- accelerator -----------------------------------------------------------------------------
-
-def choose_accel() -> tuple[str, str]:
-    """Pick the accelerator and say why.
-
-    /dev/kvm alone proves nothing here: on this project's machines it is a PVM backend
-    (kvm_pvm, no VMX/SVM) that cannot boot a stock Debian kernel, so KVM is used only when
-    the CPU offers hardware virtualisation and no PVM module is loaded.
-    """
-    if os.environ.get("VFIO_VM_ACCEL") == "tcg":
-        return "tcg", "VFIO_VM_ACCEL=tcg"
-    if not os.path.exists("/dev/kvm"):
-        return "tcg", "no /dev/kvm"
-    if os.path.isdir("/sys/module/kvm_pvm"):
-        return "tcg", ("/dev/kvm is a PVM backend (kvm_pvm loaded), which cannot boot a stock "
-                       "kernel; TCG is slower but works")
-    cpuinfo = Path("/proc/cpuinfo").read_text()
-    if not re.search(r"^flags\s*:.*\b(vmx|svm)\b", cpuinfo, re.M):
-        return "tcg", "CPU has no vmx/svm flag"
-    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
-        return "tcg", "/dev/kvm not accessible"
-    return "kvm", "/dev/kvm with hardware virtualisation (vmx/svm)"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- VM --------------------------------------------------------------------------------------
@@ -418,81 +307,13 @@ def render_inventory(vms: list[VM], group: str = "vfio_vms") -> str:
 
 # --- start / lookup --------------------------------------------------------------------------
 
-def qemu_argv(vm: VM) -> list[str]:
-    cpu = "max,vendor=GenuineIntel" if vm.flavour == "intel" else "max"
-    accel = ["-accel", "tcg,thread=multi", "-cpu", cpu]
-    if vm.accel == "kvm":
-        accel = ["-accel", "kvm", "-cpu", "host"]
-    # The vIOMMU comes before every PCI device so that all of them sit behind it.
-    iommu = ("intel-iommu,intremap=on,caching-mode=on" if vm.flavour == "intel"
-             else "amd-iommu,intremap=on")
-    argv = [
-        vm.qemu, "-name", vm.name,
-        "-M", "q35,kernel-irqchip=split", *accel,
-        "-m", str(MEMORY_MB), "-smp", str(SMP),
-        "-device", iommu,
-        *firmware_argv(vm),
-        "-drive", f"file={vm.overlay},if=none,id=disk0,format=qcow2,discard=unmap",
-        "-device", "virtio-blk-pci,drive=disk0",
-        "-netdev", f"user,id=mgmt,hostfwd=tcp:127.0.0.1:{vm.port}-:22",
-        "-device", "virtio-net-pci,netdev=mgmt",
-    ]
-    # Passthrough candidates: e1000e is 8086:10d3; the guest's network config ignores it.
-    for i in range(vm.nics):
-        argv += ["-netdev", f"user,id=pt{i}", "-device", f"e1000e,netdev=pt{i}"]
-    argv += igb_argv(vm.igb)
-    argv += [
-        "-display", "none", "-vga", "none",
-        "-serial", f"file:{vm.serial_log}",
-        "-qmp", f"unix:{vm.run_dir / 'qmp.sock'},server=on,wait=off",
-        "-pidfile", str(vm.pidfile), "-daemonize",
-    ]
-    return argv
-
-
-def igb_argv(count: int) -> list[str]:
-    """``count`` igb PFs, each alone behind a root port (which has ACS: PF and each VF get their own group)."""
-    argv = []
-    for i in range(count):
-        argv += ["-device", f"pcie-root-port,id=sriov{i},chassis={20 + i},slot={20 + i}",
-                 "-netdev", f"user,id=igb{i}", "-device", f"igb,bus=sriov{i},netdev=igb{i}"]
-    return argv
-
-
-def qemu10() -> str:
-    """The QEMU 10 wrapper tests/vm/qemu10.sh installs (once, cached), for guests with igb NICs."""
-    done = subprocess.run(["bash", str(QEMU10_SCRIPT)], check=True, capture_output=True, text=True)
-    return done.stdout.strip().splitlines()[-1]
-
-
-def firmware_argv(vm: VM) -> list[str]:
-    """OVMF on two pflash drives for UEFI guests (code read-only, the VM's own NVRAM); SeaBIOS else."""
-    if vm.boot == "bios":
-        return []
-    return ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
-            "-drive", f"if=pflash,format=raw,unit=1,file={vm.efi_vars}"]
-
-
-def ensure_ovmf() -> None:
-    if OVMF_CODE.is_file() and OVMF_VARS.is_file():
-        return
-    log("installing host package ovmf")
-    subprocess.run(["apt-get", "-o", "DPkg::Lock::Timeout=600", "install", "-y", "-qq",
-                    "--no-install-recommends", "ovmf"], check=True, stdout=subprocess.DEVNULL,
-                   env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
-
-
 def start(flavour: str, nics: int = 1, name: str | None = None,
           timeout: float = DEFAULT_BOOT_TIMEOUT, build: bool = True, wait: bool = True,
           suite: str = DEFAULT_SUITE, boot: str = "bios", igb: int = 0, kernel: str | None = None) -> VM:
     """Boot a throw-away VM of a Debian suite and (by default) wait for SSH. Returns the VM handle."""
     if flavour not in FLAVOURS:
         raise VMError(f"flavour must be one of {FLAVOURS}, not {flavour!r}")
-    check_suite(suite)
-    if boot not in BOOTS:
-        raise VMError(f"boot must be one of {BOOTS}, not {boot!r}")
-    if kernel is not None and boot != "bios":
-        raise VMError(f"kernel {kernel!r} exists for boot 'bios' only, not {boot!r}")
+    build_argv(suite, boot, kernel)  # a bad suite, boot or kernel fails here, before anything runs
     if nics < 0:
         raise VMError(f"--nics must be >= 0, not {nics}")
     if igb < 0:
@@ -504,16 +325,10 @@ def start(flavour: str, nics: int = 1, name: str | None = None,
         if shutil.which(tool) is None:
             raise VMError(f"{tool} not found: run {BUILD_SCRIPT}, it installs the host packages")
 
-    if boot == "bios":
-        images = ensure_image(build, suite, kernel)
-        base = images / f"{flavour}.qcow2"
-    else:
+    images = ensure_image(build, suite, kernel, boot)
+    base = disk_image(images, flavour, boot)
+    if boot != "bios":
         ensure_ovmf()
-        variant = boot.removeprefix("uefi-")
-        images = ensure_uefi_image(build, variant, suite)
-        base = images / f"{flavour}-{variant}.qcow2"
-        if not base.is_file():
-            raise VMError(f"no {boot} image for flavour {flavour!r}: {base} does not exist")
     accel, why = choose_accel()
     log(f"accelerator: {accel} ({why})")
 
@@ -601,8 +416,9 @@ def all_vms() -> list[VM]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="vmctl.py", description=__doc__.split("\n\n", maxsplit=1)[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("build", help="build or verify the cached base images")
+    p = sub.add_parser("build", help="build or verify a cached image (tests/vm/build-image.sh)")
     p.add_argument("--suite", default=DEFAULT_SUITE, choices=SUITES)
+    p.add_argument("--boot", default="bios", choices=BOOTS)
     p.add_argument("--kernel", choices=KERNELS, help="also install this trixie-backports kernel line and boot it")
     p = sub.add_parser("start", help="boot a throw-away VM and wait for SSH")
     p.add_argument("--flavour", required=True, choices=FLAVOURS)
@@ -643,7 +459,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.cmd == "build":
-            print(ensure_image(True, args.suite, args.kernel))
+            print(ensure_image(True, args.suite, args.kernel, args.boot))
         elif args.cmd == "start":
             vm = start(args.flavour, args.nics, args.name, args.timeout,
                        build=not args.no_build, wait=not args.no_wait, suite=args.suite,

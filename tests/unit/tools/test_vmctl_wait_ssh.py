@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / 'tests' / 'vm'))  # vmctl imports its siblings vmimages and vmqemu
 _spec = importlib.util.spec_from_file_location('vmctl', ROOT / 'tests' / 'vm' / 'vmctl.py')
 vmctl = importlib.util.module_from_spec(_spec)
 sys.modules['vmctl'] = vmctl  # dataclasses resolve the module's annotations through sys.modules

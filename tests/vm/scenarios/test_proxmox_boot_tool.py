@@ -364,7 +364,7 @@ def restore_once(collections_path, state, name, converged_by):
 def boot_uefi(variant, suite='bookworm'):
     """A UEFI guest (AMD IOMMU) of an image variant, with the ESP logger running, and a dict its class's tests share."""
     started = time.monotonic()
-    vmctl.ensure_uefi_image(build=True, variant=variant, suite=suite)
+    vmctl.ensure_image(build=True, suite=suite, boot='uefi-' + variant)
     say('%s UEFI image (%s) ready in %.1f s' % (suite, variant, time.monotonic() - started))
     started = time.monotonic()
     vm = vmctl.start('amd', nics=1, suite=suite, boot='uefi-' + variant)
