@@ -341,6 +341,8 @@ def start(flavour: str, nics: int = 1, name: str | None = None,
         kept = RUNS / f"{name}.no-ssh"
         shutil.rmtree(kept, ignore_errors=True)
         (RUNS / name).rename(kept)
+        # Its record names itself, so `list` and `stop` see the kept logs, not the VM booted next.
+        dataclasses.replace(get(kept.name), name=kept.name, run_dir=kept).save()
         log(f"{name}: FIRST BOOT GAVE NO SSH, booting once more from a fresh overlay "
             f"(logs of the failed boot: {kept}): {str(exc).splitlines()[0]}")
         return _launch(name, flavour, nics, images, base, accel, suite, boot, igb, kernel, timeout, wait)

@@ -86,3 +86,44 @@ def test_a_prompt_printed_before_the_wait_is_not_this_boots(tmp_path, clock):
     with pytest.raises(vmctl.SSHTimeout) as failed:
         guest.wait_ssh(600, after_prompt=240)
     assert 'the console showed no login prompt' in str(failed.value)
+
+
+
+@pytest.fixture
+def launches(tmp_path, monkeypatch):
+    """start() with its image, accelerator and tools faked; each launch records a guest and boots per `silent`."""
+    monkeypatch.setattr(vmctl, 'RUNS', tmp_path / 'runs')
+    monkeypatch.setattr(vmctl, 'log', lambda message: None)
+    monkeypatch.setattr(vmctl, 'ensure_image', lambda *args: tmp_path)
+    monkeypatch.setattr(vmctl, 'disk_image', lambda *args: tmp_path / 'amd.qcow2')
+    monkeypatch.setattr(vmctl, 'choose_accel', lambda: ('tcg', 'test'))
+    monkeypatch.setattr(vmctl.shutil, 'which', lambda tool: '/usr/bin/' + tool)
+    boots = {'names': [], 'silent': 1}
+
+    def launch(name, *args):
+        boots['names'].append(name)
+        guest = vmctl.VM(name=name, flavour='amd', run_dir=vmctl.RUNS / name, port=2222, key=tmp_path / 'key',
+                         base=tmp_path / 'amd.qcow2', nics=1, accel='tcg')
+        guest.run_dir.mkdir(parents=True)
+        guest.save()
+        if len(boots['names']) <= boots['silent']:
+            raise vmctl.SSHTimeout('%s: no SSH on port 2222 after 292 s; ...' % name)
+        return guest
+
+    monkeypatch.setattr(vmctl, '_launch', launch)
+    return boots
+
+
+def test_a_first_boot_without_ssh_is_booted_once_more_and_its_logs_kept_under_their_own_name(launches):
+    guest = vmctl.start('amd', name='t1')
+    assert launches['names'] == ['t1', 't1'] and guest.run_dir == vmctl.RUNS / 't1'
+    kept = vmctl.get('t1.no-ssh')
+    assert kept.name == 't1.no-ssh' and kept.run_dir == vmctl.RUNS / 't1.no-ssh'
+    assert sorted(vm.name for vm in vmctl.all_vms()) == ['t1', 't1.no-ssh']
+
+
+def test_a_second_boot_without_ssh_fails(launches):
+    launches['silent'] = 2
+    with pytest.raises(vmctl.SSHTimeout):
+        vmctl.start('amd', name='t2')
+    assert launches['names'] == ['t2', 't2']
