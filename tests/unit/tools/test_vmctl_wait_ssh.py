@@ -61,8 +61,8 @@ def clock(monkeypatch):
     pytest.param(None, 50, None, 602, id='without-after-prompt-waits-the-whole-timeout'),
     pytest.param(240, None, None, 602, id='no-prompt-waits-the-whole-timeout'),
 ])
-def test_a_wait_without_ssh_ends_with_the_last_attempt_and_the_console(tmp_path, clock, after_prompt, prompt_at,
-                                                                      ssh_at, gives_up_at):
+def test_a_wait_without_ssh_ends_with_the_last_attempt_and_the_console(
+        tmp_path, clock, after_prompt, prompt_at, ssh_at, gives_up_at):
     guest = FakeGuest(tmp_path, clock, prompt_at, ssh_at)
     with pytest.raises(vmctl.SSHTimeout) as failed:
         guest.wait_ssh(600, after_prompt=after_prompt)
@@ -86,7 +86,6 @@ def test_a_prompt_printed_before_the_wait_is_not_this_boots(tmp_path, clock):
     with pytest.raises(vmctl.SSHTimeout) as failed:
         guest.wait_ssh(600, after_prompt=240)
     assert 'the console showed no login prompt' in str(failed.value)
-
 
 
 @pytest.fixture
