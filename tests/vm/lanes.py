@@ -97,6 +97,14 @@ def _collection_skip_reason(text):
     return reason.removeprefix('Skipped: ')
 
 
+def _report(junit_xml, tag):
+    """The report's elements of one tag, or None when pytest left no readable report."""
+    try:
+        return list(ET.parse(junit_xml).getroot().iter(tag))
+    except (OSError, ET.ParseError):
+        return None
+
+
 def skip_reasons(junit_xml):
     """The reasons, when every test of a pytest run was skipped (a module-level skip included); else None.
 
@@ -104,9 +112,8 @@ def skip_reasons(junit_xml):
     test skipped itself: the report, not the exit code, tells a skip from a plan error (a -k that
     selects nothing also exits 5, with no test and no skip in the report).
     """
-    try:
-        suites = ET.parse(junit_xml).getroot().iter('testsuite')
-    except (OSError, ET.ParseError):
+    suites = _report(junit_xml, 'testsuite')
+    if suites is None:
         return None
     reasons, total = [], 0
     for suite in suites:
@@ -131,12 +138,8 @@ def failure_reasons(junit_xml, width=300):
     A failing guest prints its serial console last, and CI keeps only the tail of the log: the
     summary repeats why each test failed, so the reason survives the cut.
     """
-    try:
-        cases = list(ET.parse(junit_xml).getroot().iter('testcase'))
-    except (OSError, ET.ParseError):
-        return []
     reasons = []
-    for case in cases:
+    for case in _report(junit_xml, 'testcase') or []:
         for outcome in ('failure', 'error'):
             found = case.find(outcome)
             if found is None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -333,8 +334,10 @@ def start(flavour: str, nics: int = 1, name: str | None = None,
     log(f"accelerator: {accel} ({why})")
 
     RUNS.mkdir(parents=True, exist_ok=True)
+    launch = functools.partial(_launch, name, flavour, nics, images, base, accel, suite, boot, igb, kernel,
+                               timeout, wait)
     try:
-        return _launch(name, flavour, nics, images, base, accel, suite, boot, igb, kernel, timeout, wait)
+        return launch()
     except SSHTimeout as exc:
         # The first boot of an untouched base image is the test bed's, not the product's: one more
         # boot from a fresh overlay, said loudly, with the failed boot's logs kept beside it.
@@ -345,7 +348,7 @@ def start(flavour: str, nics: int = 1, name: str | None = None,
         dataclasses.replace(get(kept.name), name=kept.name, run_dir=kept).save()
         log(f"{name}: FIRST BOOT GAVE NO SSH, booting once more from a fresh overlay "
             f"(logs of the failed boot: {kept}): {str(exc).splitlines()[0]}")
-        return _launch(name, flavour, nics, images, base, accel, suite, boot, igb, kernel, timeout, wait)
+        return launch()
 
 
 def _launch(name: str, flavour: str, nics: int, images: Path, base: Path, accel: str, suite: str, boot: str,
