@@ -124,15 +124,28 @@ step_done "setup"
 # Scenarios run MOLECULE_JOBS at a time (default 2, one per core): the work is mostly one
 # ansible-playbook process per scenario, and the containers' names, networks and molecule's
 # ephemeral dirs are per scenario. Each scenario's output is prefixed with its name.
+why_failed() {  # why_failed LOG: the failed tasks' and tests' own lines (Ansible's fatal, pytest's summary)
+    local pattern='^(FAILED |ERROR )|fatal: \[|^E   |CRITICAL'
+    if grep -qE "$pattern" "$1"; then
+        grep -E "$pattern" "$1" | tail -n 20 | cut -c1-400 | sed 's/^/  /'
+    else
+        echo '  (no failure line; its last lines:)'
+        tail -n 15 "$1" | sed 's/^/  /'
+    fi
+}
 jobs=${MOLECULE_JOBS:-2}
 [[ $jobs =~ ^[1-9][0-9]*$ ]] || die "MOLECULE_JOBS must be a positive integer, not '$jobs'"
 results=$(mktemp -d)
 trap 'rm -rf "$results"' EXIT
+# CI keeps only the end of a long log: each scenario's output is also kept whole in
+# tests/output/molecule/SCENARIO.log, and the summary ends with why each failed scenario failed.
+logs=tests/output/molecule
+mkdir -p "$logs"
 run_scenario() {
     local s=$1 st=$SECONDS rc=0
-    log "scenario $s: molecule $MOLECULE_CMD"
+    log "scenario $s: molecule $MOLECULE_CMD (whole output: $logs/$s.log)"
     molecule --base-config molecule/shared/base.yml "$MOLECULE_CMD" -s "$s" 2>&1 \
-        | sed -u "s/^/[$s] /" || rc=$?
+        | tee "$logs/$s.log" | sed -u "s/^/[$s] /" || rc=$?
     if [ "$rc" -eq 0 ]; then
         echo "PASS $s ($((SECONDS - st)) s)" > "$results/$s"
     else
@@ -157,4 +170,8 @@ done
 
 log "summary (total $((SECONDS - t0)) s)"
 printf '  %s\n' "${summary[@]}" >&2
+for s in "${failed[@]}"; do
+    log "why $s failed (from $logs/$s.log):"
+    why_failed "$logs/$s.log" >&2
+done
 [ ${#failed[@]} -eq 0 ] || die "failed scenarios: ${failed[*]}"

@@ -61,27 +61,44 @@ def _case(name):
 
 def judge(lines, floor, members):
     """Samples that break the floor or show lost quorum, the lowest total among quorate views, and the
-    nodes seen down: by their own view (no answer) or by the cluster's (a quorate view of another member
-    that lacks them: a restart quicker than one round of samples is still a departure the others saw).
-    A node that was down sees only itself until it rejoins: its own view while starting is not the
-    cluster's."""
+    nodes seen down: by their own view (no answer, or a view of itself alone without quorum) or by the
+    cluster's (a quorate view of another member that lacks them: a restart quicker than one round of
+    samples is still a departure the others saw).
+
+    A node outside the cluster -- not answering, or restarted and not yet rejoined, seeing only itself --
+    does not speak for the cluster: its unquorate view is not a lost quorum, however the samples fell
+    (under load one round can outlast the seconds a restarting container does not answer). What does
+    speak for it is every round of samples: each complete round must hold a quorate view at or above
+    the floor, so a cluster whose every member sees only itself fails."""
     starting, bad, low, seen_down = set(), [], None, set()
+    round_nodes, round_lines, round_quorate = set(), [], False
+
+    def close_round(complete):
+        if round_lines and complete and not round_quorate:
+            bad.append('no member quorate with %d votes in the round: %s' % (floor, ' | '.join(round_lines)))
+
     for line in lines:
         m = SAMPLE.match(line)
         assert m, 'unreadable watcher sample %r' % line
         _when, node, total, quorate, seen = m.groups()
-        if total is None:
+        if node in round_nodes:  # the watcher samples every member in turn: a node again starts a round
+            close_round(True)
+            round_nodes, round_lines, round_quorate = set(), [], False
+        round_nodes.add(node)
+        round_lines.append(line)
+        if total is None or (quorate != 'Yes' and (node in starting or seen == node)):
             starting.add(node)
             seen_down.add(node)
-            continue
-        if node in starting and quorate != 'Yes':
             continue
         starting.discard(node)
         if quorate != 'Yes' or int(total) < floor:
             bad.append(line)
         else:
+            round_quorate = True
             low = int(total) if low is None else min(low, int(total))
             seen_down |= set(members) - set(seen.split(','))
+    # The watcher is killed at any point of a round: a partial last round proves nothing either way.
+    close_round(round_nodes == set(members))
     return bad, low, seen_down
 
 
