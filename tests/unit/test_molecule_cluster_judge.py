@@ -117,3 +117,16 @@ def test_a_partial_last_round_is_not_judged_but_a_complete_one_is():
     alone = ['00:00:00.000 pve1 down', '00:00:00.100 pve2 total=1 quorate=No members=pve2',
              '00:00:00.200 pve3 total=1 quorate=No members=pve3']
     assert cluster.judge(head + alone, 2, ['pve1', 'pve2', 'pve3'])[0]
+
+
+def test_a_failed_plays_own_lines_reach_the_assertion(tmp_path, monkeypatch):
+    monkeypatch.setattr(cluster, 'CASES', tmp_path)
+    (tmp_path / 'case1-three-up.play.log').write_text(
+        'TASK [Reboot into the new kernel command line and initramfs] ***\n'
+        "fatal: [pve2]: FAILED! => changed=false\n  msg: 'Reboot command failed. Error was: , exit 137'\n"
+        '[ERROR]: Task failed: Reboot command failed. Error was: , exit 137\n')
+    why = cluster.why_the_play_failed('case1-three-up')
+    assert why.startswith('fatal: [pve2]: FAILED!')
+    assert '[ERROR]: Task failed: Reboot command failed' in why
+    (tmp_path / 'case1-three-up.play.log').write_text('PLAY RECAP ***\npve1 : ok=38 failed=0\n')
+    assert cluster.why_the_play_failed('case1-three-up') == 'no failed task in its output'

@@ -59,6 +59,14 @@ def _case(name):
     return int((CASES / (name + '.rc')).read_text()), log
 
 
+def why_the_play_failed(name):
+    """The play's own failure lines (ansible-core's [ERROR], fatal: [host]): a failed assertion carries them
+    to the end of the CI log, where the play's log file is out of reach."""
+    lines = (CASES / (name + '.play.log')).read_text(errors='replace').splitlines()
+    found = [line[:300] for line in lines if line.startswith(('[ERROR]: ', 'fatal: ['))]
+    return '; '.join(found[-3:]) or 'no failed task in its output'
+
+
 def judge(lines, floor, members):
     """Samples that break the floor or show lost quorum, the lowest total among quorate views, and the
     nodes seen down: by their own view (no answer, or a view of itself alone without quorum) or by the
@@ -116,11 +124,11 @@ def new_boots(name, members):
 def test_case_says_its_decision(case):
     rc, log = _case(case)
     for text in MUST_SAY[case]:
-        assert text in log, '%s: %r not in the play output' % (case, text)
+        assert text in log, '%s: %r not in the play output; it failed with: %s' % (case, text, why_the_play_failed(case))
     if case == 'case4-batch':
         assert rc != 0, 'the batch guard did not fail the play'
     else:
-        assert rc == 0, '%s: ansible-playbook exited %d' % (case, rc)
+        assert rc == 0, '%s: ansible-playbook exited %d: %s' % (case, rc, why_the_play_failed(case))
 
 
 @pytest.mark.parametrize('case', sorted(EXPECTED))
