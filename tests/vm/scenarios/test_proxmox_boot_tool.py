@@ -336,12 +336,17 @@ def run_ansible(collections_path, guest, playbook, name, variables, extra_args=(
     return run
 
 
+def backups_of(guest):
+    """This guest's backup dir: the lanes run two of these classes at once, and each converge empties its own."""
+    return BACKUPS / guest.vm.name
+
+
 def converge_once(collections_path, guest, name, nic, boot, boots):
-    """passthrough.yml for nic (backups to BACKUPS) with -v, so every module's result is in the output and a check
+    """passthrough.yml for nic (backups to backups_of(guest)) with -v, so every module's result is in the output and a check
     on what the modules returned is not a check on task banners. Asserts rc 0, exactly one reboot and exactly one
     ESP refresh, the kernel hook's, counted in the guest: (run, variables, boot id after, the ESP runs)."""
-    shutil.rmtree(BACKUPS, ignore_errors=True)
-    variables = {'pcie_passthrough_devices': [nic], 'pcie_passthrough_backup_dir': str(BACKUPS)}
+    shutil.rmtree(backups_of(guest), ignore_errors=True)
+    variables = {'pcie_passthrough_devices': [nic], 'pcie_passthrough_backup_dir': str(backups_of(guest))}
     mark = guest.esp_mark()
     run = run_ansible(collections_path, guest, 'passthrough.yml', name, variables, ['-v'])
     assert run.rc == 0, run.tail()
@@ -356,7 +361,7 @@ def restore_once(collections_path, state, name, converged_by):
         pytest.fail('%s did not converge this guest, so there is nothing to restore' % converged_by)
     guest = state['guest']
     mark = guest.esp_mark()
-    run = run_ansible(collections_path, guest, 'restore.yml', name, {'pcie_passthrough_backup_dir': str(BACKUPS)})
+    run = run_ansible(collections_path, guest, 'restore.yml', name, {'pcie_passthrough_backup_dir': str(backups_of(guest))})
     assert run.rc == 0 and 'REBOOT REQUIRED' in run.output, run.tail()
     return guest, run, mark
 
@@ -435,8 +440,8 @@ class TestBookwormSystemdBoot:
         loader_vars_before = guest.systemd_boot_vars()
         assert {'LoaderInfo', 'LoaderEntrySelected'} <= set(loader_vars_before), loader_vars_before
 
-        shutil.rmtree(BACKUPS, ignore_errors=True)
-        variables = {'pcie_passthrough_devices': [nic], 'pcie_passthrough_backup_dir': str(BACKUPS)}
+        shutil.rmtree(backups_of(guest), ignore_errors=True)
+        variables = {'pcie_passthrough_devices': [nic], 'pcie_passthrough_backup_dir': str(backups_of(guest))}
         run = run_ansible(collections_path, guest, 'passthrough.yml', 'bookworm-uefi-sdboot-converge', variables)
         assert run.rc == 0, run.tail()
 
@@ -486,7 +491,7 @@ class TestBookwormSystemdBoot:
         started = time.monotonic()
         mark = guest.esp_mark()
         run = run_ansible(collections_path, guest, 'restore.yml', 'bookworm-uefi-sdboot-restore',
-                          {'pcie_passthrough_backup_dir': str(BACKUPS)})
+                          {'pcie_passthrough_backup_dir': str(backups_of(guest))})
         assert run.rc == 0, run.tail()
         assert 'REBOOT REQUIRED' in run.output, run.tail()
         hashes = guest.file_hashes()
