@@ -133,7 +133,8 @@ def skip_reasons(junit_xml):
 
 
 def failure_reasons(junit_xml, width=300):
-    """One line per failed or errored test: its name and the first line of its message.
+    """One line per failed or errored test: its name and the first line of its message (with the
+    playbook's own failure line when that first line is only the exception's name).
 
     A failing guest prints its serial console last, and CI keeps only the tail of the log: the
     summary repeats why each test failed, so the reason survives the cut.
@@ -144,8 +145,12 @@ def failure_reasons(junit_xml, width=300):
             found = case.find(outcome)
             if found is None:
                 continue
-            message = (found.get('message') or found.text or '').strip()
-            first = message.splitlines()[0] if message else '(no message)'
+            lines = [line.strip() for line in (found.get('message') or found.text or '').splitlines() if line.strip()]
+            first = lines[0] if lines else '(no message)'
+            # "AssertionError:" alone: the text (a playbook's tail) starts on the next line, where its own
+            # failure line says more than its first line does.
+            if first.endswith(':') and len(lines) > 1:
+                first += ' ' + next((line for line in lines[1:] if line.startswith(('[ERROR]: ', 'fatal: ['))), lines[1])
             if len(first) > width:
                 first = first[:width - 3] + '...'
             reasons.append('%s: %s' % (case.get('name', '?'), first))

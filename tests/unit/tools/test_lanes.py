@@ -79,3 +79,15 @@ def test_a_scenario_no_plan_names_runs_in_both_sets():
         queues, unlisted = lanes.plan_lanes(2, present, test_set)
         assert unlisted == ['test_new_guest.py']
         assert 'test_new_guest.py' in {item[0] for queue in queues for item in queue}
+
+
+def test_a_message_that_starts_on_its_second_line_names_the_plays_failure(tmp_path):
+    # What restore_once's `assert ..., run.tail()` reported in make test-full: "AssertionError: " and then the
+    # playbook's tail, whose [ERROR] line is why.
+    returncode, junit = run_pytest(tmp_path, (
+        'def test_restore():\n'
+        '    assert False, "\\n  PLAY [Restore] ***\\n  TASK [Refuse] ***\\n'
+        '  [ERROR]: Task failed: Action failed: No backup bundle for h: x does not exist.\\n  PLAY RECAP ***"\n'))
+    verdict, [reason] = lanes.verdict_of(returncode, junit)
+    assert verdict == 'FAIL'
+    assert reason == 'test_restore: AssertionError: [ERROR]: Task failed: Action failed: No backup bundle for h: x does not exist.'
